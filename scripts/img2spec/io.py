@@ -1,0 +1,421 @@
+"""File formats: SDSS spectra, image-cube files and atomic output writing.
+
+Spectra follow the SDSS ``spec``/``spec-lite`` layout (HDU ``COADD`` with ``flux`` [1e-17 erg/s/cm²/Å],
+``loglam`` [log10 Å, vacuum], ``ivar``, ``and_mask``; HDU ``SPECOBJ`` with the pipeline's
+measurements).  Image cubes follow Pasquet et al. (2019): an ``.npz`` archive with ``cube``
+(N, 64, 64, 5) float32 in ugriz order and a record array ``labels`` holding ``specObjID``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+
+import h5py
+import numpy as np
+from astropy.io import fits
+
+#: Band order of every cube handled by img2spec.
+BANDS = ("u", "g", "r", "i", "z")
+
+#: SDSS spectral pixel-mask bit that marks pixels without data.
+NODATA_BIT = 1 << 24
+
+
+class InputError(ValueError):
+    """A file or object cannot be used; the message names it and says why."""
+
+
+class Spectrum(NamedTuple):
+    """One SDSS spectrum as read from disk.
+
+    Attributes
+    ----------
+    wave : ndarray
+        Vacuum wavelength of each pixel [Å].
+    flux : ndarray
+        Flux density [1e-17 erg s⁻¹ cm⁻² Å⁻¹].
+    ivar : ndarray
+        Inverse variance of ``flux`` [(1e-17 erg s⁻¹ cm⁻² Å⁻¹)⁻²].
+    bad : ndarray of bool
+        True where the pixel carries no usable measurement (ivar ≤ 0, non-finite values, or
+        ``and_mask`` bits in ``bad_bits``).
+    meta : dict
+        ``specobjid`` (int), ``z``, ``z_err``, ``vdisp`` [km/s], ``vdisp_err``, ``class``, ``plate``,
+        ``mjd``, ``fiberid``, ``ra``, ``dec`` where the file has them.
+    """
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    bad: np.ndarray
+    meta: dict[str, Any]
+
+
+_SPECOBJ_COLUMNS = {
+    "specobjid": "SPECOBJID",
+    "z": "Z",
+    "z_err": "Z_ERR",
+    "vdisp": "VDISP",
+    "vdisp_err": "VDISP_ERR",
+    "class": "CLASS",
+    "subclass": "SUBCLASS",
+    "plate": "PLATE",
+    "mjd": "MJD",
+    "fiberid": "FIBERID",
+    "ra": "PLUG_RA",
+    "dec": "PLUG_DEC",
+}
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode()
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF) -> Spectrum:
+    """Read an SDSS ``spec`` or ``spec-lite`` FITS file.
+
+    Parameters
+    ----------
+    path : path-like
+        The FITS file.
+    bad_bits : int
+        ``and_mask`` bits that make a pixel bad (default: any bit).
+
+    Returns
+    -------
+    Spectrum
+        Wavelength [Å, vacuum], flux [1e-17 erg/s/cm²/Å], ivar, bad-pixel mask and metadata.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not FITS, truncated, lacks the COADD or SPECOBJ HDU or their
+        columns, or has no usable pixel.  The message starts with the file name.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # astropy only warns about a short file; for us it is corrupt input
+            warnings.filterwarnings("error", message=".*truncated.*")
+            with fits.open(path, memmap=False) as hdul:
+                names = [hdu.name.upper() for hdu in hdul]
+                if "COADD" not in names:
+                    raise InputError(f"{path}: no COADD HDU (found {names})")
+                if "SPECOBJ" not in names:
+                    raise InputError(f"{path}: no SPECOBJ HDU (found {names})")
+                coadd = hdul["COADD"].data
+                specobj = hdul["SPECOBJ"].data
+                columns = {c.lower(): c for c in coadd.columns.names}
+                missing = [c for c in ("flux", "loglam", "ivar") if c not in columns]
+                if missing:
+                    raise InputError(f"{path}: COADD lacks column(s) {missing}")
+                loglam = np.asarray(coadd[columns["loglam"]], dtype=np.float64)
+                flux = np.asarray(coadd[columns["flux"]], dtype=np.float64)
+                ivar = np.asarray(coadd[columns["ivar"]], dtype=np.float64)
+                and_mask = (
+                    np.asarray(coadd[columns["and_mask"]], dtype=np.int64)
+                    if "and_mask" in columns
+                    else np.zeros(loglam.size, np.int64)
+                )
+                spec_columns = {c.upper() for c in specobj.columns.names}
+                meta = {
+                    key: _scalar(specobj[col][0])
+                    for key, col in _SPECOBJ_COLUMNS.items()
+                    if col in spec_columns
+                }
+    except InputError:
+        raise
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: file not found") from err
+    except (OSError, TypeError, ValueError, IndexError, KeyError, UserWarning) as err:
+        raise InputError(f"{path}: unreadable or corrupt FITS ({err})") from err
+
+    if "specobjid" not in meta:
+        raise InputError(f"{path}: SPECOBJ has no SPECOBJID")
+    try:
+        meta["specobjid"] = int(meta["specobjid"])
+    except ValueError as err:
+        raise InputError(f"{path}: SPECOBJID {meta['specobjid']!r} is not an integer") from err
+    if loglam.size < 2 or np.any(~np.isfinite(loglam)) or np.any(np.diff(loglam) <= 0):
+        raise InputError(f"{path}: loglam is not a finite increasing grid")
+    bad = (
+        ~np.isfinite(flux)
+        | ~np.isfinite(ivar)
+        | (ivar <= 0)
+        | ((and_mask & bad_bits) != 0)
+    )
+    if bad.all():
+        raise InputError(f"{path}: every pixel is bad (ivar = 0, masked or non-finite)")
+    flux = np.where(np.isfinite(flux), flux, 0.0)
+    ivar = np.where(bad, 0.0, ivar)
+    return Spectrum(10.0**loglam, flux, ivar, bad, meta)
+
+
+def write_spec_lite(
+    path: str | os.PathLike,
+    loglam: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    and_mask: np.ndarray,
+    specobj: dict[str, Any],
+    sky: np.ndarray | None = None,
+    model: np.ndarray | None = None,
+    wdisp: np.ndarray | None = None,
+) -> None:
+    """Write a spectrum in the SDSS spec-lite layout (primary, COADD, SPECOBJ), atomically.
+
+    Parameters
+    ----------
+    loglam : ndarray
+        log10 of vacuum wavelength [log10 Å].
+    flux, ivar : ndarray
+        Flux density [1e-17 erg/s/cm²/Å] and its inverse variance.
+    and_mask : ndarray of int
+        SDSS pixel mask.
+    specobj : dict
+        SPECOBJ columns (upper-case SDSS names, e.g. ``SPECOBJID``, ``Z``, ``VDISP``, ``CLASS``).
+    sky, model, wdisp : ndarray, optional
+        Sky flux, best model and dispersion [pixels of 1e-4 in log10 λ]; zeros when omitted.
+    """
+    n = loglam.size
+    zeros = np.zeros(n, np.float32)
+    coadd = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("flux", "E", array=np.asarray(flux, np.float32)),
+            fits.Column("loglam", "E", array=np.asarray(loglam, np.float32)),
+            fits.Column("ivar", "E", array=np.asarray(ivar, np.float32)),
+            fits.Column("and_mask", "J", array=np.asarray(and_mask, np.int32)),
+            fits.Column("or_mask", "J", array=np.asarray(and_mask, np.int32)),
+            fits.Column("wdisp", "E", array=zeros if wdisp is None else np.asarray(wdisp, np.float32)),
+            fits.Column("sky", "E", array=zeros if sky is None else np.asarray(sky, np.float32)),
+            fits.Column("model", "E", array=zeros if model is None else np.asarray(model, np.float32)),
+        ],
+        name="COADD",
+    )
+    spec_cols = []
+    for key, value in specobj.items():
+        if isinstance(value, str):
+            spec_cols.append(fits.Column(key, f"{max(len(value), 1)}A", array=np.array([value])))
+        elif isinstance(value, (int, np.integer)):
+            spec_cols.append(fits.Column(key, "K", array=np.array([value], np.int64)))
+        else:
+            spec_cols.append(fits.Column(key, "D", array=np.array([value], np.float64)))
+    specobj_hdu = fits.BinTableHDU.from_columns(spec_cols, name="SPECOBJ")
+    primary = fits.PrimaryHDU()
+    for key in ("PLATE", "MJD", "FIBERID"):
+        if key in specobj:
+            primary.header[key if key != "PLATE" else "PLATEID"] = int(specobj[key])
+    with atomic_output(path) as tmp:
+        fits.HDUList([primary, coadd, specobj_hdu]).writeto(tmp)
+
+
+def spectrum_path(root: str | os.PathLike, plate: int, mjd: int, fiberid: int) -> Path:
+    """Path of a spec-lite file below ``root`` in the SAS layout ``PPPP/spec-PPPP-MMMMM-FFFF.fits``."""
+    plate, mjd, fiberid = int(plate), int(mjd), int(fiberid)
+    return Path(root) / f"{plate:04d}" / f"spec-{plate:04d}-{mjd:05d}-{fiberid:04d}.fits"
+
+
+def encode_specobjid(plate: int, fiberid: int, mjd: int, run2d: int = 26) -> int:
+    """SDSS specObjID bit encoding (DR8+): plate≪50 | fiber≪38 | (mjd−50000)≪24 | run2d≪10."""
+    return (int(plate) << 50) | (int(fiberid) << 38) | ((int(mjd) - 50000) << 24) | (int(run2d) << 10)
+
+
+def decode_specobjid(specobjid: int) -> dict[str, int]:
+    """Inverse of :func:`encode_specobjid` for integer run2d values."""
+    s = int(specobjid)
+    return {
+        "plate": s >> 50,
+        "fiberid": (s >> 38) & 0xFFF,
+        "mjd": ((s >> 24) & 0x3FFF) + 50000,
+        "run2d": (s >> 10) & 0x3FFF,
+    }
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Image cubes
+# ----------------------------------------------------------------------------------------------
+
+
+def _npz_member_memmap(path: Path, member: str) -> np.ndarray | None:
+    """Memory-map an uncompressed ``.npy`` member of an ``.npz``; None if it is compressed."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local_header = fh.read(30)
+        if local_header[:4] != b"PK\x03\x04":
+            raise InputError(f"{path}: corrupt zip header for {member}")
+        name_len = int.from_bytes(local_header[26:28], "little")
+        extra_len = int.from_bytes(local_header[28:30], "little")
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(fh)
+        offset = fh.tell()
+    if fortran:
+        raise InputError(f"{path}: {member} is Fortran-ordered; rewrite it in C order")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+@dataclass
+class CubeFile:
+    """Lazily read 5-band image cubes from a Pasquet-layout ``.npz`` or an HDF5 file.
+
+    The pixel array is memory-mapped (uncompressed npz, HDF5) so files far larger than memory can be
+    read in chunks; a compressed npz is first unpacked to ``cache_dir`` in a streaming copy.
+
+    Attributes
+    ----------
+    path : Path
+    specobjid : ndarray of int64
+        One id per cube, in file order.
+    labels : ndarray
+        The file's label record array (``specObjID`` at least).
+    """
+
+    path: Path
+    specobjid: np.ndarray
+    labels: np.ndarray
+    _pixels: Any = field(repr=False)
+    _h5: Any = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.specobjid.size)
+
+    def read(self, index: np.ndarray | slice) -> np.ndarray:
+        """Cubes at ``index`` as float32 (n, 5, 64, 64), band-first (ugriz), as the dataset stores them."""
+        if isinstance(index, slice):
+            block = np.asarray(self._pixels[index])
+        else:
+            index = np.asarray(index)
+            order = np.argsort(index)
+            block = np.empty((index.size, *self._pixels.shape[1:]), self._pixels.dtype)
+            # h5py needs increasing indices; reading in order also keeps memmap access sequential
+            block[order] = self._pixels[index[order]]
+        return np.ascontiguousarray(np.moveaxis(block, -1, 1), dtype=np.float32)
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+
+    def __enter__(self) -> "CubeFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_cube_shape(path: Path, shape: tuple[int, ...], bands: list[str] | None) -> None:
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != len(BANDS):
+        raise InputError(
+            f"{path}: cube array has shape {shape}; expected (N, 64, 64, 5) with ugriz last"
+        )
+    if bands is not None and [b.strip().lower() for b in bands] != list(BANDS):
+        raise InputError(f"{path}: bands are {bands}; expected {list(BANDS)} in this order")
+
+
+def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> CubeFile:
+    """Open a cube file without loading its pixels.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.npz`` (Pasquet layout: ``cube`` (N,64,64,5), ``labels`` with ``specObjID``, optional
+        ``bands``) or ``.h5``/``.hdf5`` with datasets ``cube`` (N,64,64,5) and ``specObjID``.
+    cache_dir : path-like, optional
+        Where a compressed npz is unpacked (default: beside the file).
+
+    Raises
+    ------
+    InputError
+        For a missing member, a wrong shape or band order, or ids that are not integers.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: cube file not found")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        h5 = h5py.File(path, "r")
+        for key in ("cube", "specObjID"):
+            if key not in h5:
+                h5.close()
+                raise InputError(f"{path}: HDF5 cube file lacks dataset {key!r}")
+        bands = h5["cube"].attrs.get("bands")
+        _check_cube_shape(path, h5["cube"].shape, None if bands is None else [str(b) for b in bands])
+        ids = np.asarray(h5["specObjID"][()], dtype=np.int64)
+        labels = np.rec.fromarrays([ids], names="specObjID")
+        return CubeFile(path, ids, labels, h5["cube"], h5)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            members = set(archive.files)
+            for key in ("cube", "labels"):
+                if key not in members:
+                    raise InputError(f"{path}: npz cube file lacks member {key!r} (has {sorted(members)})")
+            labels = archive["labels"]
+            bands = [str(b) for b in archive["bands"]] if "bands" in members else None
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable npz archive ({err})") from err
+    names = labels.dtype.names or ()
+    id_field = next((n for n in names if n.lower() == "specobjid"), None)
+    if id_field is None:
+        raise InputError(f"{path}: labels have no specObjID field (fields: {names})")
+    try:
+        ids = np.asarray(labels[id_field]).astype(np.int64)
+    except ValueError as err:
+        raise InputError(f"{path}: specObjID values are not integers") from err
+    pixels = _npz_member_memmap(path, "cube.npy")
+    if pixels is None:
+        cache = Path(cache_dir) if cache_dir else path.parent
+        unpacked = cache / f"{path.stem}.cube.npy"
+        if not unpacked.exists() or unpacked.stat().st_mtime < path.stat().st_mtime:
+            with zipfile.ZipFile(path) as archive, archive.open("cube.npy") as src:
+                with atomic_output(unpacked) as tmp, open(tmp, "wb") as dst:
+                    while chunk := src.read(1 << 24):
+                        dst.write(chunk)
+        pixels = np.load(unpacked, mmap_mode="r")
+    _check_cube_shape(path, pixels.shape, bands)
+    if pixels.shape[0] != ids.size:
+        raise InputError(f"{path}: {pixels.shape[0]} cubes but {ids.size} labels")
+    return CubeFile(path, ids, labels, pixels)
+
+
+def write_cube_file(path: str | os.PathLike, cubes: np.ndarray, labels: np.ndarray) -> None:
+    """Write cubes (N, 64, 64, 5) float32 ugriz and their label record array as an uncompressed npz."""
+    _check_cube_shape(Path(path), cubes.shape, None)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, cube=np.asarray(cubes, np.float32), labels=labels, bands=np.array(BANDS))

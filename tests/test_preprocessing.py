@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from img2spec import preprocessing as pp
+from img2spec.io import Spectrum, read_sdss_spectrum
+
+
+def _log_grid(lo=3800.0, hi=9200.0):
+    k = np.arange(np.ceil(np.log10(lo) / 1e-4), np.floor(np.log10(hi) / 1e-4))
+    return 10.0 ** (k * 1e-4)
+
+
+def _spectrum(flux, wave=None, ivar=None, bad=None):
+    wave = _log_grid() if wave is None else wave
+    flux = np.broadcast_to(flux, wave.shape).astype(float)
+    ivar = np.ones_like(wave) if ivar is None else ivar
+    bad = np.zeros(wave.size, bool) if bad is None else bad
+    return Spectrum(wave, flux.copy(), ivar, bad, {"specobjid": 1})
+
+
+def _gaussian_line(wave, centre, fwhm):
+    sigma = fwhm / pp.FWHM_PER_SIGMA
+    return np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+
+
+def _fwhm_from_moments(x, y):
+    mean = np.sum(x * y) / np.sum(y)
+    return pp.FWHM_PER_SIGMA * np.sqrt(np.sum((x - mean) ** 2 * y) / np.sum(y))
+
+
+@pytest.mark.parametrize("centre", [4500.0, 5000.0, 7500.0])
+def test_degraded_line_has_target_fwhm(centre):
+    wave = _log_grid()
+    line = _gaussian_line(wave, centre, centre / 2000.0)
+    sigma_pix = pp.lsf_kernel_sigma_kms(2000, 1500) / pp.PIXEL_KMS
+    smoothed = pp.gaussian_smooth(line, sigma_pix)[0]
+    near = np.abs(wave - centre) < 30
+    assert _fwhm_from_moments(wave[near], smoothed[near]) == pytest.approx(centre / 1500.0, rel=0.02)
+
+
+def test_kernel_width_at_5000():
+    sigma = pp.lsf_kernel_sigma_kms(2000, 1500)
+    assert 5000 * sigma / pp.C_KMS * pp.FWHM_PER_SIGMA == pytest.approx(2.2048, abs=1e-3)
+    with pytest.raises(ValueError):
+        pp.lsf_kernel_sigma_kms(1500, 2000)
+
+
+def test_rebinning_conserves_integrated_flux():
+    wave = _log_grid()
+    k = np.log10(wave) / 1e-4
+    in_edges = 10 ** ((np.append(k, k[-1] + 1) - 0.5) * 1e-4)
+    rng = np.random.default_rng(0)
+    flux = 1 + rng.random(wave.size) + 5 * _gaussian_line(wave, 6563, 3.0)
+    out_edges = np.arange(4000, 8501) - 0.5
+    weights = pp.rebin_matrix(in_edges, out_edges)
+    out = (weights.T @ flux) / np.asarray(weights.sum(0)).ravel()
+    inside = (in_edges[:-1] >= out_edges[0]) & (in_edges[1:] <= out_edges[-1])
+    integral_in = np.sum(flux[inside] * np.diff(in_edges)[inside])
+    first, last = np.flatnonzero(inside)[[0, -1]]
+    covered = (out_edges[:-1] >= in_edges[first]) & (out_edges[1:] <= in_edges[last + 1])
+    partial = np.sum(out * np.diff(out_edges)) - np.sum(out[~covered] * np.diff(out_edges)[~covered])
+    assert partial == pytest.approx(integral_in, rel=1e-3)
+    total_in = np.sum(flux * np.diff(in_edges) * (in_edges[1:] > out_edges[0]) * (in_edges[:-1] < out_edges[-1]))
+    assert np.sum(out * np.diff(out_edges)) == pytest.approx(total_in, rel=1e-3)
+
+
+def test_real_spectrum_is_normalised_and_on_the_paper_grid(ngc3522_path):
+    result, rejects = pp.preprocess_spectra([read_sdss_spectrum(ngc3522_path)])
+    assert rejects == []
+    assert result.flux.shape == (1, 4500) and result.flux_lowres.shape == (1, 563)
+    assert result.wave[[0, -1]].tolist() == [4000.0, 8499.0]
+    window = (result.wave >= 6900) & (result.wave <= 6950)
+    assert np.exp(result.flux[0, window].astype(np.float64)).mean() == pytest.approx(1.0, abs=1e-6)
+    # low-resolution pixels are 8-A means of the normalised linear flux
+    linear = np.exp(result.flux[0])
+    assert np.exp(result.flux_lowres[0, 10]) == pytest.approx(linear[80:88].mean(), rel=1e-5)
+    assert result.wave_lowres[[0, -1]].tolist() == [4003.5, 8497.5]
+    assert result.ivar[0, ~result.mask[0]].min() > 0
+
+
+def test_bad_pixels_are_interpolated_and_masked():
+    wave = _log_grid()
+    flux = 2.0 + 0.0 * wave
+    bad = np.abs(wave - 5500) < 10
+    flux_with_junk = np.where(bad, 1e6, flux)
+    result, rejects = pp.preprocess_spectra([_spectrum(flux_with_junk, bad=bad)])
+    assert not rejects
+    near = np.abs(result.wave - 5500) < 8
+    assert result.mask[0, near].all()
+    np.testing.assert_allclose(result.flux[0], 0.0, atol=1e-4)
+    assert result.ivar[0, near].max() == 0
+
+
+def test_unusable_spectra_are_rejected_with_reasons():
+    wave = _log_grid()
+    good = _spectrum(1.0)
+    negative = _spectrum(-1.0)
+    window_masked = _spectrum(1.0, bad=(wave > 6850) & (wave < 7000))
+    off_grid = _spectrum(1.0, wave=np.linspace(3800, 9200, 3000))
+    mostly_bad = _spectrum(1.0, bad=wave < 7500)
+    result, rejects = pp.preprocess_spectra([negative, good, window_masked, off_grid, mostly_bad])
+    assert result.index.tolist() == [1]
+    reasons = dict(rejects)
+    assert "not positive" in reasons[0]
+    assert "normalisation window" in reasons[2]
+    assert "log10-wavelength" in reasons[3]
+    assert "masked" in reasons[4]
+
+
+def test_low_flux_is_floored_and_masked():
+    wave = _log_grid()
+    flux = np.where(np.abs(wave - 5000) < 20, -5.0, 1.0)
+    result, _ = pp.preprocess_spectra([_spectrum(flux)])
+    low = np.abs(result.wave - 5000) < 10
+    assert np.all(result.flux[0, low] == np.float32(np.log(1e-2)))
+    assert result.mask[0, low].all() and not result.mask[0, ~(np.abs(result.wave - 5000) < 25)].any()
