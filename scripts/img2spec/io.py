@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import threading
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -164,62 +164,88 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF) -> S
     return Spectrum(10.0**loglam, flux, ivar, bad, meta)
 
 
-def write_spec_lite(
-    path: str | os.PathLike,
-    loglam: np.ndarray,
-    flux: np.ndarray,
-    ivar: np.ndarray,
-    and_mask: np.ndarray,
-    specobj: dict[str, Any],
-    sky: np.ndarray | None = None,
-    model: np.ndarray | None = None,
-    wdisp: np.ndarray | None = None,
-) -> None:
-    """Write a spectrum in the SDSS spec-lite layout (primary, COADD, SPECOBJ), atomically.
+_COADD_DTYPE = [
+    ("flux", ">f4"), ("loglam", ">f4"), ("ivar", ">f4"), ("and_mask", ">i4"),
+    ("or_mask", ">i4"), ("wdisp", ">f4"), ("sky", ">f4"), ("model", ">f4"),
+]
 
-    Parameters
-    ----------
-    loglam : ndarray
-        log10 of vacuum wavelength [log10 Å].
-    flux, ivar : ndarray
-        Flux density [1e-17 erg/s/cm²/Å] and its inverse variance.
-    and_mask : ndarray of int
-        SDSS pixel mask.
-    specobj : dict
-        SPECOBJ columns (upper-case SDSS names, e.g. ``SPECOBJID``, ``Z``, ``VDISP``, ``CLASS``).
-    sky, model, wdisp : ndarray, optional
-        Sky flux, best model and dispersion [pixels of 1e-4 in log10 λ]; zeros when omitted.
+
+class SpecLiteWriter:
+    """Writes many spectra in the SDSS spec-lite layout (primary, COADD, SPECOBJ).
+
+    Building FITS tables dominates the cost of writing small files, so the HDU list is built
+    once per pixel count and SPECOBJ layout and refilled for every spectrum.  Strings in SPECOBJ
+    are stored in 24-character columns.
     """
-    n = loglam.size
-    zeros = np.zeros(n, np.float32)
-    coadd = fits.BinTableHDU.from_columns(
-        [
-            fits.Column("flux", "E", array=np.asarray(flux, np.float32)),
-            fits.Column("loglam", "E", array=np.asarray(loglam, np.float32)),
-            fits.Column("ivar", "E", array=np.asarray(ivar, np.float32)),
-            fits.Column("and_mask", "J", array=np.asarray(and_mask, np.int32)),
-            fits.Column("or_mask", "J", array=np.asarray(and_mask, np.int32)),
-            fits.Column("wdisp", "E", array=zeros if wdisp is None else np.asarray(wdisp, np.float32)),
-            fits.Column("sky", "E", array=zeros if sky is None else np.asarray(sky, np.float32)),
-            fits.Column("model", "E", array=zeros if model is None else np.asarray(model, np.float32)),
-        ],
-        name="COADD",
-    )
-    spec_cols = []
-    for key, value in specobj.items():
-        if isinstance(value, str):
-            spec_cols.append(fits.Column(key, f"{max(len(value), 1)}A", array=np.array([value])))
-        elif isinstance(value, (int, np.integer)):
-            spec_cols.append(fits.Column(key, "K", array=np.array([value], np.int64)))
-        else:
-            spec_cols.append(fits.Column(key, "D", array=np.array([value], np.float64)))
-    specobj_hdu = fits.BinTableHDU.from_columns(spec_cols, name="SPECOBJ")
-    primary = fits.PrimaryHDU()
-    for key in ("PLATE", "MJD", "FIBERID"):
-        if key in specobj:
-            primary.header[key if key != "PLATE" else "PLATEID"] = int(specobj[key])
-    with atomic_output(path) as tmp:
-        fits.HDUList([primary, coadd, specobj_hdu]).writeto(tmp)
+
+    def __init__(self) -> None:
+        self._hdul: fits.HDUList | None = None
+        self._key: tuple | None = None
+
+    @staticmethod
+    def _specobj_dtype(specobj: dict[str, Any]) -> list[tuple[str, str]]:
+        dtype = []
+        for key, value in specobj.items():
+            if isinstance(value, str):
+                dtype.append((key, "S24"))
+            elif isinstance(value, (int, np.integer)):
+                dtype.append((key, ">i8"))
+            else:
+                dtype.append((key, ">f8"))
+        return dtype
+
+    def write(
+        self,
+        path: str | os.PathLike,
+        loglam: np.ndarray,
+        flux: np.ndarray,
+        ivar: np.ndarray,
+        and_mask: np.ndarray,
+        specobj: dict[str, Any],
+        sky: np.ndarray | None = None,
+        model: np.ndarray | None = None,
+        wdisp: np.ndarray | None = None,
+    ) -> None:
+        """Write one spectrum atomically.
+
+        Parameters
+        ----------
+        loglam : ndarray
+            log10 of vacuum wavelength [log10 Å].
+        flux, ivar : ndarray
+            Flux density [1e-17 erg/s/cm²/Å] and its inverse variance.
+        and_mask : ndarray of int
+            SDSS pixel mask.
+        specobj : dict
+            SPECOBJ columns (upper-case SDSS names, e.g. ``SPECOBJID``, ``Z``, ``VDISP``, ``CLASS``).
+        sky, model, wdisp : ndarray, optional
+            Sky flux, best model and dispersion [pixels of 1e-4 in log10 λ]; zeros when omitted.
+        """
+        spec_dtype = self._specobj_dtype(specobj)
+        key = (loglam.size, tuple(spec_dtype))
+        if self._key != key:
+            coadd = fits.BinTableHDU(data=np.zeros(loglam.size, dtype=_COADD_DTYPE), name="COADD")
+            row = fits.BinTableHDU(data=np.zeros(1, dtype=spec_dtype), name="SPECOBJ")
+            self._hdul, self._key = fits.HDUList([fits.PrimaryHDU(), coadd, row]), key
+        primary, coadd, row = self._hdul
+        data = coadd.data
+        data["flux"], data["loglam"], data["ivar"] = flux, loglam, ivar
+        data["and_mask"] = and_mask
+        data["or_mask"] = and_mask
+        for column, values in (("wdisp", wdisp), ("sky", sky), ("model", model)):
+            data[column] = 0.0 if values is None else values
+        for name, value in specobj.items():
+            row.data[name][0] = value
+        for name in ("PLATE", "MJD", "FIBERID"):
+            if name in specobj:
+                primary.header["PLATEID" if name == "PLATE" else name] = int(specobj[name])
+        with atomic_output(path) as tmp:
+            self._hdul.writeto(tmp)
+
+
+def write_spec_lite(path: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+    """Write one spectrum in the spec-lite layout; see :meth:`SpecLiteWriter.write`."""
+    SpecLiteWriter().write(path, *args, **kwargs)
 
 
 def spectrum_path(root: str | os.PathLike, plate: int, mjd: int, fiberid: int) -> Path:
@@ -249,9 +275,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,296 @@
+"""Physical properties of mock SDSS galaxies, drawn from published scaling relations.
+
+Each galaxy is a bulge (de Vaucouleurs, Sérsic n = 4) plus an exponential disk, each with its own
+star-formation history, metallicity and dust.  All draws are vectorised over galaxies; the random
+generator is passed in, so equal seeds give equal galaxies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.cosmology import FlatLambdaCDM
+
+from ..units import G_KPC_KMS2_PER_MSUN
+
+#: Emission lines of the mock: name → vacuum rest wavelength [Å].
+LINES = {
+    "Hb": 4862.68,
+    "OIII_4959": 4960.30,
+    "OIII_5007": 5008.24,
+    "OI_6300": 6302.05,
+    "NII_6548": 6549.86,
+    "Ha": 6564.61,
+    "NII_6584": 6585.27,
+    "SII_6717": 6718.29,
+    "SII_6731": 6732.67,
+}
+
+COMPONENTS = ("bulge", "disk")
+
+
+@dataclass(frozen=True)
+class PopulationSettings:
+    """Parameters of the galaxy population; defaults reproduce SDSS main-sample galaxies.
+
+    Attributes
+    ----------
+    z_min, z_max : float
+        Redshift range (the paper's 0.05 < z ≤ 0.15).
+    petro_r_limit : float
+        Petrosian r magnitude limit of the SDSS main galaxy sample (Strauss et al. 2002).
+    logmass_min, logmass_max : float
+        Range of log10 stellar mass formed [M_sun] drawn from the mass function.
+    quench_logmass, quench_width : float
+        Mass [log M_sun] at which half the galaxies are quenched, and the width of the transition
+        (Baldry et al. 2006; Peng et al. 2010).
+    agn_fraction_max, agn_logmass : float
+        Highest AGN fraction, reached by massive bulges, and the bulge mass where it is half of it
+        (Kauffmann et al. 2003b: AGN live in massive bulges).
+    burst_fraction : float
+        Fraction of star-forming galaxies with a recent burst.
+    h0, omega_m : float
+        Flat ΛCDM cosmology.
+    """
+
+    z_min: float = 0.05
+    z_max: float = 0.15
+    petro_r_limit: float = 17.77
+    logmass_min: float = 9.0
+    logmass_max: float = 12.0
+    quench_logmass: float = 10.6
+    quench_width: float = 0.25
+    agn_fraction_max: float = 0.35
+    agn_logmass: float = 10.6
+    burst_fraction: float = 0.1
+    h0: float = 70.0
+    omega_m: float = 0.3
+
+    @property
+    def cosmology(self) -> FlatLambdaCDM:
+        return FlatLambdaCDM(H0=self.h0, Om0=self.omega_m)
+
+
+def draw_redshift(n: int, settings: PopulationSettings, rng: np.random.Generator) -> np.ndarray:
+    """Redshifts uniform in comoving volume between ``z_min`` and ``z_max``."""
+    z = np.linspace(settings.z_min, settings.z_max, 512)
+    dvdz = settings.cosmology.differential_comoving_volume(z).value
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dvdz[1:] + dvdz[:-1]) * np.diff(z))])
+    return np.interp(rng.random(n) * cdf[-1], cdf, z)
+
+
+def draw_logmass(n: int, settings: PopulationSettings, rng: np.random.Generator) -> np.ndarray:
+    """log10 stellar mass from the double-Schechter mass function of Baldry et al. (2012).
+
+    M* = 10^10.66 M_sun, φ1* = 3.96e-3, α1 = −0.35, φ2* = 0.79e-3, α2 = −1.47.
+    """
+    logm = np.linspace(settings.logmass_min, settings.logmass_max, 1024)
+    x = 10.0 ** (logm - 10.66)
+    phi = np.log(10.0) * np.exp(-x) * (3.96e-3 * x ** (1 - 0.35) + 0.79e-3 * x ** (1 - 1.47))
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (phi[1:] + phi[:-1]) * np.diff(logm))])
+    return np.interp(rng.random(n) * cdf[-1], cdf, logm)
+
+
+def shen_size_kpc(logmass: np.ndarray, early: bool) -> np.ndarray:
+    """Median half-light radius [kpc] of Shen et al. (2003), eqs. 17–18.
+
+    Early types: R = 2.88e-6 M^0.56; late types: R = 0.1 M^0.14 (1 + M/3.98e10)^0.25.
+    """
+    m = 10.0 ** np.asarray(logmass)
+    if early:
+        return 2.88e-6 * m**0.56
+    return 0.1 * m**0.14 * (1 + m / 3.98e10) ** (0.39 - 0.14)
+
+
+def stellar_metallicity(logmass: np.ndarray) -> np.ndarray:
+    """Median [M/H] versus stellar mass, a tanh fit to the Gallazzi et al. (2005) relation."""
+    return -0.25 + 0.33 * np.tanh((np.asarray(logmass) - 10.2) / 0.6)
+
+
+def kauffmann03(log_nii_ha: np.ndarray) -> np.ndarray:
+    """Kauffmann et al. (2003) SF/AGN demarcation, log [O III]/Hβ as a function of log [N II]/Hα."""
+    return 0.61 / (np.asarray(log_nii_ha) - 0.05) + 1.3
+
+
+def kewley01(log_nii_ha: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2001) maximum-starburst line, log [O III]/Hβ versus log [N II]/Hα."""
+    return 0.61 / (np.asarray(log_nii_ha) - 0.47) + 1.19
+
+
+def schawinski07(log_nii_ha: np.ndarray) -> np.ndarray:
+    """Schawinski et al. (2007) Seyfert/LINER line in the [N II] diagram."""
+    return 1.05 * np.asarray(log_nii_ha) + 0.45
+
+
+def delayed_tau_mass_in_bins(
+    age_edges: np.ndarray, formation_age: np.ndarray, tau: np.ndarray
+) -> np.ndarray:
+    """Mass fraction formed in each stellar-age bin by SFR(t) ∝ t e^(−t/τ).
+
+    Parameters
+    ----------
+    age_edges : ndarray, (n_bins + 1,)
+        Edges of the stellar-age bins [Gyr], increasing from 0.
+    formation_age : ndarray, (n,)
+        Age of the oldest stars, i.e. time since star formation began [Gyr].
+    tau : ndarray, (n,)
+        e-folding time [Gyr].
+
+    Returns
+    -------
+    ndarray, (n, n_bins)
+        Fractions summing to 1 per galaxy.
+    """
+    # the cumulative mass formed by time t is τ² − τ(t + τ) e^(−t/τ); an age a ↔ t = T − a
+    def formed_by(t: np.ndarray) -> np.ndarray:
+        t = np.clip(t, 0.0, None)
+        return tau[:, None] ** 2 - tau[:, None] * (t + tau[:, None]) * np.exp(-t / tau[:, None])
+
+    cumulative = formed_by(formation_age[:, None] - age_edges[None, :])
+    mass = cumulative[:, :-1] - cumulative[:, 1:]
+    return mass / mass.sum(axis=1, keepdims=True)
+
+
+def age_bin_edges(ages: np.ndarray) -> np.ndarray:
+    """Edges between log-spaced SSP ages [Gyr]; the first bin starts at 0 so that stars younger
+    than the youngest template are represented by it."""
+    mids = np.sqrt(ages[1:] * ages[:-1])
+    return np.concatenate([[0.0], mids, [ages[-1] * np.sqrt(ages[-1] / ages[-2])]])
+
+
+def draw_galaxies(
+    n: int, ssp_ages: np.ndarray, settings: PopulationSettings, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Draw ``n`` galaxies' intrinsic properties.
+
+    Parameters
+    ----------
+    n : int
+    ssp_ages : ndarray
+        Ages of the SSP library [Gyr]: star-formation histories are binned onto them.
+    settings : PopulationSettings
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict of ndarray
+        Per galaxy: ``z``, ``logmass`` (formed), ``quenched``, ``bt`` (bulge-to-total mass), per
+        component ``{c}_mass``, ``{c}_re_kpc``, ``{c}_q`` (axis ratio), ``{c}_sfh`` (n, n_ages) mass
+        per SSP age [M_sun], ``{c}_metallicity``, ``{c}_ebv``, ``{c}_sigma`` [km/s]; ``pa_deg``,
+        ``cos_incl``, ``sfr`` [M_sun/yr, mean over 100 Myr], ``agn_type`` (0 none, 1 Seyfert,
+        2 LINER) and emission-line parameters.
+    """
+    s = settings
+    cosmo = s.cosmology
+    z = draw_redshift(n, s, rng)
+    logmass = draw_logmass(n, s, rng)
+    universe_age = cosmo.age(z).value
+    p_quench = 1.0 / (1.0 + np.exp(-(logmass - s.quench_logmass) / s.quench_width))
+    quenched = rng.random(n) < p_quench
+
+    # bulge fraction: high for quenched galaxies, growing with mass for star-forming ones
+    bt_sf = np.clip(0.05 + 0.25 * (logmass - 9.5) / 2.0, 0.03, 0.4)
+    bt = np.where(
+        quenched,
+        rng.beta(6.0, 2.5, n),
+        np.clip(rng.beta(2.0, 2.0 / bt_sf - 2.0 + 1e-9), 0.0, 0.9),
+    )
+    bt = np.clip(bt, 0.01, 0.98)
+    out: dict[str, np.ndarray] = {"z": z, "logmass": logmass, "quenched": quenched, "bt": bt}
+    mass = 10.0**logmass
+    out["bulge_mass"] = bt * mass
+    out["disk_mass"] = (1 - bt) * mass
+    out["bulge_re_kpc"] = shen_size_kpc(np.log10(out["bulge_mass"]), early=True) * 10 ** rng.normal(0, 0.12, n)
+    out["disk_re_kpc"] = shen_size_kpc(logmass, early=False) * 10 ** rng.normal(0, 0.15, n)
+    # the disk never hides inside its bulge
+    out["disk_re_kpc"] = np.maximum(out["disk_re_kpc"], 1.2 * out["bulge_re_kpc"])
+    cos_incl = rng.random(n)
+    out["cos_incl"] = cos_incl
+    # oblate disk of intrinsic thickness 0.15 seen at inclination i (Holmberg 1958)
+    out["disk_q"] = np.sqrt(cos_incl**2 + 0.15**2 * (1 - cos_incl**2))
+    out["bulge_q"] = rng.uniform(0.6, 1.0, n)
+    out["pa_deg"] = rng.uniform(0, 180, n)
+
+    # star-formation histories: delayed-τ per component, ages binned on the SSP grid
+    edges = age_bin_edges(ssp_ages)
+    oldest = universe_age - 0.3
+    bulge_t0 = np.minimum(rng.uniform(9.0, 13.0, n), oldest)
+    bulge_tau = rng.uniform(0.3, 1.5, n)
+    disk_t0 = np.minimum(rng.uniform(7.0, 12.5, n), oldest)
+    disk_tau = np.where(quenched, rng.uniform(0.8, 2.0, n), rng.uniform(3.0, 12.0, n))
+    for comp, t0, tau in (("bulge", bulge_t0, bulge_tau), ("disk", disk_t0, disk_tau)):
+        fractions = delayed_tau_mass_in_bins(edges, t0, tau)
+        out[f"{comp}_sfh"] = fractions * out[f"{comp}_mass"][:, None]
+    burst = (~quenched) & (rng.random(n) < s.burst_fraction)
+    burst_age = 10 ** rng.uniform(np.log10(0.07), 0, n)
+    burst_bin = np.clip(np.searchsorted(edges, burst_age) - 1, 0, ssp_ages.size - 1)
+    burst_mass = rng.uniform(0.01, 0.08, n) * out["disk_mass"] * burst
+    out["disk_sfh"][np.arange(n), burst_bin] += burst_mass
+    out["burst_mass_fraction"] = burst_mass / mass
+    young = np.clip((0.1 - edges[:-1]) / np.diff(edges), 0.0, 1.0)  # share of each bin in the last 100 Myr
+    out["sfr"] = (out["bulge_sfh"] + out["disk_sfh"]) @ young / 1e8
+
+    met = stellar_metallicity(logmass) + rng.normal(0, 0.1, n)
+    out["bulge_metallicity"] = met + 0.05
+    out["disk_metallicity"] = met - 0.05
+
+    # Calzetti E(B−V)_star: grows with mass and inclination for star-forming disks
+    disk_ebv = np.where(
+        quenched,
+        rng.exponential(0.02, n),
+        (0.10 + 0.06 * (logmass - 10.0) + 0.12 * (1 - cos_incl)) * 10 ** rng.normal(0, 0.15, n),
+    )
+    out["disk_ebv"] = np.clip(disk_ebv, 0.0, 0.6)
+    out["bulge_ebv"] = np.clip(np.where(quenched, rng.exponential(0.015, n), 0.5 * disk_ebv), 0.0, 0.6)
+
+    # velocity dispersions: virial estimate for the bulge (M_dyn = 5 R_e σ²/G, Cappellari et al.
+    # 2006) with dynamical mass 1.5× the stellar mass formed; a thick-disk value for the disk
+    virial = G_KPC_KMS2_PER_MSUN * 1.5 * out["bulge_mass"] / (5.0 * out["bulge_re_kpc"])
+    out["bulge_sigma"] = np.clip(np.sqrt(virial) * 10 ** rng.normal(0, 0.04, n), 40.0, 400.0)
+    out["disk_sigma"] = np.clip(30.0 + 20.0 * (logmass - 9.0) + rng.normal(0, 8, n), 25.0, 120.0)
+
+    # star-forming emission: ratios along the SF sequence of the BPT diagram
+    n2_sf = np.clip(-0.3 + 0.35 * (logmass - 10.5) + rng.normal(0, 0.07, n), -1.2, -0.25)
+    out["sf_log_nii_ha"] = n2_sf
+    out["sf_log_oiii_hb"] = kauffmann03(n2_sf) - (0.08 + np.abs(rng.normal(0, 0.15, n)))
+    out["sf_log_sii_ha"] = -0.45 + rng.normal(0, 0.08, n)
+    out["sf_log_oi_ha"] = -1.6 + rng.normal(0, 0.1, n)
+    out["sf_sigma_gas"] = np.clip(rng.normal(45, 10, n), 20, 90)
+
+    # AGN: probability rises with bulge mass; LINERs dominate in quenched hosts
+    p_agn = s.agn_fraction_max / (1 + np.exp(-(np.log10(out["bulge_mass"]) - s.agn_logmass) / 0.25))
+    is_agn = rng.random(n) < p_agn
+    is_liner = rng.random(n) < np.where(quenched, 0.75, 0.45)
+    out["agn_type"] = np.where(is_agn, np.where(is_liner, 2, 1), 0)
+    n2_sey = rng.uniform(-0.2, 0.3, n)
+    o3_sey = np.maximum(kewley01(n2_sey), schawinski07(n2_sey)) + rng.uniform(0.1, 0.45, n)
+    n2_lin = rng.uniform(0.0, 0.4, n)
+    o3_lin = np.clip(rng.uniform(-0.4, 0.3, n), kewley01(n2_lin) + 0.1, schawinski07(n2_lin) - 0.05)
+    out["agn_log_nii_ha"] = np.where(is_liner, n2_lin, n2_sey)
+    out["agn_log_oiii_hb"] = np.where(is_liner, o3_lin, o3_sey)
+    out["agn_log_sii_ha"] = np.where(is_liner, -0.1, -0.3) + rng.normal(0, 0.08, n)
+    out["agn_log_oi_ha"] = np.where(is_liner, -0.7, -1.0) + rng.normal(0, 0.1, n)
+    # AGN strength as Hα equivalent width against the fiber continuum (Cid Fernandes et al. 2011)
+    out["agn_ew_ha"] = np.where(is_agn, 10 ** np.where(is_liner, rng.normal(0.45, 0.2, n), rng.normal(1.1, 0.3, n)), 0.0)
+    out["agn_sigma_gas"] = rng.uniform(150, 300, n)
+    return out
+
+
+def line_ratios(log_nii_ha, log_oiii_hb, log_sii_ha, log_oi_ha) -> dict[str, np.ndarray]:
+    """Line fluxes relative to Hα = 1 for the given diagnostic ratios (intrinsic, Case B Hα/Hβ = 2.86)."""
+    hb = np.full_like(np.asarray(log_nii_ha, float), 1 / 2.86)
+    oiii = hb * 10 ** np.asarray(log_oiii_hb)
+    nii = 10 ** np.asarray(log_nii_ha)
+    sii = 10 ** np.asarray(log_sii_ha)
+    return {
+        "Hb": hb,
+        "OIII_5007": oiii,
+        "OIII_4959": oiii / 2.98,
+        "OI_6300": 10 ** np.asarray(log_oi_ha),
+        "Ha": np.ones_like(hb),
+        "NII_6584": nii,
+        "NII_6548": nii / 3.05,
+        "SII_6717": sii * 1.4 / 2.4,
+        "SII_6731": sii * 1.0 / 2.4,
+    }

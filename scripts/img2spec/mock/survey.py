@@ -1,0 +1,569 @@
+"""A mock SDSS survey: catalog, spec-lite spectra and ugriz image cubes of the same galaxies, plus truth.
+
+The fiber spectrum and the images are two observations of one model galaxy: the spectrum is the
+light of bulge and disk that a 3″ fiber collects after seeing, the images are the same components
+convolved with each band's PSF, so colours and colour gradients carry the information on age,
+metallicity, dust, lines and velocity dispersion that the spectrum shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..dust import calzetti_k, ccm_extinction
+from ..io import BANDS, NODATA_BIT, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
+from ..photometry import FilterSet, ab_maggies, asinh_mag, mag_to_nanomaggies, sdss_filters
+from ..preprocessing import LOG10_STEP
+from ..templates import SSPLibrary
+from ..units import C_ANGSTROM_PER_S, MPC_CM, air_to_vacuum
+from . import population as pop
+from .render import component_covariances, enclosed_fraction, petrosian_quantities, render_gaussians, with_psf
+from .spectra import (
+    OBSERVED_K0,
+    OBSERVED_K1,
+    SpectralModel,
+    attenuated,
+    line_profiles,
+    luminosity_to_sdss_flux,
+    observed_loglam,
+    redshift_and_broaden,
+)
+
+#: Kennicutt (1998): SFR [M_sun/yr] = 7.9e-42 L(Hα) [erg/s] for a Salpeter IMF.
+KENNICUTT_HA = 7.9e-42
+#: Bright night-sky lines [Å, air] and fluxes through a 3″ fiber [1e-17 erg/s/cm²] (order of
+#: magnitude of SDSS sky spectra): [O I], Na D and the strongest OH Meinel bands.
+SKY_LINES_AIR = np.array(
+    [5577.34, 5889.95, 5895.92, 6300.30, 6363.78, 6863.96, 6923.22, 7276.41, 7316.28, 7340.89,
+     7750.64, 7794.11, 7821.50, 7913.71, 7993.33, 8344.60, 8399.17, 8430.17, 8465.36, 8827.10,
+     8885.85, 8919.63, 8958.08, 9001.39]
+)
+SKY_LINE_FLUX = np.array(
+    [2000, 300, 300, 700, 230, 350, 300, 350, 500, 450, 600, 700, 500, 600, 700, 1200, 1000, 900,
+     800, 1500, 1300, 1000, 1200, 1400], dtype=float
+)
+BPT_CLASSES = ("passive", "star-forming", "AGN")
+
+
+@dataclass(frozen=True)
+class ObservationSettings:
+    """How the mock SDSS observes its galaxies.
+
+    Attributes
+    ----------
+    image_size, pixel_arcsec : int, float
+        Cube size [pixels] and SDSS pixel scale [″].
+    psf_fwhm : tuple of float
+        Seeing FWHM per band [″], ugriz (SDSS median ≈1.4″ in r).
+    depth_5sigma : tuple of float
+        5σ point-source AB magnitude per band (SDSS: 22.0, 22.2, 22.2, 21.3, 20.5).
+    electrons_per_nmgy : tuple of float
+        Detected electrons per nanomaggy per band, for the galaxies' own Poisson noise.
+    fiber_radius, fiber_seeing : float
+        Fiber aperture radius and seeing FWHM during the spectroscopic exposure [″].
+    sky_mag : tuple of float
+        Night-sky surface brightness per band [AB mag/arcsec²].
+    snr_r18 : float
+        Spectral S/N per pixel at 6200 Å for a fiber magnitude r = 18.
+    resolving_power : float
+        Spectrograph R = λ/FWHM.
+    calibration_error : float
+        Amplitude of the smooth flux-calibration error across the spectrum (fractional).
+    sky_residual : float
+        Relative amplitude of sky-line subtraction residuals.
+    bad_pixel_rate : float
+        Fraction of spectral pixels flagged and given zero inverse variance.
+    neighbour_probability, star_probability : float
+        Chance that a cube contains another galaxy or a star.
+    """
+
+    image_size: int = 64
+    pixel_arcsec: float = 0.396
+    psf_fwhm: tuple[float, ...] = (1.55, 1.45, 1.35, 1.3, 1.3)
+    depth_5sigma: tuple[float, ...] = (22.0, 22.2, 22.2, 21.3, 20.5)
+    electrons_per_nmgy: tuple[float, ...] = (160.0, 1100.0, 940.0, 700.0, 160.0)
+    fiber_radius: float = 1.5
+    fiber_seeing: float = 1.35
+    sky_mag: tuple[float, ...] = (22.1, 21.9, 20.9, 20.2, 18.9)
+    snr_r18: float = 15.0
+    resolving_power: float = 2000.0
+    calibration_error: float = 0.02
+    sky_residual: float = 0.03
+    bad_pixel_rate: float = 1e-3
+    neighbour_probability: float = 0.25
+    star_probability: float = 0.15
+
+
+@dataclass(frozen=True)
+class MockSettings:
+    """Size, seed and physics of a mock survey."""
+
+    n_galaxies: int = 3000
+    seed: int = 42
+    batch_size: int = 256
+    population: pop.PopulationSettings = field(default_factory=pop.PopulationSettings)
+    observation: ObservationSettings = field(default_factory=ObservationSettings)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "MockSettings":
+        """Build from the ``mock`` section of the workflow config."""
+        population = pop.PopulationSettings(**cfg.get("population", {}))
+        observation = cfg.get("observation", {})
+        observation = ObservationSettings(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in observation.items()}
+        )
+        top = {k: cfg[k] for k in ("n_galaxies", "seed", "batch_size") if k in cfg}
+        return cls(population=population, observation=observation, **top)
+
+
+@dataclass
+class MockSurvey:
+    """Generator of mock galaxies with a fixed template library, filters and settings."""
+
+    model: SpectralModel
+    settings: MockSettings
+    filters: FilterSet = field(default_factory=sdss_filters)
+
+    @classmethod
+    def from_library(cls, library: SSPLibrary, settings: MockSettings) -> "MockSurvey":
+        return cls(SpectralModel.from_library(library, settings.observation.resolving_power), settings)
+
+    # ------------------------------------------------------------------ photometry
+    def component_photometry(self, gal: dict) -> np.ndarray:
+        """Total flux of each component in each band [nanomaggies], (n, 2, 5), MW extinction included."""
+        model, z = self.model, gal["z"]
+        obs_wave = np.arange(2900.0, 11200.0, 4.0)
+        factor = luminosity_to_sdss_flux(gal["dl_cm"], z) * 1e-17
+        mw = 10 ** (-0.4 * gal["ebv_mw"][:, None] * ccm_extinction(obs_wave)[None, :])
+        rest = obs_wave[None, :] / (1 + z[:, None])
+        position = (rest - model.phot_wave[0]) / (model.phot_wave[1] - model.phot_wave[0])
+        lo = np.clip(np.floor(position).astype(int), 0, model.phot_wave.size - 2)
+        t = position - lo
+        out = np.empty((z.size, 2, len(BANDS)))
+        for c, comp in enumerate(pop.COMPONENTS):
+            weights = self.model.ssp_weights(gal[f"{comp}_sfh"], gal[f"{comp}_metallicity"])
+            sed = attenuated(weights @ model.phot, model.phot_wave, gal[f"{comp}_ebv"])
+            observed = np.take_along_axis(sed, lo, 1) * (1 - t) + np.take_along_axis(sed, lo + 1, 1) * t
+            out[:, c] = ab_maggies(obs_wave, observed * factor[:, None] * mw, self.filters) * 1e9
+        return out
+
+    def geometry(self, gal: dict) -> dict:
+        """Gaussian-mixture covariances [″²] of bulge and disk on the sky, without PSF."""
+        arcsec_per_kpc = gal["arcsec_per_kpc"]
+        amp_b, cov_b = component_covariances(gal["bulge_re_kpc"] * arcsec_per_kpc, gal["bulge_q"], gal["pa_deg"], 4.0)
+        amp_d, cov_d = component_covariances(gal["disk_re_kpc"] * arcsec_per_kpc, gal["disk_q"], gal["pa_deg"], 1.0)
+        return {"amp": (amp_b, amp_d), "cov": (cov_b, cov_d)}
+
+    def aperture_fractions(self, geometry: dict, radius: float, seeing: float) -> np.ndarray:
+        """Fraction of each component's light inside a centred circular aperture, (n, 2)."""
+        return np.stack(
+            [enclosed_fraction(with_psf(cov, seeing), radius) @ amp for amp, cov in zip(geometry["amp"], geometry["cov"])],
+            axis=1,
+        )
+
+    # ------------------------------------------------------------------ draws
+    def draw_candidates(self, n: int, rng: np.random.Generator) -> dict:
+        """Galaxies with photometry that may pass the magnitude limit.
+
+        Two conservative cuts save work on galaxies that cannot pass: before photometry, those
+        fainter than the limit even at log M/L_r = −0.4 (per mass formed; the population never
+        goes below −0.05); before the costly Petrosian measurement, those whose total r magnitude
+        is 0.5 mag fainter than the limit (a Petrosian flux is ≥ 80% of the total for n ≤ 4).
+        """
+        gal = pop.draw_galaxies(n, self.model.ages, self.settings.population, rng)
+        cosmo = self.settings.population.cosmology
+        brightest_r = 4.65 - 2.5 * (gal["logmass"] + 0.4) + cosmo.distmod(gal["z"]).value
+        possible = brightest_r <= self.settings.population.petro_r_limit + 0.5
+        gal = {key: value[possible] for key, value in gal.items()}
+        n = possible.sum()
+        gal["dl_cm"] = cosmo.luminosity_distance(gal["z"]).value * MPC_CM
+        gal["arcsec_per_kpc"] = cosmo.arcsec_per_kpc_proper(gal["z"]).value
+        gal["ebv_mw"] = rng.uniform(0.01, 0.06, n)
+        gal["extinction_r"] = 2.751 * gal["ebv_mw"]  # Schlafly & Finkbeiner (2011), SDSS r
+        gal["flux_nmgy"] = self.component_photometry(gal)
+        r = BANDS.index("r")
+        total_r = asinh_mag(gal["flux_nmgy"].sum(1))[:, r] - gal["extinction_r"]
+        bright = total_r <= self.settings.population.petro_r_limit + 0.5
+        gal = {key: value[bright] for key, value in gal.items()}
+        geom = self.geometry(gal)
+        psf_r = self.settings.observation.psf_fwhm[r]
+        petro = petrosian_quantities(
+            list(geom["amp"]),
+            [with_psf(cov, psf_r) for cov in geom["cov"]],
+            [gal["flux_nmgy"][:, 0, r], gal["flux_nmgy"][:, 1, r]],
+        )
+        gal.update(petro)
+        gal["petroMag_r"] = asinh_mag(np.stack([petro["petroFlux"]] * len(BANDS), -1))[:, r]
+        return gal
+
+    def select(self, gal: dict) -> np.ndarray:
+        """Main-sample selection: extinction-corrected Petrosian r ≤ limit."""
+        return gal["petroMag_r"] - gal["extinction_r"] <= self.settings.population.petro_r_limit
+
+    # ------------------------------------------------------------------ spectra
+    def fiber_spectra(self, gal: dict, rng: np.random.Generator) -> dict:
+        """Noiseless and observed fiber spectra and their truth, on the SDSS log grid.
+
+        Returns a dict with ``loglam`` (n_pix,), ``model`` (n, n_pix, noiseless, 1e-17 units),
+        ``flux``, ``ivar``, ``and_mask``, ``sky`` and per-galaxy truth arrays.
+        """
+        obs = self.settings.observation
+        model = self.model
+        n = gal["z"].size
+        loglam = observed_loglam()
+        wave = 10.0**loglam
+        k = np.arange(OBSERVED_K0, OBSERVED_K1 + 1)
+        geom = self.geometry(gal)
+        fiber = self.aperture_fractions(geom, obs.fiber_radius, obs.fiber_seeing)
+        factor = luminosity_to_sdss_flux(gal["dl_cm"], gal["z"])
+        rest_wave = model.rest_wave
+        window = (rest_wave > 5000) & (rest_wave < 6000)
+        continuum = np.zeros((n, k.size))
+        covered = np.ones((n, k.size), bool)
+        ssp_light = np.zeros((n, model.spec.shape[0]))
+        component_light = np.zeros((n, 2))
+        for c, comp in enumerate(pop.COMPONENTS):
+            weights = model.ssp_weights(gal[f"{comp}_sfh"], gal[f"{comp}_metallicity"])
+            scale = fiber[:, c] * factor
+            rest = attenuated(weights @ model.spec, rest_wave, gal[f"{comp}_ebv"]) * scale[:, None]
+            observed, ok = redshift_and_broaden(rest, model.rest_k0, gal["z"], gal[f"{comp}_sigma"], k)
+            continuum += observed
+            covered &= ok
+            # light of each SSP in the fiber at rest 5000–6000 Å, for light-weighted truth
+            transmission = 10 ** (-0.4 * gal[f"{comp}_ebv"][:, None] * calzetti_k(rest_wave[window]).mean())
+            light = weights * model.spec[:, window].mean(axis=1)[None, :] * (scale[:, None] * transmission)
+            ssp_light += light
+            component_light[:, c] = light.sum(1)
+        continuum *= 10 ** (-0.4 * gal["ebv_mw"][:, None] * ccm_extinction(wave)[None, :])
+
+        lines = self.emission_lines(gal, fiber, continuum, wave, rng)
+        noiseless = continuum + lines.pop("profile")
+        out = self.observe_spectra(noiseless, covered, wave, rng)
+        ages = np.tile(model.ages, model.metallicities.size)
+        metals = np.repeat(model.metallicities, model.ages.size)
+        light = ssp_light / ssp_light.sum(1, keepdims=True)
+        comp_w = component_light / component_light.sum(1, keepdims=True)
+        out.update(lines)
+        out.update(
+            loglam=loglam,
+            model=noiseless,
+            fiber_fraction=fiber,
+            age_lw=light @ np.log10(ages * 1e9),
+            metallicity_lw=light @ metals,
+            ebv_lw=comp_w[:, 0] * gal["bulge_ebv"] + comp_w[:, 1] * gal["disk_ebv"],
+            sigma_star=np.sqrt(comp_w[:, 0] * gal["bulge_sigma"] ** 2 + comp_w[:, 1] * gal["disk_sigma"] ** 2),
+        )
+        return out
+
+    def emission_lines(self, gal, fiber, continuum, wave, rng) -> dict:
+        """Nebular (star formation) and AGN lines in the fiber; profiles and per-line truth."""
+        obs = self.settings.observation
+        n = gal["z"].size
+        names = list(pop.LINES)
+        rest = np.array([pop.LINES[name] for name in names])
+        centre = rest[None, :] * (1 + gal["z"][:, None])
+        sf = pop.line_ratios(gal["sf_log_nii_ha"], gal["sf_log_oiii_hb"], gal["sf_log_sii_ha"], gal["sf_log_oi_ha"])
+        agn = pop.line_ratios(gal["agn_log_nii_ha"], gal["agn_log_oiii_hb"], gal["agn_log_sii_ha"], gal["agn_log_oi_ha"])
+        # star formation follows the disk light in the fiber; Hα from Kennicutt (1998)
+        sf_ha = gal["sfr"] / KENNICUTT_HA / (4 * np.pi * gal["dl_cm"] ** 2) / 1e-17 * fiber[:, 1]
+        ebv_gas = gal["disk_ebv"] / 0.44  # Calzetti (2000): stars see 0.44 of the gas reddening
+        sf_flux = np.stack([sf[name] for name in names], 1) * sf_ha[:, None]
+        sf_flux *= 10 ** (-0.4 * ebv_gas[:, None] * calzetti_k(rest)[None, :])
+        # AGN strength as rest-frame EW(Hα) against the observed fiber continuum
+        ha_pix = np.argmin(np.abs(wave[None, :] - centre[:, names.index("Ha")][:, None]), axis=1)
+        cont_ha = continuum[np.arange(n), ha_pix]
+        agn_ha = gal["agn_ew_ha"] * (1 + gal["z"]) * cont_ha
+        agn_flux = np.stack([agn[name] for name in names], 1) * agn_ha[:, None]
+        mw = 10 ** (-0.4 * gal["ebv_mw"][:, None] * ccm_extinction(centre))
+        sf_flux, agn_flux = sf_flux * mw, agn_flux * mw
+        inst = self.model.instrument_sigma_kms
+        ones = np.ones(len(names))
+        profile = line_profiles(np.log10(wave), centre, np.hypot(gal["sf_sigma_gas"], inst)[:, None] * ones, sf_flux)
+        profile += line_profiles(np.log10(wave), centre, np.hypot(gal["agn_sigma_gas"], inst)[:, None] * ones, agn_flux)
+        total = sf_flux + agn_flux
+        truth = {f"flux_{name}": total[:, j] for j, name in enumerate(names)}
+        truth["ew_Ha"] = total[:, names.index("Ha")] / cont_ha / (1 + gal["z"])
+        truth["profile"] = profile
+        x = np.log10(total[:, names.index("NII_6584")] / total[:, names.index("Ha")])
+        y = np.log10(total[:, names.index("OIII_5007")] / total[:, names.index("Hb")])
+        truth["bpt_class"] = np.where(
+            truth["ew_Ha"] < 1.0, "passive", np.where((x < 0.05) & (y < pop.kauffmann03(x)), "star-forming", "AGN")
+        )
+        truth["bpt_detail"] = np.where(
+            truth["bpt_class"] == "AGN", np.where((x < 0.47) & (y < pop.kewley01(x)), "composite", "AGN"), truth["bpt_class"]
+        )
+        return truth
+
+    def observe_spectra(self, noiseless, covered, wave, rng) -> dict:
+        """Add calibration error, noise, sky residuals and flagged pixels as SDSS spectra show them."""
+        obs = self.settings.observation
+        n = noiseless.shape[0]
+        # sky through the fiber: continuum interpolated between bands plus bright lines
+        area = np.pi * obs.fiber_radius**2
+        sky_fnu = mag_to_nanomaggies(np.array(obs.sky_mag)) * 3.631e-29 * area  # erg/s/cm²/Hz
+        sky_flam = sky_fnu * C_ANGSTROM_PER_S / self.filters.effective_wave**2 / 1e-17
+        sky = np.exp(np.interp(wave, self.filters.effective_wave, np.log(sky_flam)))
+        sky_centres = air_to_vacuum(SKY_LINES_AIR)
+        sigma_sky = np.full(sky_centres.size, self.model.instrument_sigma_kms)
+        sky_lines = line_profiles(np.log10(wave), sky_centres[None, :], sigma_sky[None, :], SKY_LINE_FLUX[None, :])[0]
+        sky = sky + sky_lines
+        # effective gain so that S/N per pixel at 6200 Å is snr_r18 for a fiber magnitude r = 18
+        f18 = mag_to_nanomaggies(18.0) * 3.631e-29 * C_ANGSTROM_PER_S / 6200.0**2 / 1e-17
+        sky_6200 = np.interp(6200.0, wave, sky)
+        gain = obs.snr_r18**2 * (f18 + sky_6200) / f18**2
+        x = (np.log10(wave) - np.log10(wave).mean()) / np.ptp(np.log10(wave)) * 2
+        calib = 1 + obs.calibration_error * (rng.normal(size=(n, 1)) * x + rng.normal(size=(n, 1)) * (x**2 - 1 / 3))
+        variance = (np.clip(noiseless, 0, None) + sky[None, :]) / gain
+        residual = (rng.normal(0, obs.sky_residual, (n, sky_centres.size)) * SKY_LINE_FLUX) @ np.stack(
+            [line_profiles(np.log10(wave), sky_centres[None, j : j + 1], sigma_sky[None, :1], np.ones((1, 1)))[0] for j in range(sky_centres.size)]
+        )
+        flux = noiseless * calib + rng.normal(size=noiseless.shape) * np.sqrt(variance) + residual
+        and_mask = np.where(covered, 0, NODATA_BIT).astype(np.int64)
+        flagged = rng.random(noiseless.shape) < obs.bad_pixel_rate
+        and_mask |= np.where(flagged, 1 << 18, 0)  # FULLREJECT
+        ivar = np.where(and_mask == 0, 1.0 / variance, 0.0)
+        flux = np.where(covered, flux, 0.0)
+        return {"flux": flux, "ivar": ivar, "and_mask": and_mask, "sky": np.broadcast_to(sky, flux.shape)}
+
+    # ------------------------------------------------------------------ images
+    def images(self, gal: dict, others: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """ugriz cubes (n, 64, 64, 5) in nanomaggies per pixel, noise, neighbours and stars included."""
+        obs = self.settings.observation
+        n = gal["z"].size
+        size, pix = obs.image_size, obs.pixel_arcsec
+        geom = self.geometry(gal)
+        centre = (size / 2 + rng.uniform(-0.5, 0.5, (n, 2)))
+        cube = np.zeros((n, size, size, len(BANDS)))
+        fiber_flux = np.zeros((n, len(BANDS)))
+        for b, psf in enumerate(obs.psf_fwhm):
+            for c in range(2):
+                amp, cov = geom["amp"][c], with_psf(geom["cov"][c], psf)
+                image = render_gaussians(np.broadcast_to(amp, cov.shape[:2]), cov, centre, size, pix)
+                cube[..., b] += gal["flux_nmgy"][:, c, b, None, None] * image
+                fiber_flux[:, b] += gal["flux_nmgy"][:, c, b] * (enclosed_fraction(cov, obs.fiber_radius) @ amp)
+        extras = self._neighbours_and_stars(n, others, centre, rng)
+        cube += extras.pop("cube")
+        noise_sigma = self._pixel_noise_sigma()
+        variance = noise_sigma[None, None, None, :] ** 2 + np.clip(cube, 0, None) / np.array(obs.electrons_per_nmgy)
+        cube += rng.normal(size=cube.shape) * np.sqrt(variance)
+        extras["fiber_flux"] = fiber_flux
+        extras["noise_sigma"] = noise_sigma
+        return cube.astype(np.float32), extras
+
+    def _pixel_noise_sigma(self) -> np.ndarray:
+        """Sky noise per pixel [nmgy] giving the 5σ point-source depth with a Gaussian PSF."""
+        obs = self.settings.observation
+        psf_sigma_pix = np.array(obs.psf_fwhm) / 2.3548 / obs.pixel_arcsec
+        nea = 4 * np.pi * psf_sigma_pix**2  # noise-equivalent area [pixels]
+        return mag_to_nanomaggies(np.array(obs.depth_5sigma)) / 5 / np.sqrt(nea)
+
+    def _neighbours_and_stars(self, n, others, centre, rng) -> dict:
+        """Fainter galaxies (colours of another mock galaxy) and stars (blackbody colours) in the cube."""
+        obs = self.settings.observation
+        size, pix = obs.image_size, obs.pixel_arcsec
+        cube = np.zeros((n, size, size, len(BANDS)))
+        has_neighbour = rng.random(n) < obs.neighbour_probability
+        has_star = rng.random(n) < obs.star_probability
+        wave = np.arange(2900.0, 11200.0, 4.0)
+        for kind, present in (("neighbour", has_neighbour), ("star", has_star)):
+            idx = np.flatnonzero(present)
+            if idx.size == 0:
+                continue
+            angle = rng.uniform(0, 2 * np.pi, idx.size)
+            radius = rng.uniform(8, 30, idx.size)
+            pos = centre[idx] + np.stack([np.cos(angle), np.sin(angle)], 1) * radius[:, None]
+            if kind == "neighbour":
+                donor = rng.integers(0, others["flux_nmgy"].shape[0], idx.size)
+                colours = others["flux_nmgy"][donor].sum(1)
+                colours = colours / colours[:, BANDS.index("r")][:, None]
+                r_flux = mag_to_nanomaggies(rng.uniform(17.0, 21.0, idx.size))
+                re = rng.uniform(0.8, 4.0, idx.size)
+                amp, cov = component_covariances(re, rng.uniform(0.3, 1.0, idx.size), rng.uniform(0, 180, idx.size), 1.0)
+            else:
+                temperature = rng.uniform(3500, 9000, idx.size)
+                planck = 1 / (wave[None, :] ** 5 * np.expm1(1.4388e8 / (wave[None, :] * temperature[:, None])))
+                colours = ab_maggies(wave, planck, self.filters)
+                colours = colours / colours[:, BANDS.index("r")][:, None]
+                r_flux = mag_to_nanomaggies(rng.uniform(15.0, 21.0, idx.size))
+                amp, cov = np.ones(1), np.zeros((idx.size, 1, 2, 2))
+            for b, psf in enumerate(obs.psf_fwhm):
+                image = render_gaussians(np.broadcast_to(amp, cov.shape[:2]), with_psf(cov, psf), pos, size, pix)
+                cube[idx, :, :, b] += (r_flux * colours[:, b])[:, None, None] * image
+        return {"cube": cube, "has_neighbour": has_neighbour, "has_star": has_star}
+
+
+def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SDSS-like catalog rows (Appendix B of the paper) and the truth table of a batch."""
+    n = gal["z"].size
+    index = first_index + np.arange(n)
+    plate = 3000 + index // 600
+    fiber = 1 + index % 600
+    mjd = 55000 + (plate - 3000)
+    specobjid = np.array([encode_specobjid(p, f, m) for p, f, m in zip(plate, fiber, mjd)], dtype=np.int64)
+    total = gal["flux_nmgy"].sum(1)
+    sigma = extras["noise_sigma"]
+    # photometric errors from sky noise over the measuring aperture
+    model_area = np.pi * (2 * gal["petroR50"] / obs.pixel_arcsec) ** 2
+    fiber_area = np.pi * (obs.fiber_radius / obs.pixel_arcsec) ** 2
+    model_obs = total + rng.normal(size=total.shape) * sigma * np.sqrt(model_area)[:, None]
+    fiber_obs = extras["fiber_flux"] + rng.normal(size=total.shape) * sigma * np.sqrt(fiber_area)
+    bt = gal["bt"]
+    p_el = np.clip(1 / (1 + np.exp(-(bt - 0.55) / 0.08)) + rng.normal(0, 0.1, n), 0, 1)
+    p_cs = np.clip(1 - p_el - rng.uniform(0, 0.1, n), 0, 1)
+    z_err = np.full(n, 1.5e-5)
+    vdisp_err = 0.05 * spectra["sigma_star"] + 5.0
+    ra = rng.uniform(120, 240, n)
+    dec = np.rad2deg(np.arcsin(rng.uniform(0, np.sin(np.deg2rad(60)), n)))
+    catalog = {
+        "specObjID": specobjid,
+        "objID": 1237660000000000000 + index,
+        "plate": plate,
+        "mjd": mjd,
+        "fiberID": fiber,
+        "ra": ra,
+        "dec": dec,
+        "z": gal["z"] + rng.normal(0, 1, n) * z_err,
+        "zErr": z_err,
+        "velDisp": spectra["sigma_star"] + rng.normal(0, 1, n) * vdisp_err,
+        "velDispErr": vdisp_err,
+        "petroRad_r": gal["petroRad"],
+        "petroR50_r": gal["petroR50"],
+        "petroR90_r": gal["petroR90"],
+        "petroMag_r": gal["petroMag_r"],
+    }
+    for b, band in enumerate(BANDS):
+        catalog[f"fiberMag_{band}"] = asinh_mag(fiber_obs)[:, b]
+        catalog[f"modelMag_{band}"] = asinh_mag(model_obs)[:, b]
+        catalog[f"cModelMag_{band}"] = asinh_mag(model_obs)[:, b]
+    catalog.update(
+        extinction_r=gal["extinction_r"],
+        elliptical=(p_el > 0.8).astype(int),
+        spiral=(p_cs > 0.8).astype(int),
+        uncertain=((p_el <= 0.8) & (p_cs <= 0.8)).astype(int),
+        p_el=p_el,
+        p_cs=p_cs,
+        logMass=gal["logmass"] + rng.normal(0, 0.1, n),
+    )
+    truth = {
+        "specObjID": specobjid,
+        "z": gal["z"],
+        "logmass": gal["logmass"],
+        "bulge_to_total": bt,
+        "morphology": np.where(bt > 0.55, "elliptical", "spiral"),
+        "quenched": gal["quenched"],
+        "age_lw": spectra["age_lw"],
+        "metallicity_lw": spectra["metallicity_lw"],
+        "ebv": spectra["ebv_lw"],
+        "sigma_star": spectra["sigma_star"],
+        "sfr": gal["sfr"],
+        "bpt_class": spectra["bpt_class"],
+        "bpt_detail": spectra["bpt_detail"],
+        "agn_type": np.array(["none", "seyfert", "liner"])[gal["agn_type"]],
+        "ew_Ha": spectra["ew_Ha"],
+        "fiber_fraction_bulge": spectra["fiber_fraction"][:, 0],
+        "fiber_fraction_disk": spectra["fiber_fraction"][:, 1],
+        "ebv_mw": gal["ebv_mw"],
+        "has_neighbour": extras["has_neighbour"],
+        "has_star": extras["has_star"],
+    }
+    for key in ("bulge_re_kpc", "disk_re_kpc", "bulge_sigma", "disk_sigma", "bulge_ebv", "disk_ebv",
+                "bulge_metallicity", "disk_metallicity", "cos_incl", "pa_deg", "burst_mass_fraction",
+                "sf_log_nii_ha", "sf_log_oiii_hb", "agn_log_nii_ha", "agn_log_oiii_hb"):
+        truth[key] = gal[key]
+    for key in spectra:
+        if key.startswith("flux_"):
+            truth[key] = spectra[key]
+    for b, band in enumerate(BANDS):
+        truth[f"mag_{band}"] = asinh_mag(gal["flux_nmgy"].sum(1))[:, b]
+        truth[f"fiberflux_{band}"] = extras["fiber_flux"][:, b]
+    return pd.DataFrame(catalog), pd.DataFrame(truth)
+
+
+def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
+    """Generate the mock survey and write it below ``out_dir``.
+
+    Writes ``catalog.csv``, ``spectra/PPPP/spec-PPPP-MMMMM-FFFF.fits``, ``cubes.npz`` (Pasquet
+    layout) and ``truth.parquet``.  Returns counts for the summary.
+    """
+    settings = survey.settings
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(settings.seed)
+    n_total = settings.n_galaxies
+    cube_tmp = out_dir / ".cubes.npy.part"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cubes = np.lib.format.open_memmap(cube_tmp, mode="w+", dtype=np.float32, shape=(n_total, 64, 64, 5))
+    catalogs, truths = [], []
+    n_done, n_drawn = 0, 0
+    obs = settings.observation
+    writer = SpecLiteWriter()
+    try:
+        while n_done < n_total:
+            candidates = survey.draw_candidates(settings.batch_size * 8, rng)
+            n_drawn += settings.batch_size * 8
+            keep = np.flatnonzero(survey.select(candidates))[: min(settings.batch_size, n_total - n_done)]
+            if keep.size == 0:
+                continue
+            gal = {k: v[keep] for k, v in candidates.items()}
+            spectra = survey.fiber_spectra(gal, rng)
+            cube, extras = survey.images(gal, candidates, rng)
+            catalog, truth = _catalog_and_truth(gal, spectra, extras, n_done, rng, obs)
+            cubes[n_done : n_done + keep.size] = cube
+            for i, row in enumerate(catalog.itertuples(index=False)):
+                writer.write(
+                    spectrum_path(out_dir / "spectra", row.plate, row.mjd, row.fiberID),
+                    spectra["loglam"],
+                    spectra["flux"][i],
+                    spectra["ivar"][i],
+                    spectra["and_mask"][i],
+                    {
+                        "SPECOBJID": int(row.specObjID),
+                        "Z": float(row.z),
+                        "Z_ERR": float(row.zErr),
+                        "VDISP": float(row.velDisp),
+                        "VDISP_ERR": float(row.velDispErr),
+                        "CLASS": "GALAXY",
+                        "SUBCLASS": {"star-forming": "STARFORMING", "AGN": "AGN"}.get(truth["bpt_class"][i], ""),
+                        "PLATE": int(row.plate),
+                        "MJD": int(row.mjd),
+                        "FIBERID": int(row.fiberID),
+                        "PLUG_RA": float(row.ra),
+                        "PLUG_DEC": float(row.dec),
+                    },
+                    sky=spectra["sky"][i],
+                    model=spectra["model"][i],
+                    wdisp=np.full(spectra["loglam"].size, survey.model.instrument_sigma_kms / (LOG10_STEP * 299792.458 * np.log(10))),
+                )
+            catalogs.append(catalog)
+            truths.append(truth)
+            n_done += keep.size
+        cubes.flush()
+        del cubes
+        catalog = pd.concat(catalogs, ignore_index=True)
+        truth = pd.concat(truths, ignore_index=True)
+        labels = catalog[["specObjID", "z", "ra", "dec"]].to_records(index=False)
+        with atomic_output(out_dir / "cubes.npz") as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                archive.write(cube_tmp, "cube.npy")
+                with archive.open("labels.npy", "w") as fh:
+                    np.lib.format.write_array(fh, np.asarray(labels))
+                with archive.open("bands.npy", "w") as fh:
+                    np.lib.format.write_array(fh, np.array(BANDS))
+        with atomic_output(out_dir / "catalog.csv") as tmp:
+            catalog.to_csv(tmp, index=False)
+        with atomic_output(out_dir / "truth.parquet") as tmp:
+            truth.to_parquet(tmp, index=False)
+    finally:
+        if cube_tmp.exists():
+            cube_tmp.unlink()
+    return {"n_galaxies": n_done, "n_candidates_drawn": n_drawn, "selection_efficiency": n_done / n_drawn}
+
+
+def settings_as_dict(settings: MockSettings) -> dict:
+    """Plain-dict copy of the settings, for provenance in summaries."""
+    return dataclasses.asdict(settings)

@@ -1,0 +1,90 @@
+"""Synthetic photometry through the SDSS filters: AB maggies, nanomaggies and asinh magnitudes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import speclite.filters
+
+from .io import BANDS
+from .units import AB_ZERO_POINT_FNU, C_ANGSTROM_PER_S
+
+#: Softening parameters b of SDSS asinh magnitudes (Lupton, Gunn & Szalay 1999), ugriz.
+ASINH_SOFTENING = np.array([1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
+
+
+@dataclass(frozen=True)
+class FilterSet:
+    """Response curves of the SDSS 2010 ugriz filters (airmass 1.3, from speclite).
+
+    Attributes
+    ----------
+    wave : list of ndarray
+        Wavelength of each curve [Å].
+    response : list of ndarray
+        Photon-counting response, dimensionless.
+    effective_wave : ndarray
+        Effective wavelength of each band [Å].
+    """
+
+    wave: tuple[np.ndarray, ...]
+    response: tuple[np.ndarray, ...]
+    effective_wave: np.ndarray
+
+
+def sdss_filters() -> FilterSet:
+    """Load the SDSS ugriz response curves shipped with speclite."""
+    curves = speclite.filters.load_filters(*(f"sdss2010-{b}" for b in BANDS))
+    return FilterSet(
+        tuple(np.asarray(c.wavelength, float) for c in curves),
+        tuple(np.asarray(c.response, float) for c in curves),
+        np.array([c.effective_wavelength.value for c in curves]),
+    )
+
+
+def ab_maggies(wave: np.ndarray, flux: np.ndarray, filters: FilterSet) -> np.ndarray:
+    """AB maggies of spectra in each band.
+
+    Parameters
+    ----------
+    wave : ndarray, (n_pix,)
+        Observed wavelength [Å], increasing; must cover every filter curve.
+    flux : ndarray, (..., n_pix)
+        Flux density [erg s⁻¹ cm⁻² Å⁻¹].
+    filters : FilterSet
+
+    Returns
+    -------
+    ndarray, (..., 5)
+        Flux in units of the AB zero point (multiply by 1e9 for nanomaggies).
+    """
+    out = []
+    for band_wave, response in zip(filters.wave, filters.response):
+        if band_wave[0] < wave[0] or band_wave[-1] > wave[-1]:
+            raise ValueError(
+                f"spectrum covers {wave[0]:.0f}-{wave[-1]:.0f} A but the filter needs "
+                f"{band_wave[0]:.0f}-{band_wave[-1]:.0f} A"
+            )
+        r = np.interp(wave, band_wave, response, left=0.0, right=0.0)
+        weight = r * wave * np.gradient(wave)
+        reference = np.sum(weight * AB_ZERO_POINT_FNU * C_ANGSTROM_PER_S / wave**2)
+        out.append(flux @ weight / reference)
+    return np.stack(out, axis=-1)
+
+
+def nanomaggies_to_mag(nanomaggies: np.ndarray) -> np.ndarray:
+    """Pogson AB magnitude of a flux in nanomaggies: 22.5 − 2.5 log10 f."""
+    return 22.5 - 2.5 * np.log10(nanomaggies)
+
+
+def mag_to_nanomaggies(mag: np.ndarray) -> np.ndarray:
+    """Flux in nanomaggies of an AB magnitude."""
+    return 10.0 ** (-0.4 * (np.asarray(mag) - 22.5))
+
+
+def asinh_mag(nanomaggies: np.ndarray) -> np.ndarray:
+    """SDSS asinh magnitudes ("luptitudes") of fluxes (..., 5) in nanomaggies, ugriz softening."""
+    maggies = np.asarray(nanomaggies) * 1e-9
+    b = ASINH_SOFTENING
+    return -2.5 / np.log(10.0) * (np.arcsinh(maggies / (2 * b)) + np.log(b))

@@ -1,0 +1,183 @@
+"""Simple-stellar-population template libraries from the sdss-mangadap distribution.
+
+The MaNGA DAP wheel on PyPI carries the MIUSCAT (Vazdekis et al. 2012) and M11-MILES (Maraston &
+Strömbäck 2011) SSP spectra as FITS files.  Installing the package would pin an old ppxf, so img2spec
+downloads the wheel with ``pip download`` (whatever index the user's pip is configured for), checks
+its SHA-256, and reads only the data files out of the archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import re
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .io import InputError, atomic_output
+
+#: Library name → (folder inside the wheel, FWHM [Å] of the spectra, filename parser).
+LIBRARIES = {
+    "miuscat": ("mangadap/data/spectral_templates/miuscat/", 2.51),
+    "m11_miles": ("mangadap/data/spectral_templates/m11_miles/", 2.54),
+}
+
+_MIUSCAT_NAME = re.compile(r"Iun1\.30Z([mp])(\d+\.\d+)T(\d+\.\d+)\.fits$")
+_M11_NAME = re.compile(r"_age_(\d+\.\d+)_z_(\d+\.\d+)\.fits$")
+#: Metal mass fraction of the Sun adopted by Maraston & Strömbäck (2011).
+M11_Z_SUN = 0.02
+
+
+@dataclass(frozen=True)
+class SSPLibrary:
+    """A set of SSP spectra on one wavelength grid.
+
+    Attributes
+    ----------
+    name : str
+    wave_air : ndarray, (n_pix,)
+        Air wavelength [Å].
+    flux : ndarray, (n_ssp, n_pix)
+        Luminosity density per unit initial stellar mass [L_sun Å⁻¹ M_sun⁻¹].
+    age_gyr : ndarray, (n_ssp,)
+        Age [Gyr].
+    metallicity : ndarray, (n_ssp,)
+        Total metallicity [M/H] [dex].
+    fwhm : float
+        Spectral resolution, FWHM [Å], constant in wavelength.
+    """
+
+    name: str
+    wave_air: np.ndarray
+    flux: np.ndarray
+    age_gyr: np.ndarray
+    metallicity: np.ndarray
+    fwhm: float
+
+    @property
+    def ages(self) -> np.ndarray:
+        """Distinct ages [Gyr], increasing."""
+        return np.unique(self.age_gyr)
+
+    @property
+    def metallicities(self) -> np.ndarray:
+        """Distinct metallicities [dex], increasing."""
+        return np.unique(self.metallicity)
+
+    def save(self, path: str | Path) -> None:
+        with atomic_output(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    name=self.name,
+                    wave_air=self.wave_air,
+                    flux=self.flux.astype(np.float32),
+                    age_gyr=self.age_gyr,
+                    metallicity=self.metallicity,
+                    fwhm=self.fwhm,
+                )
+
+
+def load_library(path: str | Path) -> SSPLibrary:
+    """Read a library written by :meth:`SSPLibrary.save`."""
+    try:
+        with np.load(path) as data:
+            return SSPLibrary(
+                str(data["name"]),
+                data["wave_air"],
+                data["flux"].astype(np.float64),
+                data["age_gyr"],
+                data["metallicity"],
+                float(data["fwhm"]),
+            )
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: not an img2spec template library ({err})") from err
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_wheel(package: str, version: str, sha256: str, cache_dir: str | Path) -> Path:
+    """Return a verified wheel of ``package==version``, downloading it with pip if not cached.
+
+    Raises
+    ------
+    InputError
+        If pip cannot fetch it or the file's SHA-256 differs from ``sha256``.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pattern = f"{package.replace('-', '_')}-{version}-*.whl"
+    found = sorted(cache_dir.glob(pattern))
+    if not found:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        command += ["--dest", str(cache_dir), f"{package}=={version}"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        found = sorted(cache_dir.glob(pattern))
+        if result.returncode != 0 or not found:
+            raise InputError(f"pip download {package}=={version} failed:\n{result.stderr[-2000:]}")
+    wheel = found[0]
+    actual = sha256_of(wheel)
+    if actual != sha256:
+        raise InputError(f"{wheel}: SHA-256 {actual} differs from the pinned {sha256}; delete it and retry")
+    return wheel
+
+
+def _parse(name: str, filename: str) -> tuple[float, float] | None:
+    """(age [Gyr], [M/H]) from a template file name."""
+    if name == "miuscat":
+        m = _MIUSCAT_NAME.search(filename)
+        if m:
+            sign = -1.0 if m.group(1) == "m" else 1.0
+            return float(m.group(3)), sign * float(m.group(2))
+    else:
+        m = _M11_NAME.search(filename)
+        if m:
+            return float(m.group(1)), float(np.log10(float(m.group(2)) / M11_Z_SUN))
+    return None
+
+
+def library_from_wheel(wheel: str | Path, name: str) -> SSPLibrary:
+    """Read one SSP library's FITS spectra straight out of the mangadap wheel."""
+    folder, fwhm = LIBRARIES[name]
+    ages, metals, spectra, grids = [], [], [], []
+    with zipfile.ZipFile(wheel) as archive:
+        members = sorted(m for m in archive.namelist() if m.startswith(folder) and m.endswith(".fits"))
+        if not members:
+            raise InputError(f"{wheel}: no {name} spectra under {folder}")
+        for member in members:
+            parsed = _parse(name, member)
+            if parsed is None:
+                raise InputError(f"{wheel}: cannot read age and metallicity from {member}")
+            with fits.open(_io.BytesIO(archive.read(member))) as hdul:
+                header = hdul[0].header
+                data = np.asarray(hdul[0].data, dtype=np.float64)
+            pix = np.arange(data.size) + 1 - header.get("CRPIX1", 1.0)
+            grids.append(header["CRVAL1"] + header["CDELT1"] * pix)
+            spectra.append(data)
+            ages.append(parsed[0])
+            metals.append(parsed[1])
+    wave = grids[0]
+    for member, grid in zip(members, grids):
+        if grid.size != wave.size or np.max(np.abs(grid - wave)) > 1e-6:
+            raise InputError(f"{wheel}: {member} is not on the library's common wavelength grid")
+    order = np.lexsort((ages, metals))
+    return SSPLibrary(
+        name,
+        wave,
+        np.asarray(spectra)[order],
+        np.asarray(ages)[order],
+        np.asarray(metals)[order],
+        fwhm,
+    )
