@@ -43,7 +43,9 @@ def sdss_filters() -> FilterSet:
     )
 
 
-def ab_maggies(wave: np.ndarray, flux: np.ndarray, filters: FilterSet) -> np.ndarray:
+def ab_maggies(
+    wave: np.ndarray, flux: np.ndarray, filters: FilterSet, bands: str = "".join(BANDS)
+) -> np.ndarray:
     """AB maggies of spectra in each band.
 
     Parameters
@@ -53,14 +55,17 @@ def ab_maggies(wave: np.ndarray, flux: np.ndarray, filters: FilterSet) -> np.nda
     flux : ndarray, (..., n_pix)
         Flux density [erg s⁻¹ cm⁻² Å⁻¹].
     filters : FilterSet
+    bands : str
+        Bands to compute, e.g. ``"r"`` or ``"gri"``.
 
     Returns
     -------
-    ndarray, (..., 5)
+    ndarray, (..., n_bands)
         Flux in units of the AB zero point (multiply by 1e9 for nanomaggies).
     """
     out = []
-    for band_wave, response in zip(filters.wave, filters.response):
+    for band in bands:
+        band_wave, response = filters.wave[BANDS.index(band)], filters.response[BANDS.index(band)]
         if band_wave[0] < wave[0] or band_wave[-1] > wave[-1]:
             raise ValueError(
                 f"spectrum covers {wave[0]:.0f}-{wave[-1]:.0f} A but the filter needs "
@@ -70,6 +75,31 @@ def ab_maggies(wave: np.ndarray, flux: np.ndarray, filters: FilterSet) -> np.nda
         weight = r * wave * np.gradient(wave)
         reference = np.sum(weight * AB_ZERO_POINT_FNU * C_ANGSTROM_PER_S / wave**2)
         out.append(flux @ weight / reference)
+    return np.stack(out, axis=-1)
+
+
+def line_maggies(line_wave: np.ndarray, line_flux: np.ndarray, filters: FilterSet) -> np.ndarray:
+    """AB maggies of unresolved emission lines in each band.
+
+    Parameters
+    ----------
+    line_wave : ndarray, (..., n_lines)
+        Observed wavelengths [Å].
+    line_flux : ndarray, (..., n_lines)
+        Integrated fluxes [erg s⁻¹ cm⁻²].
+
+    Returns
+    -------
+    ndarray, (..., 5)
+        A line of flux F at λ adds F R(λ) λ / ∫ f_AB,λ R λ dλ, the photon-counting definition used by
+        :func:`ab_maggies`.
+    """
+    out = []
+    for band_wave, response in zip(filters.wave, filters.response):
+        grid = np.gradient(band_wave)
+        reference = np.sum(response * band_wave * grid * AB_ZERO_POINT_FNU * C_ANGSTROM_PER_S / band_wave**2)
+        r = np.interp(line_wave, band_wave, response, left=0.0, right=0.0)
+        out.append(np.sum(line_flux * r * line_wave, axis=-1) / reference)
     return np.stack(out, axis=-1)
 
 

@@ -43,8 +43,9 @@ class PopulationSettings:
     logmass_min, logmass_max : float
         Range of log10 stellar mass formed [M_sun] drawn from the mass function.
     quench_logmass, quench_width : float
-        Mass [log M_sun] at which half the galaxies are quenched, and the width of the transition
-        (Baldry et al. 2006; Peng et al. 2010).
+        Mass formed [log M_sun] at which half the galaxies are quenched, and the width of the
+        transition (Baldry et al. 2006; Peng et al. 2010; their present-day masses are ≈0.6 of the
+        mass formed).
     agn_fraction_max, agn_logmass : float
         Highest AGN fraction, reached by massive bulges, and the bulge mass where it is half of it
         (Kauffmann et al. 2003b: AGN live in massive bulges).
@@ -59,8 +60,8 @@ class PopulationSettings:
     petro_r_limit: float = 17.77
     logmass_min: float = 9.0
     logmass_max: float = 12.0
-    quench_logmass: float = 10.6
-    quench_width: float = 0.25
+    quench_logmass: float = 10.45
+    quench_width: float = 0.3
     agn_fraction_max: float = 0.35
     agn_logmass: float = 10.6
     burst_fraction: float = 0.1
@@ -217,8 +218,9 @@ def draw_galaxies(
     oldest = universe_age - 0.3
     bulge_t0 = np.minimum(rng.uniform(9.0, 13.0, n), oldest)
     bulge_tau = rng.uniform(0.3, 1.5, n)
-    disk_t0 = np.minimum(rng.uniform(7.0, 12.5, n), oldest)
-    disk_tau = np.where(quenched, rng.uniform(0.8, 2.0, n), rng.uniform(3.0, 12.0, n))
+    # quenched disks stopped forming stars long ago (sSFR ≲ 1e-12 /yr today, Salim et al. 2007)
+    disk_t0 = np.minimum(np.where(quenched, rng.uniform(8.0, 12.5, n), rng.uniform(7.0, 12.5, n)), oldest)
+    disk_tau = np.where(quenched, rng.uniform(0.5, 1.2, n), rng.uniform(3.0, 12.0, n))
     for comp, t0, tau in (("bulge", bulge_t0, bulge_tau), ("disk", disk_t0, disk_tau)):
         fractions = delayed_tau_mass_in_bins(edges, t0, tau)
         out[f"{comp}_sfh"] = fractions * out[f"{comp}_mass"][:, None]

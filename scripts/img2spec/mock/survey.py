@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..dust import calzetti_k, ccm_extinction
 from ..io import BANDS, NODATA_BIT, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
-from ..photometry import FilterSet, ab_maggies, asinh_mag, mag_to_nanomaggies, sdss_filters
+from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
 from ..preprocessing import LOG10_STEP
 from ..templates import SSPLibrary
 from ..units import C_ANGSTROM_PER_S, MPC_CM, air_to_vacuum
@@ -48,7 +48,8 @@ SKY_LINE_FLUX = np.array(
     [2000, 300, 300, 700, 230, 350, 300, 350, 500, 450, 600, 700, 500, 600, 700, 1200, 1000, 900,
      800, 1500, 1300, 1000, 1200, 1400], dtype=float
 )
-BPT_CLASSES = ("passive", "star-forming", "AGN")
+#: SDSS pixel-mask bit for sky lines brighter than the continuum around them.
+BRIGHTSKY_BIT = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class ObservationSettings:
     snr_r18: float = 15.0
     resolving_power: float = 2000.0
     calibration_error: float = 0.02
-    sky_residual: float = 0.03
+    sky_residual: float = 0.01
     bad_pixel_rate: float = 1e-3
     neighbour_probability: float = 0.25
     star_probability: float = 0.15
@@ -282,6 +283,15 @@ class MockSurvey:
         agn_flux = np.stack([agn[name] for name in names], 1) * agn_ha[:, None]
         mw = 10 ** (-0.4 * gal["ebv_mw"][:, None] * ccm_extinction(centre))
         sf_flux, agn_flux = sf_flux * mw, agn_flux * mw
+        # the whole galaxy's lines for its photometry: SF lines spread like the disk, AGN lines are
+        # a point source of which the fiber sees the PSF's central part
+        psf_sigma = obs.fiber_seeing / 2.3548200450309493
+        point_in_fiber = -np.expm1(-0.5 * (obs.fiber_radius / psf_sigma) ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sf_total = np.where(fiber[:, 1:2] > 0, sf_flux / fiber[:, 1:2], 0.0)
+        to_nmgy = 1e-17 * 1e9
+        line_sf_nmgy = line_maggies(centre, sf_total, self.filters) * to_nmgy
+        line_agn_nmgy = line_maggies(centre, agn_flux / point_in_fiber, self.filters) * to_nmgy
         inst = self.model.instrument_sigma_kms
         ones = np.ones(len(names))
         profile = line_profiles(np.log10(wave), centre, np.hypot(gal["sf_sigma_gas"], inst)[:, None] * ones, sf_flux)
@@ -290,6 +300,8 @@ class MockSurvey:
         truth = {f"flux_{name}": total[:, j] for j, name in enumerate(names)}
         truth["ew_Ha"] = total[:, names.index("Ha")] / cont_ha / (1 + gal["z"])
         truth["profile"] = profile
+        truth["line_sf_nmgy"] = line_sf_nmgy
+        truth["line_agn_nmgy"] = line_agn_nmgy
         x = np.log10(total[:, names.index("NII_6584")] / total[:, names.index("Ha")])
         y = np.log10(total[:, names.index("OIII_5007")] / total[:, names.index("Hb")])
         truth["bpt_class"] = np.where(
@@ -325,6 +337,7 @@ class MockSurvey:
         )
         flux = noiseless * calib + rng.normal(size=noiseless.shape) * np.sqrt(variance) + residual
         and_mask = np.where(covered, 0, NODATA_BIT).astype(np.int64)
+        and_mask |= np.where(sky_lines > 3 * (sky - sky_lines), BRIGHTSKY_BIT, 0)[None, :]
         flagged = rng.random(noiseless.shape) < obs.bad_pixel_rate
         and_mask |= np.where(flagged, 1 << 18, 0)  # FULLREJECT
         ivar = np.where(and_mask == 0, 1.0 / variance, 0.0)
@@ -332,8 +345,15 @@ class MockSurvey:
         return {"flux": flux, "ivar": ivar, "and_mask": and_mask, "sky": np.broadcast_to(sky, flux.shape)}
 
     # ------------------------------------------------------------------ images
-    def images(self, gal: dict, others: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-        """ugriz cubes (n, 64, 64, 5) in nanomaggies per pixel, noise, neighbours and stars included."""
+    def images(
+        self, gal: dict, others: dict, rng: np.random.Generator, noiseless: bool = False
+    ) -> tuple[np.ndarray, dict]:
+        """ugriz cubes (n, 64, 64, 5) in nanomaggies per pixel.
+
+        ``gal["flux_nmgy"]`` (n, 2, 5) gives bulge and disk fluxes, lines included; an optional
+        ``gal["agn_nmgy"]`` (n, 5) adds the AGN's lines as a central point source.  Unless
+        ``noiseless``, neighbours, stars, sky and photon noise are added.
+        """
         obs = self.settings.observation
         n = gal["z"].size
         size, pix = obs.image_size, obs.pixel_arcsec
@@ -347,6 +367,13 @@ class MockSurvey:
                 image = render_gaussians(np.broadcast_to(amp, cov.shape[:2]), cov, centre, size, pix)
                 cube[..., b] += gal["flux_nmgy"][:, c, b, None, None] * image
                 fiber_flux[:, b] += gal["flux_nmgy"][:, c, b] * (enclosed_fraction(cov, obs.fiber_radius) @ amp)
+            if "agn_nmgy" in gal:
+                point = render_gaussians(np.ones((n, 1)), with_psf(np.zeros((n, 1, 2, 2)), psf), centre, size, pix)
+                cube[..., b] += gal["agn_nmgy"][:, b, None, None] * point
+                psf_sigma = psf / 2.3548200450309493
+                fiber_flux[:, b] += gal["agn_nmgy"][:, b] * -np.expm1(-0.5 * (obs.fiber_radius / psf_sigma) ** 2)
+        if noiseless:
+            return cube.astype(np.float32), {"fiber_flux": fiber_flux}
         extras = self._neighbours_and_stars(n, others, centre, rng)
         cube += extras.pop("cube")
         noise_sigma = self._pixel_noise_sigma()
@@ -406,7 +433,7 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
     fiber = 1 + index % 600
     mjd = 55000 + (plate - 3000)
     specobjid = np.array([encode_specobjid(p, f, m) for p, f, m in zip(plate, fiber, mjd)], dtype=np.int64)
-    total = gal["flux_nmgy"].sum(1)
+    total = gal["flux_nmgy"].sum(1) + gal["agn_nmgy"]
     sigma = extras["noise_sigma"]
     # photometric errors from sky noise over the measuring aperture
     model_area = np.pi * (2 * gal["petroR50"] / obs.pixel_arcsec) ** 2
@@ -480,7 +507,7 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
         if key.startswith("flux_"):
             truth[key] = spectra[key]
     for b, band in enumerate(BANDS):
-        truth[f"mag_{band}"] = asinh_mag(gal["flux_nmgy"].sum(1))[:, b]
+        truth[f"mag_{band}"] = asinh_mag(gal["flux_nmgy"].sum(1) + gal["agn_nmgy"])[:, b]
         truth[f"fiberflux_{band}"] = extras["fiber_flux"][:, b]
     return pd.DataFrame(catalog), pd.DataFrame(truth)
 
@@ -511,6 +538,8 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
                 continue
             gal = {k: v[keep] for k, v in candidates.items()}
             spectra = survey.fiber_spectra(gal, rng)
+            gal["flux_nmgy"][:, 1] += spectra["line_sf_nmgy"]
+            gal["agn_nmgy"] = spectra["line_agn_nmgy"]
             cube, extras = survey.images(gal, candidates, rng)
             catalog, truth = _catalog_and_truth(gal, spectra, extras, n_done, rng, obs)
             cubes[n_done : n_done + keep.size] = cube

@@ -1,0 +1,342 @@
+"""The training dataset: preprocessed spectra joined with image cubes and the catalog, split, on disk.
+
+Two steps, each a workflow rule: :func:`preprocess_catalog_spectra` turns a catalog's spec-lite files
+into ``spectra.h5``; :func:`build_dataset` joins those with the cube file and the catalog on integer
+specObjID, splits train/val/test, and writes ``dataset.h5``.  Every object that drops out is listed
+with its reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .io import BANDS, CubeFile, InputError, atomic_output, read_sdss_spectrum, spectrum_path
+from .preprocessing import PreprocessingSettings, preprocess_spectra
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+REJECT_COLUMNS = ["specObjID", "stage", "reason", "file"]
+
+
+class TooManyRejects(RuntimeError):
+    """More objects were rejected than the configured fraction allows."""
+
+
+def _reject(specobjid, stage: str, reason: str, file: str = "") -> dict:
+    return {"specObjID": int(specobjid), "stage": stage, "reason": reason, "file": str(file)}
+
+
+def read_catalog(path: str | Path) -> pd.DataFrame:
+    """Read a catalog CSV and check the columns the dataset needs.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or lacks ``specObjID``, ``plate``, ``mjd``, ``fiberID`` or ``z``,
+        or if specObjID is not an integer column.
+    """
+    try:
+        catalog = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"{path}: unreadable catalog ({err})") from err
+    missing = [c for c in ("specObjID", "plate", "mjd", "fiberID", "z") if c not in catalog.columns]
+    if missing:
+        raise InputError(f"{path}: catalog lacks column(s) {missing}")
+    if not pd.api.types.is_integer_dtype(catalog["specObjID"]):
+        raise InputError(f"{path}: specObjID must be integers, found {catalog['specObjID'].dtype}")
+    return catalog
+
+
+def deduplicate(catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Keep the first row of each specObjID; list the others as rejects."""
+    dup = catalog["specObjID"].duplicated(keep="first")
+    rejects = [
+        _reject(sid, "catalog", f"duplicate specObjID (catalog row {row})")
+        for row, sid in zip(np.flatnonzero(dup), catalog.loc[dup, "specObjID"])
+    ]
+    return catalog.loc[~dup].reset_index(drop=True), rejects
+
+
+def preprocess_catalog_spectra(
+    catalog: pd.DataFrame,
+    spectra_root: str | Path,
+    settings: PreprocessingSettings,
+    out_path: str | Path,
+    chunk_size: int = 1024,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Read, check and preprocess every catalog object's spectrum; write ``spectra.h5``.
+
+    The file holds ``specobjid``, ``flux`` (log normalised), ``ivar``, ``mask``, ``flux_lowres``,
+    ``mask_lowres``, ``norm`` [1e-17 erg/s/cm²/Å], ``z_spec`` (the spectrum's own redshift), and
+    the grids ``wave`` and ``wave_lowres`` [Å].
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rejects (specObjID, stage, reason, file).
+    """
+    catalog, rejects = deduplicate(catalog)
+    n = len(catalog)
+    n_pix, n_low = settings.wave.size, settings.wave_lowres.size
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        datasets = {
+            "specobjid": h5.create_dataset("specobjid", (0,), np.int64, maxshape=(None,)),
+            "flux": h5.create_dataset("flux", (0, n_pix), np.float32, maxshape=(None, n_pix), chunks=(64, n_pix)),
+            "ivar": h5.create_dataset("ivar", (0, n_pix), np.float32, maxshape=(None, n_pix), chunks=(64, n_pix)),
+            "mask": h5.create_dataset("mask", (0, n_pix), bool, maxshape=(None, n_pix), chunks=(64, n_pix)),
+            "flux_lowres": h5.create_dataset("flux_lowres", (0, n_low), np.float32, maxshape=(None, n_low)),
+            "mask_lowres": h5.create_dataset("mask_lowres", (0, n_low), bool, maxshape=(None, n_low)),
+            "norm": h5.create_dataset("norm", (0,), np.float64, maxshape=(None,)),
+            "z_spec": h5.create_dataset("z_spec", (0,), np.float64, maxshape=(None,)),
+        }
+        h5["wave"] = settings.wave
+        h5["wave_lowres"] = settings.wave_lowres
+        h5.attrs.update(
+            {k: v for k, v in vars(settings).items() if not isinstance(v, tuple)}
+            | {"norm_window": settings.norm_window}
+        )
+        for start in range(0, n, chunk_size):
+            rows = catalog.iloc[start : start + chunk_size]
+            spectra, ids = [], []
+            for row in rows.itertuples(index=False):
+                path = spectrum_path(spectra_root, row.plate, row.mjd, row.fiberID)
+                try:
+                    spectrum = read_sdss_spectrum(path, bad_bits=settings.bad_bits)
+                except InputError as err:
+                    rejects.append(_reject(row.specObjID, "spectrum", str(err).split(": ", 1)[-1], path))
+                    continue
+                if spectrum.meta["specobjid"] != row.specObjID:
+                    reason = f"file holds specObjID {spectrum.meta['specobjid']}, catalog says {row.specObjID}"
+                    rejects.append(_reject(row.specObjID, "spectrum", reason, path))
+                    continue
+                spectra.append(spectrum)
+                ids.append(row.specObjID)
+            result, bad = preprocess_spectra(spectra, settings)
+            for position, reason in bad:
+                rejects.append(_reject(ids[position], "preprocessing", reason))
+            m = result.index.size
+            size = datasets["specobjid"].shape[0]
+            for name, ds in datasets.items():
+                ds.resize(size + m, axis=0)
+            datasets["specobjid"][size:] = np.asarray(ids, np.int64)[result.index]
+            for name in ("flux", "ivar", "mask", "flux_lowres", "mask_lowres", "norm"):
+                datasets[name][size:] = getattr(result, name)
+            datasets["z_spec"][size:] = [spectra[i].meta.get("z", np.nan) for i in result.index]
+            log(f"spectra {min(start + chunk_size, n)}/{n}: {m} accepted, {len(bad)} rejected in preprocessing")
+    return pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Split and failure policy of :func:`build_dataset`."""
+
+    n_val: int = 128
+    n_test: int = 256
+    seed: int = 7
+    max_reject_fraction: float = 0.05
+    chunk_size: int = 512
+
+
+def assign_splits(specobjid: np.ndarray, n_val: int, n_test: int, seed: int) -> np.ndarray:
+    """Split codes (0 train, 1 val, 2 test) from a seeded permutation of the sorted ids.
+
+    The result depends only on the set of ids and the seed, not on their order in any file.
+    """
+    n = specobjid.size
+    if n_val + n_test >= n:
+        raise ValueError(f"{n} objects cannot give {n_val} validation and {n_test} test objects plus training")
+    order = np.argsort(specobjid, kind="stable")
+    permuted = order[np.random.default_rng(seed).permutation(n)]
+    split = np.zeros(n, np.int8)
+    split[permuted[:n_test]] = SPLITS["test"]
+    split[permuted[n_test : n_test + n_val]] = SPLITS["val"]
+    return split
+
+
+def _image_problem(cube: np.ndarray) -> str | None:
+    """Why a (5, 64, 64) cube cannot be used, or None."""
+    finite = np.isfinite(cube)
+    if not finite.all():
+        bands = [BANDS[b] for b in range(len(BANDS)) if not finite[b].all()]
+        return f"non-finite pixels in band(s) {''.join(bands)}"
+    empty = [BANDS[b] for b in range(len(BANDS)) if not np.any(cube[b])]
+    if empty:
+        return f"band(s) {''.join(empty)} all zero (missing band)"
+    return None
+
+
+def build_dataset(
+    catalog: pd.DataFrame,
+    spectra_h5: str | Path,
+    cubes: CubeFile,
+    settings: DatasetSettings,
+    out_path: str | Path,
+    prior_rejects: pd.DataFrame | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict, pd.DataFrame]:
+    """Join spectra, images and catalog; split; write ``dataset.h5``.
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        The survey catalog (one row per object, ``specObjID`` integer).
+    spectra_h5 : path
+        Output of :func:`preprocess_catalog_spectra`.
+    cubes : CubeFile
+        The image cubes.
+    settings : DatasetSettings
+    out_path : path
+        ``dataset.h5``, written atomically.
+    prior_rejects : DataFrame, optional
+        Rejects of earlier stages, merged into the returned table and counted.
+
+    Returns
+    -------
+    summary : dict
+        Counts per stage and reason, split sizes and per-band image statistics.
+    rejects : DataFrame
+        Every catalog object not in the dataset, with its reason.
+
+    Raises
+    ------
+    TooManyRejects
+        If more than ``max_reject_fraction`` of the catalog is rejected (nothing is written).
+    """
+    n_catalog = int(catalog["specObjID"].nunique())
+    catalog, rejects = deduplicate(catalog)
+    prior = [] if prior_rejects is None else prior_rejects.to_dict("records")
+    already = {int(r["specObjID"]) for r in prior}
+    rejects = [r for r in rejects if r["specObjID"] not in already] + prior
+
+    with h5py.File(spectra_h5, "r") as spec:
+        spec_ids = spec["specobjid"][()]
+    spec_row = {int(s): i for i, s in enumerate(spec_ids)}
+    cube_rows: dict[int, int] = {}
+    for i, sid in enumerate(cubes.specobjid):
+        if int(sid) in cube_rows:
+            rejects.append(_reject(sid, "images", f"duplicate specObjID in cube file (rows {cube_rows[int(sid)]} and {i})", cubes.path))
+        else:
+            cube_rows[int(sid)] = i
+    rejected = {r["specObjID"] for r in rejects}
+
+    keep = []
+    for sid in catalog["specObjID"].to_numpy().astype(int):
+        if sid in rejected:
+            continue
+        if sid not in spec_row:
+            rejects.append(_reject(sid, "join", "no preprocessed spectrum"))
+        elif sid not in cube_rows:
+            rejects.append(_reject(sid, "join", "no image cube", cubes.path))
+        else:
+            keep.append(sid)
+    keep = np.asarray(keep, np.int64)
+
+    # screen images in chunks before anything is written
+    good = np.ones(keep.size, bool)
+    for start in range(0, keep.size, settings.chunk_size):
+        ids = keep[start : start + settings.chunk_size]
+        block = cubes.read(np.array([cube_rows[int(s)] for s in ids]))
+        for j, cube in enumerate(block):
+            problem = _image_problem(cube)
+            if problem:
+                good[start + j] = False
+                rejects.append(_reject(ids[j], "images", problem, cubes.path))
+    keep = keep[good]
+
+    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).drop_duplicates("specObjID")
+    fraction = len(rejects_df) / max(n_catalog, 1)
+    if fraction > settings.max_reject_fraction:
+        by_reason = rejects_df["reason"].value_counts().head(5).to_dict()
+        raise TooManyRejects(
+            f"{len(rejects_df)} of {n_catalog} objects rejected ({100 * fraction:.1f}% > "
+            f"{100 * settings.max_reject_fraction:.1f}% allowed); most common reasons: {by_reason}"
+        )
+
+    keep = np.sort(keep)
+    split = assign_splits(keep, settings.n_val, settings.n_test, settings.seed)
+    cat = catalog.set_index("specObjID").loc[keep].reset_index()
+    summary = _write_dataset(out_path, keep, split, cat, spectra_h5, spec_row, cubes, cube_rows, settings, log)
+    summary.update(
+        n_catalog=n_catalog,
+        n_rejected=int(len(rejects_df)),
+        rejects_by_stage=rejects_df["stage"].value_counts().to_dict(),
+        rejects_by_reason=rejects_df["reason"].value_counts().to_dict(),
+        n_cubes_without_catalog_row=int(len(set(cube_rows) - set(catalog["specObjID"].astype(int)))),
+    )
+    return summary, rejects_df
+
+
+def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, cube_rows, settings, log) -> dict:
+    n = ids.size
+    band_sum = np.zeros(len(BANDS))
+    band_sq = np.zeros(len(BANDS))
+    n_train_pix = 0
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as out, h5py.File(spectra_h5, "r") as spec:
+        images = out.create_dataset("images", (n, len(BANDS), 64, 64), np.float32, chunks=(1, len(BANDS), 64, 64))
+        rows = np.array([spec_row[int(s)] for s in ids])
+        for name in ("flux", "ivar", "mask", "flux_lowres", "mask_lowres", "norm", "z_spec"):
+            source = spec[name]
+            target = out.create_dataset(name, (n, *source.shape[1:]), source.dtype, chunks=(min(64, n), *source.shape[1:]) if source.ndim > 1 else None)
+            for start in range(0, n, settings.chunk_size):
+                sel = rows[start : start + settings.chunk_size]
+                order = np.argsort(sel)
+                block = np.empty((sel.size, *source.shape[1:]), source.dtype)
+                block[order] = source[sel[order]]
+                target[start : start + sel.size] = block
+        for name in ("wave", "wave_lowres"):
+            out[name] = spec[name][()]
+        for key, value in spec.attrs.items():
+            out.attrs[f"preprocessing_{key}"] = value
+        for start in range(0, n, settings.chunk_size):
+            block = cubes.read(np.array([cube_rows[int(s)] for s in ids[start : start + settings.chunk_size]]))
+            images[start : start + block.shape[0]] = block
+            train = block[split[start : start + block.shape[0]] == SPLITS["train"]].astype(np.float64)
+            band_sum += train.sum(axis=(0, 2, 3))
+            band_sq += (train**2).sum(axis=(0, 2, 3))
+            n_train_pix += train.shape[0] * 64 * 64
+            log(f"images {start + block.shape[0]}/{n}")
+        out["specobjid"] = ids
+        out["z"] = catalog["z"].to_numpy(np.float64)
+        out.create_dataset("split", data=split)
+        out["split"].attrs["codes"] = str(SPLITS)
+        for code_name, code in SPLITS.items():
+            out["split"].attrs[code_name] = code
+        group = out.create_group("catalog")
+        for column in catalog.columns:
+            values = catalog[column].to_numpy()
+            group[column] = values.astype("S") if values.dtype == object else values
+        mean = band_sum / n_train_pix
+        std = np.sqrt(band_sq / n_train_pix - mean**2)
+        images.attrs["bands"] = "".join(BANDS)
+        images.attrs["unit"] = "nanomaggies per pixel"
+        images.attrs["train_mean"] = mean
+        images.attrs["train_std"] = std
+        out.attrs["n_objects"] = n
+    counts = {name: int(np.sum(split == code)) for name, code in SPLITS.items()}
+    return {
+        "n_objects": int(n),
+        "splits": counts,
+        "image_train_mean": dict(zip(BANDS, mean.round(6).tolist())),
+        "image_train_std": dict(zip(BANDS, std.round(6).tolist())),
+    }
+
+
+def dataset_figure(dataset_h5: str | Path, path: str | Path, n_examples: int = 5) -> None:
+    """Example image–spectrum pairs of the first test objects, as the networks will see them."""
+    from .plots import dataset_examples
+
+    with h5py.File(dataset_h5, "r") as h5:
+        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[:n_examples]
+        labels = [
+            f"specObjID {sid}  z={z:.3f}  ({100 * m.mean():.1f}% pixels masked)"
+            for sid, z, m in zip(h5["specobjid"][rows], h5["z"][rows], h5["mask"][rows])
+        ]
+        dataset_examples(
+            h5["images"][rows], h5["wave"][()], h5["flux"][rows], h5["wave_lowres"][()], h5["flux_lowres"][rows], labels, path
+        )

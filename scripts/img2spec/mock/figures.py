@@ -1,0 +1,48 @@
+"""The mock survey's report figures, read back from the files it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from .. import plots
+from ..io import open_cube_file, read_sdss_spectrum, spectrum_path
+
+
+def pick_examples(truth: pd.DataFrame) -> list[int]:
+    """Rows showing the range of the mock: an elliptical, a spiral, an AGN and a passive galaxy."""
+    picks = []
+    for query in ("morphology == 'elliptical' and bpt_class == 'passive'", "morphology == 'spiral' and bpt_class == 'star-forming'",
+                  "bpt_class == 'AGN'", "morphology == 'spiral' and ebv > 0.15"):
+        rows = truth.query(query).index
+        rows = [r for r in rows if r not in picks]
+        if rows:
+            picks.append(int(rows[0]))
+    return picks
+
+
+def mock_figures(out_dir: str | Path, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path) -> None:
+    """Example galaxies, u − r against mass, and the truth BPT diagram of a mock survey in ``out_dir``."""
+    out_dir = Path(out_dir)
+    catalog = pd.read_csv(out_dir / "catalog.csv")
+    truth = pd.read_parquet(out_dir / "truth.parquet")
+    rows = pick_examples(truth)
+    with open_cube_file(out_dir / "cubes.npz") as cubes:
+        images = cubes.read(np.array(rows))
+    spectra = []
+    for row in rows:
+        entry = catalog.iloc[row]
+        path = spectrum_path(out_dir / "spectra", entry.plate, entry.mjd, entry.fiberID)
+        spec = read_sdss_spectrum(path)
+        with fits.open(path) as hdul:
+            model = np.asarray(hdul["COADD"].data["model"], float)
+        spectra.append((spec.wave, spec.flux, model))
+    plots.mock_examples(images, spectra, truth.iloc[rows], examples_png)
+    plots.colour_mass(truth["logmass"].to_numpy(), (catalog["modelMag_u"] - catalog["modelMag_r"]).to_numpy(),
+                      truth["quenched"].to_numpy(bool), colour_mass_png)
+    x = np.log10(truth["flux_NII_6584"] / truth["flux_Ha"]).to_numpy()
+    y = np.log10(truth["flux_OIII_5007"] / truth["flux_Hb"]).to_numpy()
+    plots.bpt_diagram(x, y, truth["bpt_detail"].to_numpy(), bpt_png, title="mock truth (fiber line fluxes)")
