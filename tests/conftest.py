@@ -24,3 +24,39 @@ def ngc3522_path(ppxf_spectra_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def ngc3073_path(ppxf_spectra_dir: Path) -> Path:
     return ppxf_spectra_dir / "NGC3073_SDSS_DR18.fits"
+
+
+TEMPLATE_CACHE = REPO / "resources" / "downloads"
+MANGADAP = ("sdss-mangadap", "4.5.0", "b8478bb24c32fe736fa6a2881805458719281862313838f8b032f3c10527ff34")
+
+
+@pytest.fixture(scope="session")
+def mangadap_wheel() -> Path:
+    """The pinned sdss-mangadap wheel, fetched once with pip into the repository's download cache."""
+    from img2spec.templates import fetch_wheel
+
+    return fetch_wheel(*MANGADAP, TEMPLATE_CACHE)
+
+
+@pytest.fixture(scope="session")
+def miuscat(mangadap_wheel):
+    from img2spec.templates import library_from_wheel
+
+    return library_from_wheel(mangadap_wheel, "miuscat")
+
+
+@pytest.fixture(scope="session")
+def mock_survey(miuscat):
+    from img2spec.mock.survey import MockSettings, MockSurvey
+
+    return MockSurvey.from_library(miuscat, MockSettings(n_galaxies=48, seed=3, batch_size=48))
+
+
+@pytest.fixture(scope="session")
+def mock_dir(mock_survey, tmp_path_factory) -> Path:
+    """A small mock survey on disk (48 galaxies), shared read-only by the tests."""
+    from img2spec.mock.survey import generate
+
+    out = tmp_path_factory.mktemp("mock")
+    generate(mock_survey, out)
+    return out

@@ -216,8 +216,9 @@ def draw_galaxies(
     # star-formation histories: delayed-τ per component, ages binned on the SSP grid
     edges = age_bin_edges(ssp_ages)
     oldest = universe_age - 0.3
-    bulge_t0 = np.minimum(rng.uniform(9.0, 13.0, n), oldest)
-    bulge_tau = rng.uniform(0.3, 1.5, n)
+    # bulges formed early and fast (Thomas et al. 2005: τ ≲ 1 Gyr for massive spheroids)
+    bulge_t0 = np.minimum(rng.uniform(9.5, 13.0, n), oldest)
+    bulge_tau = rng.uniform(0.2, 0.8, n)
     # quenched disks stopped forming stars long ago (sSFR ≲ 1e-12 /yr today, Salim et al. 2007)
     disk_t0 = np.minimum(np.where(quenched, rng.uniform(8.0, 12.5, n), rng.uniform(7.0, 12.5, n)), oldest)
     disk_tau = np.where(quenched, rng.uniform(0.5, 1.2, n), rng.uniform(3.0, 12.0, n))

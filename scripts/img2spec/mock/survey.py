@@ -212,7 +212,11 @@ class MockSurvey:
         """Noiseless and observed fiber spectra and their truth, on the SDSS log grid.
 
         Returns a dict with ``loglam`` (n_pix,), ``model`` (n, n_pix, noiseless, 1e-17 units),
-        ``flux``, ``ivar``, ``and_mask``, ``sky`` and per-galaxy truth arrays.
+        ``flux``, ``ivar``, ``and_mask``, ``sky`` and per-galaxy truth arrays.  Light-weighted
+        truth uses the fiber light at rest 5000–6000 Å: ``age_lw`` (log yr), ``metallicity_lw``,
+        ``ebv_lw``, and ``sigma_star``, the second moment √(Σ w σ²) of the bulge and disk LOSVDs.
+        A single-Gaussian fit returns less than that second moment when the two differ strongly
+        (≈8% less for 229 and 76 km/s with 86% bulge light).
         """
         obs = self.settings.observation
         model = self.model
@@ -258,6 +262,7 @@ class MockSurvey:
             age_lw=light @ np.log10(ages * 1e9),
             metallicity_lw=light @ metals,
             ebv_lw=comp_w[:, 0] * gal["bulge_ebv"] + comp_w[:, 1] * gal["disk_ebv"],
+            bulge_light_fraction=comp_w[:, 0],
             sigma_star=np.sqrt(comp_w[:, 0] * gal["bulge_sigma"] ** 2 + comp_w[:, 1] * gal["disk_sigma"] ** 2),
         )
         return out
@@ -494,6 +499,7 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
         "agn_type": np.array(["none", "seyfert", "liner"])[gal["agn_type"]],
         "ew_Ha": spectra["ew_Ha"],
         "fiber_fraction_bulge": spectra["fiber_fraction"][:, 0],
+        "bulge_light_fraction": spectra["bulge_light_fraction"],
         "fiber_fraction_disk": spectra["fiber_fraction"][:, 1],
         "ebv_mw": gal["ebv_mw"],
         "has_neighbour": extras["has_neighbour"],
