@@ -1,0 +1,155 @@
+"""The Snakemake workflow: a tiny end-to-end run, config validation, lint, and env coverage."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from img2spec.config import ConfigError, load_config, mock_settings, preprocessing_settings, validate_config
+from img2spec.mock.survey import MockSettings
+from img2spec.preprocessing import PreprocessingSettings
+
+from .conftest import REPO, TEMPLATE_CACHE
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _workdir(tmp_path: Path, config: dict) -> Path:
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = SNAKEMAKE + ["--snakefile", str(REPO / "workflow" / "Snakefile")]
+    return subprocess.run(command + list(args), cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+TINY = {
+    "templates": {"download_dir": str(TEMPLATE_CACHE)},
+    "mock": {"n_galaxies": 40, "batch_size": 40},
+    "dataset": {"n_val": 4, "n_test": 6},
+}
+
+
+def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
+    workdir = _workdir(tmp_path, TINY)
+    result = _snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
+        assert h5["images"].shape == (40, 5, 64, 64)
+        assert h5["split"][()].tolist().count(2) == 6
+    for path in ("results/mock/examples.png", "results/dataset/examples.png", "results/dataset/rejects.csv",
+                 "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet"):
+        assert (workdir / path).stat().st_size > 0, path
+    again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"survey": "sdss9"}, "is not one of \\['mock', 'sdss'\\]"),
+        ({"mock": {"n_galaxy": 10}}, "'n_galaxy' was unexpected"),
+        ({"dataset": {"n_val": -1}}, "less than the minimum"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
+    workdir = _workdir(tmp_path, bad)
+    result = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(bad)
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run(SNAKEMAKE + ["--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow", "rules"], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr
+
+
+def test_schema_defaults_match_library_defaults():
+    config = load_config(REPO / "config" / "config.yaml")
+    defaults = validate_config({})
+    assert preprocessing_settings(defaults["preprocessing"]) == PreprocessingSettings()
+    library = dataclasses.asdict(MockSettings())
+    from_schema = dataclasses.asdict(mock_settings(defaults["mock"]))
+    assert from_schema == library
+    assert config["survey"] == "mock"
+
+
+# ---------------------------------------------------------------------------------------------
+# every script's imports, followed into the img2spec package, are in its rule's conda env
+
+IMPORT_TO_CONDA = {"yaml": "pyyaml", "matplotlib": "matplotlib-base", "h5py": "h5py", "astropy": "astropy"}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                module = ".".join(base.relative_to(REPO / "scripts").parts + ((node.module,) if node.module else ()))
+                found.add(module)
+                found |= {f"{module}.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+def _third_party(script: Path) -> set[str]:
+    seen, todo, third = set(), [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "img2spec":
+                candidate = REPO / "scripts" / Path(*name.split("."))
+                for target in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+                    if target.exists():
+                        todo.append(target)
+            elif top not in STDLIB and top != "snakemake":
+                third.add(top)
+    return third
+
+
+def _rules():
+    pattern = re.compile(r"^rule (\w+):(.*?)(?=^rule |\Z)", re.S | re.M)
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for name, body in pattern.findall(smk.read_text()):
+            conda = re.search(r'conda:\s*"([^"]+)"', body)
+            script = re.search(r'script:\s*"([^"]+)"', body)
+            if script:
+                yield name, (smk.parent / conda.group(1)).resolve() if conda else None, (smk.parent / script.group(1)).resolve()
+
+
+def test_every_rule_env_covers_its_script_imports():
+    rules = list(_rules())
+    assert len(rules) >= 4
+    for name, env, script in rules:
+        assert env is not None, f"rule {name} has no conda env"
+        packages = {re.split(r"[ =<>]", dep.strip())[0] for dep in yaml.safe_load(env.read_text())["dependencies"] if isinstance(dep, str)}
+        for dep in yaml.safe_load(env.read_text())["dependencies"]:
+            assert not isinstance(dep, str) or "=" in dep, f"{env.name}: {dep} is not pinned"
+        missing = {m for m in _third_party(script) if IMPORT_TO_CONDA.get(m, m) not in packages}
+        assert not missing, f"rule {name}: {script.name} imports {missing}, not in {env.name}"
