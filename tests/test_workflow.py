@@ -153,3 +153,22 @@ def test_every_rule_env_covers_its_script_imports():
             assert not isinstance(dep, str) or "=" in dep, f"{env.name}: {dep} is not pinned"
         missing = {m for m in _third_party(script) if IMPORT_TO_CONDA.get(m, m) not in packages}
         assert not missing, f"rule {name}: {script.name} imports {missing}, not in {env.name}"
+
+
+def test_every_config_key_is_documented():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = (REPO / "config" / "README.md").read_text()
+
+    def keys(properties, prefix=""):
+        for name, sub in properties.items():
+            if sub.get("type") == "object" and "properties" in sub:
+                yield from keys(sub["properties"], f"{prefix}{name}.")
+            else:
+                yield prefix, name
+
+    def documented(prefix, name):
+        # a row documents a key in full, or as the second of a pair: `a.b.x`, `y`
+        return f"`{prefix}{name}`" in text or re.search(rf"`{re.escape(prefix)}\w+`, `{name}`", text)
+
+    missing = [f"{p}{k}" for p, k in keys(schema["properties"]) if not documented(p, k)]
+    assert not missing, f"undocumented config keys: {missing}"
