@@ -254,9 +254,12 @@ def draw_galaxies(
     out["disk_sigma"] = np.clip(30.0 + 20.0 * (logmass - 9.0) + rng.normal(0, 8, n), 25.0, 120.0)
 
     # star-forming emission: ratios along the SF sequence of the BPT diagram
-    n2_sf = np.clip(-0.3 + 0.35 * (logmass - 10.5) + rng.normal(0, 0.07, n), -1.2, -0.25)
+    # [N II]/Hα rises with mass and saturates as the gas metallicity does (Tremonti et al. 2004;
+    # Kewley & Ellison 2008); [O III]/Hβ follows, below the Kauffmann et al. (2003) line
+    n2_sf = -0.28 - 0.45 * np.exp(-(logmass - 9.8) / 0.8) + rng.normal(0, 0.06, n)
+    n2_sf = np.clip(n2_sf, -1.2, -0.2)
     out["sf_log_nii_ha"] = n2_sf
-    out["sf_log_oiii_hb"] = kauffmann03(n2_sf) - (0.08 + np.abs(rng.normal(0, 0.15, n)))
+    out["sf_log_oiii_hb"] = kauffmann03(n2_sf) - (0.08 + np.abs(rng.normal(0, 0.25, n)))
     out["sf_log_sii_ha"] = -0.45 + rng.normal(0, 0.08, n)
     out["sf_log_oi_ha"] = -1.6 + rng.normal(0, 0.1, n)
     out["sf_sigma_gas"] = np.clip(rng.normal(45, 10, n), 20, 90)
