@@ -73,12 +73,16 @@ class PopulationSettings:
         return FlatLambdaCDM(H0=self.h0, Om0=self.omega_m)
 
 
+def sample_from_density(grid: np.ndarray, density: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws from a density tabulated on ``grid``, by inverting its trapezoid-rule CDF."""
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
+    return np.interp(rng.random(n) * cdf[-1], cdf, grid)
+
+
 def draw_redshift(n: int, settings: PopulationSettings, rng: np.random.Generator) -> np.ndarray:
     """Redshifts uniform in comoving volume between ``z_min`` and ``z_max``."""
     z = np.linspace(settings.z_min, settings.z_max, 512)
-    dvdz = settings.cosmology.differential_comoving_volume(z).value
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dvdz[1:] + dvdz[:-1]) * np.diff(z))])
-    return np.interp(rng.random(n) * cdf[-1], cdf, z)
+    return sample_from_density(z, settings.cosmology.differential_comoving_volume(z).value, n, rng)
 
 
 def draw_logmass(n: int, settings: PopulationSettings, rng: np.random.Generator) -> np.ndarray:
@@ -89,8 +93,7 @@ def draw_logmass(n: int, settings: PopulationSettings, rng: np.random.Generator)
     logm = np.linspace(settings.logmass_min, settings.logmass_max, 1024)
     x = 10.0 ** (logm - 10.66)
     phi = np.log(10.0) * np.exp(-x) * (3.96e-3 * x ** (1 - 0.35) + 0.79e-3 * x ** (1 - 1.47))
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (phi[1:] + phi[:-1]) * np.diff(logm))])
-    return np.interp(rng.random(n) * cdf[-1], cdf, logm)
+    return sample_from_density(logm, phi, n, rng)
 
 
 def shen_size_kpc(logmass: np.ndarray, early: bool) -> np.ndarray:
