@@ -1,5 +1,6 @@
 """Helpers shared by the rules: where each survey's products live, and the default targets."""
 
+import sys
 from pathlib import Path
 
 
@@ -18,6 +19,22 @@ def default_targets():
         "results/dataset/summary.json",
         "results/dataset/examples.png",
     ]
+    targets += expand("results/models/{network}/last.ckpt", network=NETWORKS)
     if config["survey"] == "mock":
         targets.append("results/mock/summary.json")
     return targets
+
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+from img2spec.config import resolve_networks  # noqa: E402
+
+NETWORKS = resolve_networks(config["training"])
+
+
+def training_resources(wildcards):
+    """GPU count for the training rules: one per device when training on GPUs."""
+    return (
+        config["training"]["devices"]
+        if config["training"]["accelerator"] == "gpu"
+        else 0
+    )

@@ -60,3 +60,19 @@ def mock_dir(mock_survey, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mock")
     generate(mock_survey, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
+    """dataset.h5 of the small mock survey: 40 train, 4 val, 4 test."""
+    from img2spec.dataset import DatasetSettings, build_dataset, preprocess_catalog_spectra, read_catalog
+    from img2spec.io import open_cube_file
+    from img2spec.preprocessing import PreprocessingSettings
+
+    out = tmp_path_factory.mktemp("dataset")
+    catalog = read_catalog(mock_dir / "catalog.csv")
+    rejects = preprocess_catalog_spectra(catalog, mock_dir / "spectra", PreprocessingSettings(), out / "spectra.h5", log=lambda _: None)
+    with open_cube_file(mock_dir / "cubes.npz") as cubes:
+        build_dataset(catalog, out / "spectra.h5", cubes, DatasetSettings(n_val=4, n_test=4), out / "dataset.h5",
+                      prior_rejects=rejects, log=lambda _: None)
+    return out / "dataset.h5"

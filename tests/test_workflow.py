@@ -34,10 +34,12 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command + list(args), cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
+FEW_STEPS = {"max_steps": 4, "batch_size": 8, "val_every_steps": 4, "checkpoint_every_steps": 4}
 TINY = {
     "templates": {"download_dir": str(TEMPLATE_CACHE)},
     "mock": {"n_galaxies": 40, "batch_size": 40},
     "dataset": {"n_val": 4, "n_test": 6},
+    "training": {"networks": {name: dict(FEW_STEPS) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")}},
 }
 
 
@@ -49,7 +51,8 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
         assert h5["images"].shape == (40, 5, 64, 64)
         assert h5["split"][()].tolist().count(2) == 6
     for path in ("results/mock/examples.png", "results/dataset/examples.png", "results/dataset/rejects.csv",
-                 "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet"):
+                 "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet",
+                 "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv"):
         assert (workdir / path).stat().st_size > 0, path
     again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -92,7 +95,7 @@ def test_schema_defaults_match_library_defaults():
 # ---------------------------------------------------------------------------------------------
 # every script's imports, followed into the img2spec package, are in its rule's conda env
 
-IMPORT_TO_CONDA = {"yaml": "pyyaml", "matplotlib": "matplotlib-base", "h5py": "h5py", "astropy": "astropy"}
+IMPORT_TO_CONDA = {"yaml": "pyyaml", "matplotlib": "matplotlib-base", "torch": "pytorch", "pytorch_lightning": "pytorch-lightning"}
 STDLIB = set(sys.stdlib_module_names)
 
 

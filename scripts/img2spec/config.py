@@ -1,4 +1,7 @@
-"""Workflow configuration: validation against the JSON schema (defaults filled) and typed settings."""
+"""Workflow configuration: validation against the JSON schemas (defaults filled), presets, typed settings.
+
+Imports only yaml and jsonschema at module level, so the Snakefile can use it without the science stack.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .mock.survey import MockSettings
-from .preprocessing import PreprocessingSettings
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+NETWORKS_SCHEMA_PATH = REPO / "workflow" / "schemas" / "networks.schema.yaml"
+PRESETS_DIR = REPO / "config" / "presets"
 
 
 class ConfigError(ValueError):
@@ -32,6 +35,20 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _validate(instance: Any, schema_path: Path, what: str) -> None:
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            allowed = err.schema.get("enum") if isinstance(err.schema, dict) else None
+            hint = f" (allowed: {allowed})" if allowed else ""
+            lines.append(f"{what} key {where}: {err.message}{hint}")
+        raise ConfigError("\n".join(lines))
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Fill defaults into ``config`` in place and check it, as Snakemake's ``validate`` does.
 
@@ -40,17 +57,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     ConfigError
         Naming the offending key path and what the schema allows there.
     """
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            allowed = err.schema.get("enum") if isinstance(err.schema, dict) else None
-            hint = f" (allowed: {allowed})" if allowed else ""
-            lines.append(f"config key {where}: {err.message}{hint}")
-        raise ConfigError("\n".join(lines))
+    _validate(config, schema_path, "config")
     return config
 
 
@@ -60,15 +67,42 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(config)
 
 
-def preprocessing_settings(section: dict[str, Any]) -> PreprocessingSettings:
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[str, dict[str, Any]]:
+    """Hyperparameters of the four networks: the named preset with ``training.networks`` merged in.
+
+    Raises
+    ------
+    ConfigError
+        If the preset is missing or the merged values break ``networks.schema.yaml``.
+    """
+    path = Path(presets_dir) / f"{training.get('preset', 'tiny')}.yaml"
+    if not path.exists():
+        raise ConfigError(f"config key training.preset: no preset file {path}")
+    networks = _merge(yaml.safe_load(path.read_text()), training.get("networks", {}))
+    _validate(networks, NETWORKS_SCHEMA_PATH, f"preset {path.stem}")
+    return networks
+
+
+def preprocessing_settings(section: dict[str, Any]):
     """Settings of the ``preprocessing`` config section (chunking left to the caller)."""
+    from .preprocessing import PreprocessingSettings
+
     values = {k: v for k, v in section.items() if k != "chunk_size"}
     values["norm_window"] = tuple(values.get("norm_window", PreprocessingSettings.norm_window))
     return PreprocessingSettings(**values)
 
 
-def mock_settings(section: dict[str, Any]) -> MockSettings:
+def mock_settings(section: dict[str, Any]):
     """Settings of the ``mock`` config section."""
+    from .mock.survey import MockSettings
+
     return MockSettings.from_config(section)
 
 

@@ -109,3 +109,22 @@ def mock_examples(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
+    """Training loss and validation metrics of one network against step, from Lightning's metrics.csv."""
+    metrics = pd.read_csv(metrics_csv)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    train = metrics.dropna(subset=["train_loss"]) if "train_loss" in metrics else metrics.iloc[:0]
+    ax.plot(train["step"], train["train_loss"], lw=0.8, color="0.5", label="train loss")
+    for column, colour in (("val_loss", "C0"), ("val_mse", "C3"), ("val_top1", "C2")):
+        if column in metrics:
+            rows = metrics.dropna(subset=[column])
+            ax.plot(rows["step"], rows[column], "o-", color=colour, label=column)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_title(network)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,152 @@
+"""Denoising diffusion (Ho et al. 2020) with the cosine schedule of Nichol & Dhariwal (2021).
+
+One :class:`NoiseSchedule` holds every table, used alike by the training loss and the samplers,
+so that step t means the same noise level everywhere (the published img2spec code's samplers were
+one step off its training tables).  Steps are indexed t = 0 … T−1 and ᾱ_t = Π_{s ≤ t} (1 − β_s).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class NoiseSchedule:
+    """Variance schedule and the tables derived from it (float64 for accuracy, cast on use).
+
+    Attributes
+    ----------
+    betas : Tensor (T,)
+    alpha_bar : Tensor (T,)
+        Fraction of signal variance left at each step.
+    """
+
+    betas: torch.Tensor
+
+    @classmethod
+    def cosine(cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        """ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), β clipped at ``max_beta`` (Nichol & Dhariwal 2021)."""
+        def f(t):
+            return math.cos((t / timesteps + offset) / (1 + offset) * math.pi / 2) ** 2
+
+        betas = [min(1 - f(i + 1) / f(i), max_beta) for i in range(timesteps)]
+        return cls(torch.tensor(betas, dtype=torch.float64))
+
+    @classmethod
+    def linear(cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """The linear schedule of Ho et al. (2020), rescaled to ``timesteps`` steps."""
+        scale = 1000 / timesteps
+        return cls(torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64))
+
+    @classmethod
+    def named(cls, name: str, timesteps: int) -> "NoiseSchedule":
+        if name == "cosine":
+            return cls.cosine(timesteps)
+        if name == "linear":
+            return cls.linear(timesteps)
+        raise ValueError(f"unknown noise schedule {name!r} (cosine, linear)")
+
+    @property
+    def timesteps(self) -> int:
+        return self.betas.numel()
+
+    @property
+    def alpha_bar(self) -> torch.Tensor:
+        return torch.cumprod(1 - self.betas, dim=0)
+
+    def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return table.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε."""
+        ab = self._at(self.alpha_bar, t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def training_loss(
+        self, denoiser: Denoiser, x0: torch.Tensor, weight: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """ε-prediction MSE with t uniform over all T steps.
+
+        ``weight`` (same shape as x0, e.g. 0 on masked pixels) weights the squared error.
+        """
+        t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        error = (denoiser(self.q_sample(x0, t, noise), t) - noise) ** 2
+        if weight is None:
+            return error.mean()
+        return (error * weight).sum() / weight.sum().clamp_min(1.0)
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        ab = self._at(self.alpha_bar, t, x_t)
+        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def _x0_and_eps(self, denoiser: Denoiser, x: torch.Tensor, step: int, x0_range: tuple[float, float] | None):
+        """ε̂ and the x0 it implies, x0 clamped into ``x0_range`` (ε̂ made consistent) when given."""
+        t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
+        eps = denoiser(x, t)
+        a_bar = float(self.alpha_bar[step])
+        x0 = (x - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
+        if x0_range is not None:
+            x0 = x0.clamp(*x0_range)
+            eps = (x - math.sqrt(a_bar) * x0) / math.sqrt(1 - a_bar)
+        return x0, eps
+
+    @torch.no_grad()
+    def sample_ancestral(
+        self, denoiser: Denoiser, shape: tuple[int, ...], generator: torch.Generator | None = None, device=None,
+        x0_range: tuple[float, float] | None = None,
+    ) -> torch.Tensor:
+        """DDPM ancestral sampling over all T steps with the posterior q(x_{t−1} | x_t, x0̂).
+
+        μ = √ᾱ_{t−1} β_t/(1−ᾱ_t) x0̂ + √α_t (1−ᾱ_{t−1})/(1−ᾱ_t) x_t, variance β̃_t = β_t (1−ᾱ_{t−1})/(1−ᾱ_t).
+        Near t = T−1 (β → 0.999) the x0 estimate divides the network's error by √ᾱ_t ≈ 2e-4;
+        ``x0_range``, the range of the (standardised) training data, bounds it, as the clipping of
+        Ho et al. (2020) to [−1, 1] does for images, without cutting real spectra.
+        """
+        x = torch.randn(shape, generator=generator, device=device)
+        betas, ab = self.betas, self.alpha_bar
+        for step in reversed(range(self.timesteps)):
+            x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
+            if step == 0:
+                return x0
+            beta, a_bar, a_prev = float(betas[step]), float(ab[step]), float(ab[step - 1])
+            mean = math.sqrt(a_prev) * beta / (1 - a_bar) * x0 + math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_bar) * x
+            variance = beta * (1 - a_prev) / (1 - a_bar)
+            x = mean + math.sqrt(variance) * torch.randn(shape, generator=generator, device=x.device)
+        return x
+
+    def step_sequence(self, steps: int) -> list[int]:
+        """Decreasing training steps visited by a sampler with ``steps`` network evaluations.
+
+        "Leading" spacing t = k·⌊T/steps⌋ (Song et al. 2021; Lin et al. 2024 discuss the variants):
+        it never starts at t = T−1, where ᾱ ≈ 4e-8 for the clipped cosine schedule and an
+        x0 estimate divides the network's ε error by √ᾱ; with all T steps it is every step.
+        """
+        if not 1 <= steps <= self.timesteps:
+            raise ValueError(f"steps must be in 1..{self.timesteps}, got {steps}")
+        return [k * (self.timesteps // steps) for k in reversed(range(steps))]
+
+    @torch.no_grad()
+    def sample_ddim(
+        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, eta: float = 0.0, generator: torch.Generator | None = None,
+        device=None, x0_range: tuple[float, float] | None = None,
+    ) -> torch.Tensor:
+        """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
+        x = torch.randn(shape, generator=generator, device=device)
+        ab = self.alpha_bar
+        sequence = self.step_sequence(steps)
+        for i, step in enumerate(sequence):
+            x0, eps = self._x0_and_eps(denoiser, x, step, x0_range)
+            a_t = float(ab[step])
+            a_prev = float(ab[sequence[i + 1]]) if i + 1 < len(sequence) else 1.0
+            sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+            x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
+            if sigma > 0:
+                x = x + sigma * torch.randn(shape, generator=generator, device=x.device)
+        return x

@@ -1,0 +1,161 @@
+"""Networks, diffusion schedule and samplers, and training behaviour (issue 5)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from img2spec.config import resolve_networks, validate_config
+from img2spec.diffusion import NoiseSchedule
+from img2spec.models import ResNetEncoder, info_nce
+from img2spec.train import build_contrastive, build_denoiser
+
+torch.set_num_threads(1)
+TINY = resolve_networks(validate_config({})["training"])
+
+
+def test_resnet_encoders_match_torchvision_parameter_counts():
+    # torchvision's published sizes (3-band 7×7 stem, 1000-class head): ResNet-18 11,689,512; ResNet-50 25,557,032
+    for depth, published in ((18, 11_689_512), (50, 25_557_032)):
+        encoder = ResNetEncoder(depth, 64, in_bands=3)
+        ours = sum(p.numel() for p in encoder.parameters())
+        assert ours - 3 * 64 * 9 + 3 * 64 * 49 + encoder.out_dim * 1000 + 1000 == published
+    tokens, pooled = ResNetEncoder(18, 8)(torch.randn(2, 5, 64, 64))
+    assert tokens.shape == (2, 64, 64) and pooled.shape == (2, 64)
+
+
+@pytest.mark.parametrize("network, length", [("cdm_lr", 563), ("cdm_sr", 4500)])
+def test_denoiser_shapes_and_gradients(network, length):
+    torch.manual_seed(0)
+    net = build_denoiser(TINY[network], super_resolution=network == "cdm_sr")
+    x = torch.randn(3, length)
+    lowres = torch.randn(3, length) if network == "cdm_sr" else None
+    images = torch.randn(3, 5, 64, 64)
+    t = torch.tensor([0, 100, 249])
+    assert net(x, t, images, lowres).shape == (3, length)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    target = torch.randn(3, length)
+    for _ in range(2):  # the output layer starts at zero, so gradients reach the body from step 2
+        optimizer.zero_grad()
+        ((net(x, t, images, lowres) - target) ** 2).mean().backward()
+        optimizer.step()
+    dead = [name for name, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not dead, dead
+
+
+@pytest.mark.parametrize("network, length", [("contrastive_lr", 563), ("contrastive_sr", 4500)])
+def test_contrastive_shapes_and_gradients(network, length):
+    model = build_contrastive(TINY[network])
+    logits = model.logits(torch.randn(4, 5, 64, 64), torch.randn(4, length))
+    assert logits.shape == (4, 4)
+    info_nce(logits).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    norms = model.embed_spectra(torch.randn(4, length)).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(4))
+
+
+def test_cosine_schedule_properties():
+    schedule = NoiseSchedule.cosine(250)
+    ab = schedule.alpha_bar
+    assert torch.all(ab[1:] < ab[:-1])
+    assert ab[0] > 0.999 and ab[-1] < 1e-6
+    # the forward process has the right mean and variance
+    x0 = torch.full((200_000, 1), 1.5, dtype=torch.float64)
+    for step in (0, 60, 200, 249):
+        t = torch.full((x0.shape[0],), step)
+        x_t = schedule.q_sample(x0, t, torch.randn_like(x0))
+        assert x_t.mean().item() == pytest.approx(1.5 * math.sqrt(ab[step]), abs=0.01)
+        assert x_t.var().item() == pytest.approx(1 - ab[step].item(), abs=0.01)
+
+
+def test_training_draws_t_uniformly_over_all_steps():
+    schedule = NoiseSchedule.cosine(250)
+    seen = []
+
+    def denoiser(x, t):
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        schedule.training_loss(denoiser, torch.zeros(1000, 4), generator=generator)
+    counts = torch.bincount(torch.cat(seen), minlength=250).double()
+    assert counts.min() > 0 and counts.numel() == 250
+    chi2 = ((counts - counts.mean()) ** 2 / counts.mean()).sum().item()
+    assert chi2 < 249 + 5 * math.sqrt(2 * 249)  # consistent with uniform
+
+
+def _gaussian_data_denoiser(schedule, mu, sigma):
+    """Exact ε(x_t, t) for data x0 ~ N(mu, sigma²)."""
+    ab = schedule.alpha_bar
+
+    def denoiser(x, t):
+        a = ab[t].to(x.dtype).view(-1, 1)
+        var = a * sigma**2 + 1 - a
+        return (1 - a).sqrt() * (x - a.sqrt() * mu) / var
+
+    return denoiser
+
+
+def test_samplers_reproduce_a_known_gaussian():
+    schedule = NoiseSchedule.cosine(250)
+    mu, sigma = 0.7, 0.3
+    denoiser = _gaussian_data_denoiser(schedule, mu, sigma)
+    shape = (20_000, 2)
+    x = schedule.sample_ancestral(denoiser, shape, generator=torch.Generator().manual_seed(1))
+    assert x.mean().item() == pytest.approx(mu, abs=0.01)
+    assert x.std().item() == pytest.approx(sigma, rel=0.03)
+    # DDIM is first order: it under-disperses at few steps and converges as the steps grow
+    errors = []
+    for steps in (10, 25, 125):
+        x = schedule.sample_ddim(denoiser, shape, steps=steps, generator=torch.Generator().manual_seed(1))
+        assert x.mean().item() == pytest.approx(mu, abs=0.03)
+        errors.append(abs(x.std().item() - sigma))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03 * sigma
+
+
+def test_denoiser_overfits_a_tiny_fixed_batch():
+    torch.manual_seed(0)
+    hp = copy.deepcopy(TINY["cdm_lr"])
+    net = build_denoiser(hp, super_resolution=False)
+    schedule = NoiseSchedule.cosine(hp["timesteps"])
+    x0 = torch.sin(torch.linspace(0, 12, 563))[None].repeat(4, 1) * torch.tensor([[1.0], [0.5], [-0.5], [-1.0]])
+    images = torch.randn(4, 5, 64, 64)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(120):
+        loss = schedule.training_loss(lambda x, t: net(x, t, images), x0, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:5])
+
+
+def test_contrastive_loss_ranks_the_matching_pair_first():
+    torch.manual_seed(0)
+    n = 8
+    # a trivially separable batch: image k is bright in a band pattern, spectrum k a sinusoid of frequency k
+    images = torch.zeros(n, 5, 64, 64)
+    for k in range(n):
+        images[k, k % 5] = 1.0 + k / n
+    spectra = torch.stack([torch.sin(torch.linspace(0, (k + 1) * 3.14, 563)) for k in range(n)])
+    model = build_contrastive(TINY["contrastive_lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = info_nce(model.logits(images, spectra))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    logits = model.logits(images, spectra)
+    assert torch.equal(logits.argmax(dim=1), torch.arange(n))
+    assert torch.equal(logits.argmax(dim=0), torch.arange(n))
+    # and the loss itself prefers the matching assignment
+    good = torch.eye(n) * 10
+    assert info_nce(good) < info_nce(good[torch.randperm(n)])
