@@ -25,18 +25,19 @@ def _groups(channels: int) -> int:
 
 
 class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a residual connection, in 2-D (images) or 1-D (spectra)."""
+
     expansion = 1
 
-    def __init__(self, in_ch: int, ch: int, stride: int) -> None:
+    def __init__(self, in_ch: int, ch: int, stride: int, dims: int = 2) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(ch)
-        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(ch)
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv1d, nn.BatchNorm1d)
+        self.conv1 = conv(in_ch, ch, 3, stride, 1, bias=False)
+        self.bn1 = norm(ch)
+        self.conv2 = conv(ch, ch, 3, 1, 1, bias=False)
+        self.bn2 = norm(ch)
         self.shortcut = (
-            nn.Sequential(nn.Conv2d(in_ch, ch, 1, stride, bias=False), nn.BatchNorm2d(ch))
-            if stride != 1 or in_ch != ch
-            else nn.Identity()
+            nn.Sequential(conv(in_ch, ch, 1, stride, bias=False), norm(ch)) if stride != 1 or in_ch != ch else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,24 +115,6 @@ class ResNetEncoder(nn.Module):
 # spectrum encoder
 
 
-class BasicBlock1D(nn.Module):
-    def __init__(self, in_ch: int, ch: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(in_ch, ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm1d(ch)
-        self.conv2 = nn.Conv1d(ch, ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm1d(ch)
-        self.shortcut = (
-            nn.Sequential(nn.Conv1d(in_ch, ch, 1, stride, bias=False), nn.BatchNorm1d(ch))
-            if stride != 1 or in_ch != ch
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
 class SpectrumEncoder(nn.Module):
     """1-D ResNet over a spectrum: a stride-2 stem, stages of basic blocks halving the length, mean pool.
 
@@ -145,7 +128,7 @@ class SpectrumEncoder(nn.Module):
         for i, n in enumerate(blocks):
             ch = width * 2**i
             for j in range(n):
-                layers.append(BasicBlock1D(in_ch, ch, 2 if j == 0 else 1))
+                layers.append(BasicBlock(in_ch, ch, 2 if j == 0 else 1, dims=1))
                 in_ch = ch
         self.blocks = nn.Sequential(*layers)
         self.out_dim = in_ch
