@@ -159,3 +159,54 @@ def test_contrastive_loss_ranks_the_matching_pair_first():
     # and the loss itself prefers the matching assignment
     good = torch.eye(n) * 10
     assert info_nce(good) < info_nce(good[torch.randperm(n)])
+
+
+def _mixture_denoiser(schedule, weights, means, sd):
+    """Exact ε(x_t, t) for a 1-D Gaussian mixture data distribution: ε = −σ ∇ log p_t(x_t)."""
+    ab = schedule.alpha_bar
+    weights, means = torch.tensor(weights, dtype=torch.float64), torch.tensor(means, dtype=torch.float64)
+
+    def denoiser(x, t):
+        a = ab[t].view(-1, 1, 1)
+        var = a * sd**2 + 1 - a
+        diff = x[..., None].double() - a.sqrt() * means
+        log_r = torch.log(weights) - 0.5 * diff**2 / var
+        r = torch.softmax(log_r, dim=-1)
+        score = -(r * diff / var).sum(-1)
+        return (-(1 - a[..., 0]).sqrt() * score).to(x.dtype)
+
+    return denoiser
+
+
+@pytest.mark.parametrize("sampler, steps", [("ancestral", None), ("ddim", 125), ("dpmpp_2m", 50)])
+def test_samplers_match_a_gaussian_mixture(sampler, steps):
+    schedule = NoiseSchedule.cosine(250)
+    weights, means, sd = [0.3, 0.7], [-1.0, 1.5], 0.25
+    denoiser = _mixture_denoiser(schedule, weights, means, sd)
+    x = schedule.sample(sampler, denoiser, (40_000, 1), steps, generator=torch.Generator().manual_seed(2)).double().ravel()
+    left, right = x[x < 0.25], x[x >= 0.25]
+    assert left.numel() / x.numel() == pytest.approx(0.3, abs=0.01)
+    assert left.mean().item() == pytest.approx(-1.0, abs=0.02) and right.mean().item() == pytest.approx(1.5, abs=0.02)
+    assert left.std().item() == pytest.approx(sd, rel=0.06) and right.std().item() == pytest.approx(sd, rel=0.06)
+
+
+def test_fast_samplers_converge_with_steps():
+    # with few steps DDIM under-disperses and DPM-Solver++(2M) over-disperses; both converge
+    schedule = NoiseSchedule.cosine(250)
+    denoiser = _gaussian_data_denoiser(schedule, 0.7, 0.3)
+    for name in ("ddim", "dpmpp_2m"):
+        errors = []
+        for steps in (10, 50, 125):
+            x = schedule.sample(name, denoiser, (20_000, 2), steps, generator=torch.Generator().manual_seed(1))
+            errors.append(abs(x.std().item() - 0.3) + abs(x.mean().item() - 0.7))
+        assert errors[0] > errors[1] > errors[2], (name, errors)
+        assert errors[2] < 0.01
+
+
+def test_per_sample_generators_make_batches_irrelevant():
+    schedule = NoiseSchedule.cosine(50)
+    denoiser = _gaussian_data_denoiser(schedule, 0.7, 0.3)
+    seeds = [11, 12, 13]
+    together = schedule.sample_ancestral(denoiser, (3, 5), [torch.Generator().manual_seed(s) for s in seeds])
+    alone = torch.cat([schedule.sample_ancestral(denoiser, (1, 5), [torch.Generator().manual_seed(s)]) for s in seeds])
+    torch.testing.assert_close(together, alone)

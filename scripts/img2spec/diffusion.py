@@ -14,6 +14,20 @@ from typing import Callable
 import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def randn(shape: tuple[int, ...], generator: Generators = None, device=None) -> torch.Tensor:
+    """Standard normal noise; with a list of generators, row i comes from generator i.
+
+    One generator per sample makes a sample's noise independent of what else is in the batch, so
+    batched sampling gives the same results as one sample at a time.
+    """
+    if isinstance(generator, list):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for {shape[0]} samples")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
 
 
 @dataclass
@@ -99,7 +113,7 @@ class NoiseSchedule:
 
     @torch.no_grad()
     def sample_ancestral(
-        self, denoiser: Denoiser, shape: tuple[int, ...], generator: torch.Generator | None = None, device=None,
+        self, denoiser: Denoiser, shape: tuple[int, ...], generator: Generators = None, device=None,
         x0_range: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """DDPM ancestral sampling over all T steps with the posterior q(x_{t−1} | x_t, x0̂).
@@ -109,7 +123,7 @@ class NoiseSchedule:
         ``x0_range``, the range of the (standardised) training data, bounds it, as the clipping of
         Ho et al. (2020) to [−1, 1] does for images, without cutting real spectra.
         """
-        x = torch.randn(shape, generator=generator, device=device)
+        x = randn(shape, generator, device)
         betas, ab = self.betas, self.alpha_bar
         for step in reversed(range(self.timesteps)):
             x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
@@ -118,7 +132,7 @@ class NoiseSchedule:
             beta, a_bar, a_prev = float(betas[step]), float(ab[step]), float(ab[step - 1])
             mean = math.sqrt(a_prev) * beta / (1 - a_bar) * x0 + math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_bar) * x
             variance = beta * (1 - a_prev) / (1 - a_bar)
-            x = mean + math.sqrt(variance) * torch.randn(shape, generator=generator, device=x.device)
+            x = mean + math.sqrt(variance) * randn(shape, generator, x.device)
         return x
 
     def step_sequence(self, steps: int) -> list[int]:
@@ -134,11 +148,11 @@ class NoiseSchedule:
 
     @torch.no_grad()
     def sample_ddim(
-        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, eta: float = 0.0, generator: torch.Generator | None = None,
+        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, eta: float = 0.0, generator: Generators = None,
         device=None, x0_range: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
-        x = torch.randn(shape, generator=generator, device=device)
+        x = randn(shape, generator, device)
         ab = self.alpha_bar
         sequence = self.step_sequence(steps)
         for i, step in enumerate(sequence):
@@ -148,5 +162,48 @@ class NoiseSchedule:
             sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
             x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
             if sigma > 0:
-                x = x + sigma * torch.randn(shape, generator=generator, device=x.device)
+                x = x + sigma * randn(shape, generator, x.device)
         return x
+
+    @torch.no_grad()
+    def sample_dpmpp_2m(
+        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None,
+        x0_range: tuple[float, float] | None = None,
+    ) -> torch.Tensor:
+        """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data-prediction form.
+
+        With α = √ᾱ, σ = √(1−ᾱ), λ = ln(α/σ) and h = λ_next − λ_t:
+        x_next = (σ_next/σ_t) x − α_next (e^(−h) − 1) D, where D = x0̂ on the first step and
+        (1 + 1/(2r)) x0̂_t − 1/(2r) x0̂_prev, r = h_prev/h, afterwards.  The last step goes to the
+        clean signal (σ = 0), where the update is x = x0̂ as in DDIM; ``steps`` network evaluations in all.
+        """
+        x = randn(shape, generator, device)
+        ab = self.alpha_bar
+        sequence = self.step_sequence(steps)
+        previous_x0, previous_h = None, None
+        for i, step in enumerate(sequence):
+            x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
+            if i + 1 == len(sequence):
+                return x0
+            a_t, a_next = float(ab[step]), float(ab[sequence[i + 1]])
+            alpha_next, sigma_t, sigma_next = math.sqrt(a_next), math.sqrt(1 - a_t), math.sqrt(1 - a_next)
+            h = 0.5 * math.log(a_next / (1 - a_next)) - 0.5 * math.log(a_t / (1 - a_t))
+            if previous_x0 is None:
+                data = x0
+            else:
+                r = previous_h / h
+                data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
+            x = (sigma_next / sigma_t) * x - alpha_next * math.expm1(-h) * data
+            previous_x0, previous_h = x0, h
+        return x
+
+    def sample(self, name: str, denoiser: Denoiser, shape: tuple[int, ...], steps: int | None = None, generator: Generators = None,
+               device=None, x0_range: tuple[float, float] | None = None) -> torch.Tensor:
+        """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``."""
+        if name == "ancestral":
+            return self.sample_ancestral(denoiser, shape, generator, device, x0_range)
+        if name == "ddim":
+            return self.sample_ddim(denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range)
+        if name == "dpmpp_2m":
+            return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range)
+        raise ValueError(f"unknown sampler {name!r} (ancestral, ddim, dpmpp_2m)")

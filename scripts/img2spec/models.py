@@ -289,9 +289,17 @@ class ConditionalDenoiser(nn.Module):
         self.unet = unet
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, images: torch.Tensor, lowres: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conditioned(images, lowres)(x_t, t)
+
+    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None):
+        """ε(x_t, t) for fixed images (encoded once, not at every sampler step) and low-res spectra."""
         tokens, pooled = self.encoder(images)
-        channels = [x_t] if lowres is None else [x_t, lowres]
-        return self.unet(torch.stack(channels, dim=1), t, tokens, pooled)
+
+        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            channels = [x_t] if lowres is None else [x_t, lowres]
+            return self.unet(torch.stack(channels, dim=1), t, tokens, pooled)
+
+        return denoise
 
 
 class ContrastiveModel(nn.Module):
