@@ -20,6 +20,8 @@ def default_targets():
         "results/dataset/examples.png",
     ]
     targets += expand("results/models/{network}/last.ckpt", network=NETWORKS)
+    targets += ["results/predictions/summary.json"]
+    targets += expand("results/predictions/{name}.h5", name=config["predict_images"])
     if config["survey"] == "mock":
         targets.append("results/mock/summary.json")
     return targets
@@ -38,3 +40,8 @@ def training_resources(wildcards):
         if config["training"]["accelerator"] == "gpu"
         else 0
     )
+
+
+def trained_models(wildcards):
+    """The last checkpoint of each network, by name."""
+    return {network: f"results/models/{network}/last.ckpt" for network in NETWORKS}

@@ -76,3 +76,25 @@ def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
         build_dataset(catalog, out / "spectra.h5", cubes, DatasetSettings(n_val=4, n_test=4), out / "dataset.h5",
                       prior_rejects=rejects, log=lambda _: None)
     return out / "dataset.h5"
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
+    """The four networks trained for two steps on the small mock dataset (enough to exercise inference)."""
+    import copy
+
+    from img2spec.config import resolve_networks, validate_config
+    from img2spec.train import NETWORKS, train_network
+
+    networks = resolve_networks(validate_config({})["training"])
+    run = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 0}
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name in NETWORKS:
+        hp = copy.deepcopy(networks[name])
+        hp.update(max_steps=2, batch_size=8, val_every_steps=2, checkpoint_every_steps=2)
+        if name.startswith("cdm"):
+            hp["val_sampler_steps"] = 2
+        train_network(str(tiny_dataset), name, hp, run, root / name, progress=False)
+        paths[name] = root / name / "last.ckpt"
+    return paths

@@ -40,6 +40,8 @@ TINY = {
     "mock": {"n_galaxies": 40, "batch_size": 40},
     "dataset": {"n_val": 4, "n_test": 6},
     "training": {"networks": {name: dict(FEW_STEPS) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")}},
+    "inference": {"k_lr": 2, "keep_lr": 1, "k_sr": 2, "steps": 2},
+    "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
 }
 
 
@@ -50,9 +52,13 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
         assert h5["images"].shape == (40, 5, 64, 64)
         assert h5["split"][()].tolist().count(2) == 6
+    assert len(list((workdir / "results/predictions/fits").glob("*.fits"))) == 6
+    with h5py.File(workdir / "results/predictions/mockcubes.h5") as h5:
+        assert h5["flux"].shape == (40, 4500)
     for path in ("results/mock/examples.png", "results/dataset/examples.png", "results/dataset/rejects.csv",
                  "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet",
-                 "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv"):
+                 "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv",
+                 "results/predictions/summary.json", "results/predictions/examples.png", "results/predictions/mockcubes.h5"):
         assert (workdir / path).stat().st_size > 0, path
     again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -99,6 +99,15 @@ def preprocessing_settings(section: dict[str, Any]):
     return PreprocessingSettings(**values)
 
 
+def inference_settings(section: dict[str, Any]):
+    """Settings of the ``inference`` config section (the device is the caller's)."""
+    from .inference import InferenceSettings
+
+    values = {k: v for k, v in section.items() if k != "device"}
+    values["percentiles"] = tuple(values.get("percentiles", InferenceSettings.percentiles))
+    return InferenceSettings(**values)
+
+
 def mock_settings(section: dict[str, Any]):
     """Settings of the ``mock`` config section."""
     from .mock.survey import MockSettings

@@ -128,3 +128,24 @@ def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def prediction_examples(wave: np.ndarray, observed: np.ndarray, predicted: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                        images: np.ndarray, labels: list[str], path: str | Path) -> None:
+    """Predicted against observed spectra, like Figure 2 of Doorenbos, Sextl et al. (2024)."""
+    n = len(labels)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    for row, label in enumerate(labels):
+        axes[row, 0].imshow(gri_composite(images[row]), origin="lower")
+        axes[row, 0].set_axis_off()
+        ax = axes[row, 1]
+        ax.fill_between(wave, np.exp(lower[row]), np.exp(upper[row]), color="C0", alpha=0.3, lw=0, label="16–84% of candidates")
+        ax.plot(wave, np.exp(observed[row]), lw=0.5, color="k", label="observed")
+        ax.plot(wave, np.exp(predicted[row]), lw=0.6, color="C3", label="predicted")
+        ax.set_title(label, fontsize=8, loc="left")
+        ax.set_ylabel("F / F(6900–6950)")
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+    axes[-1, 1].set_xlabel("observed wavelength [Å]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

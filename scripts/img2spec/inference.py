@@ -1,0 +1,304 @@
+"""Predicting spectra from images: candidates, contrastive selection and uncertainty bands.
+
+The paper's procedure (Doorenbos, Sextl et al. 2024, Sect. 3.3): draw ``k_lr`` low-resolution
+spectra per galaxy with CDM_lr, keep the ``keep_lr`` most similar to the image under
+contrastive_lr, draw ``k_sr`` full-resolution spectra from each with CDM_sr, and keep the one most
+similar to the image under contrastive_sr.  All full-resolution candidates give per-pixel
+percentiles, an uncertainty band the paper left as future work.
+
+Every candidate's noise comes from its own generator, seeded by (seed, galaxy id, candidate), so
+results do not depend on batch sizes or on which other galaxies are predicted alongside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import torch
+from astropy.io import fits
+
+from .data import SpectrumStats, lowres_to_fullres
+from .io import BANDS, InputError, atomic_output
+from .train import ContrastiveTask, DiffusionTask
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Counts, sampler and batching of the prediction.
+
+    Attributes
+    ----------
+    k_lr, keep_lr, k_sr : int
+        Low-resolution candidates per galaxy, how many of them are upsampled, and full-resolution
+        candidates drawn per kept one (paper: 15, 3, 5).
+    sampler : str
+        ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
+    steps : int
+        Network evaluations of the fast samplers.
+    percentiles : tuple of float
+        Per-pixel percentiles of the full-resolution candidates.
+    batch_galaxies : int
+        Galaxies processed together.
+    seed : int
+    """
+
+    k_lr: int = 15
+    keep_lr: int = 3
+    k_sr: int = 5
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
+    batch_galaxies: int = 16
+    seed: int = 0
+
+
+@dataclass
+class TrainedModels:
+    """The four trained networks in evaluation mode (the diffusion models' EMA weights)."""
+
+    cdm_lr: DiffusionTask
+    contrastive_lr: ContrastiveTask
+    cdm_sr: DiffusionTask
+    contrastive_sr: ContrastiveTask
+    image_mean: np.ndarray
+    image_std: np.ndarray
+    wave: np.ndarray
+    wave_lowres: np.ndarray
+
+    @classmethod
+    def load(cls, checkpoints: dict[str, str | Path], image_mean, image_std, wave, wave_lowres, device: str = "cpu") -> "TrainedModels":
+        tasks = {}
+        for name, path in checkpoints.items():
+            task_class = DiffusionTask if name.startswith("cdm") else ContrastiveTask
+            tasks[name] = task_class.load_from_checkpoint(str(path), map_location=device).eval()
+        return cls(**tasks, image_mean=np.asarray(image_mean, np.float32), image_std=np.asarray(image_std, np.float32),
+                   wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
+
+    @property
+    def device(self) -> torch.device:
+        return self.cdm_lr.device
+
+
+def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> list[torch.Generator]:
+    """One generator per (galaxy, candidate), seeded independently of the batch."""
+    generators = []
+    for galaxy in ids:
+        for candidate in range(count):
+            seed_value = hash((seed, int(galaxy), stage, candidate)) & 0x7FFFFFFFFFFFFFFF
+            generators.append(torch.Generator(device=device).manual_seed(seed_value))
+    return generators
+
+
+def check_images(images: np.ndarray, source: str) -> np.ndarray:
+    """Indices of usable cubes in (N, 5, 64, 64); raises for a wrong shape, lists NaN cubes' problem."""
+    if images.ndim != 4 or images.shape[1:] != (len(BANDS), 64, 64):
+        raise InputError(f"{source}: images have shape {images.shape}; expected (N, 5, 64, 64) ugriz")
+    return np.flatnonzero(np.isfinite(images).all(axis=(1, 2, 3)))
+
+
+@torch.no_grad()
+def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, settings: InferenceSettings,
+                    log: Callable[[str], None] = lambda message: None) -> dict[str, np.ndarray]:
+    """Predict spectra for cubes ``images`` (N, 5, 64, 64) [nanomaggies] of galaxies ``ids``.
+
+    Returns
+    -------
+    dict
+        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` percentiles
+        of the ``keep_lr·k_sr`` full-resolution candidates; ``flux_lowres`` (N, 563) the best
+        low-resolution candidate; ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
+        cosine similarities; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
+        ``best_sr`` (N,) index of the selected full-resolution candidate.
+    """
+    s = settings
+    if s.keep_lr > s.k_lr:
+        raise ValueError(f"keep_lr={s.keep_lr} exceeds k_lr={s.k_lr}")
+    device = models.device
+    stats_lr: SpectrumStats = models.cdm_lr.stats
+    stats_sr: SpectrumStats = models.cdm_sr.stats
+    stats_cond = SpectrumStats(**models.cdm_sr.hparams.lowres_stats)
+    interp = torch.from_numpy(lowres_to_fullres(models.wave_lowres, models.wave).astype(np.float32)).to(device)
+    n_low, n_full = models.wave_lowres.size, models.wave.size
+    out = {key: [] for key in ("flux", "flux_lowres", "score_lr", "score_sr", "kept_lr", "best_sr", "candidates")}
+    for start in range(0, len(ids), s.batch_galaxies):
+        chunk_ids = ids[start : start + s.batch_galaxies]
+        b = chunk_ids.size
+        raw = images[start : start + b]
+        standard = torch.from_numpy(((raw - models.image_mean[:, None, None]) / models.image_std[:, None, None]).astype(np.float32)).to(device)
+
+        # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
+        repeated = standard.repeat_interleave(s.k_lr, dim=0)
+        denoise = models.cdm_lr.ema.conditioned(repeated)
+        lowres = models.cdm_lr.schedule.sample(s.sampler, denoise, (b * s.k_lr, n_low), s.steps,
+                                               _generators(s.seed, chunk_ids, 0, s.k_lr, device), device, stats_lr.standardised_range)
+        lowres_ln = lowres * stats_lr.std + stats_lr.mean
+        contrastive = models.contrastive_lr.model
+        c_stats = SpectrumStats(**models.contrastive_lr.hparams.stats)
+        image_embedding = contrastive.embed_images(standard)
+        spectra_embedding = contrastive.embed_spectra((lowres_ln - c_stats.mean) / c_stats.std).view(b, s.k_lr, -1)
+        score_lr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding)
+        kept = score_lr.argsort(dim=1, descending=True)[:, : s.keep_lr]
+        kept_ln = torch.gather(lowres_ln.view(b, s.k_lr, n_low), 1, kept[..., None].expand(-1, -1, n_low))
+
+        # full resolution: k_sr candidates from each kept low-resolution spectrum
+        condition = ((kept_ln - stats_cond.mean) / stats_cond.std).reshape(-1, n_low) @ interp
+        condition = condition.repeat_interleave(s.k_sr, dim=0)
+        repeated = standard.repeat_interleave(s.keep_lr * s.k_sr, dim=0)
+        denoise = models.cdm_sr.ema.conditioned(repeated, condition)
+        full = models.cdm_sr.schedule.sample(s.sampler, denoise, (condition.shape[0], n_full), s.steps,
+                                             _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), device,
+                                             stats_sr.standardised_range)
+        full_ln = (full * stats_sr.std + stats_sr.mean).view(b, s.keep_lr * s.k_sr, n_full)
+        contrastive = models.contrastive_sr.model
+        c_stats = SpectrumStats(**models.contrastive_sr.hparams.stats)
+        image_embedding = contrastive.embed_images(standard)
+        spectra_embedding = contrastive.embed_spectra((full_ln.reshape(-1, n_full) - c_stats.mean) / c_stats.std)
+        score_sr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1]))
+        best = score_sr.argmax(dim=1)
+        rows = torch.arange(b, device=device)
+        out["flux"].append(full_ln[rows, best].cpu().numpy())
+        out["flux_lowres"].append(kept_ln[rows, best // s.k_sr].cpu().numpy())
+        out["score_lr"].append(score_lr.cpu().numpy())
+        out["score_sr"].append(score_sr.cpu().numpy())
+        out["kept_lr"].append(kept.cpu().numpy())
+        out["best_sr"].append(best.cpu().numpy())
+        out["candidates"].append(full_ln.cpu().numpy())
+        log(f"predicted {start + b}/{len(ids)} galaxies")
+    result = {key: np.concatenate(value) for key, value in out.items()}
+    candidates = result.pop("candidates")
+    for p, band in zip(s.percentiles, np.percentile(candidates, s.percentiles, axis=1)):
+        result[f"flux_p{p:g}"] = band.astype(np.float32)
+    return result
+
+
+def write_prediction_fits(path: str | Path, specobjid: int, wave: np.ndarray, flux_ln: np.ndarray, bands: dict[str, np.ndarray],
+                          meta: dict | None = None) -> None:
+    """One predicted spectrum as a FITS binary table readable by any spectroscopic tool.
+
+    Columns: ``WAVELENGTH`` [Å, vacuum, observed frame], ``FLUX`` (normalised to mean 1 in
+    6900–6950 Å, linear), and ``FLUX_P16`` etc. for the percentile bands.
+    """
+    columns = [fits.Column("WAVELENGTH", "D", unit="Angstrom", array=wave),
+               fits.Column("FLUX", "E", unit="normalised", array=np.exp(flux_ln))]
+    for name, values in bands.items():
+        columns.append(fits.Column(name.upper(), "E", unit="normalised", array=np.exp(values)))
+    table = fits.BinTableHDU.from_columns(columns, name="PREDICTION")
+    header = fits.Header()
+    header["SPECOBJ"] = (str(int(specobjid)), "specObjID of the galaxy")
+    header["CREATOR"] = "img2spec"
+    for key, value in (meta or {}).items():
+        header[key[:8].upper()] = value
+    with atomic_output(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(tmp)
+
+
+def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
+    """Denoiser evaluations per galaxy: (k_lr + keep_lr·k_sr) candidates × steps per sample."""
+    per_sample = timesteps if settings.sampler == "ancestral" else settings.steps
+    return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
+
+
+def _write_predictions(path, ids, result, wave, wave_lowres, settings: InferenceSettings) -> None:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["specobjid"] = np.asarray(ids, np.int64)
+        h5["wave"] = wave
+        h5["wave_lowres"] = wave_lowres
+        for key, value in result.items():
+            h5.create_dataset(key, data=value)
+        h5.attrs.update({k: v for k, v in vars(settings).items() if not isinstance(v, tuple)})
+        h5.attrs["percentiles"] = settings.percentiles
+        h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
+
+
+def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, fits_dir, summary_json, figure_png,
+                    device: str = "cpu") -> dict:
+    """Predict the test split of ``dataset.h5``; write predictions, per-galaxy FITS, summary and figure."""
+    import json
+    import time
+
+    from . import metrics, plots
+    from .dataset import SPLITS
+
+    with h5py.File(dataset_path, "r") as h5:
+        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+        images = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
+        observed = h5["flux"][rows[0] : rows[-1] + 1][rows - rows[0]]
+        mask = h5["mask"][rows[0] : rows[-1] + 1][rows - rows[0]]
+        ids = h5["specobjid"][()][rows]
+        morphology = np.full(rows.size, "uncertain", dtype=object)
+        if "catalog/elliptical" in h5:
+            morphology[h5["catalog/elliptical"][()][rows] == 1] = "elliptical"
+            morphology[h5["catalog/spiral"][()][rows] == 1] = "spiral"
+        models = TrainedModels.load(checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
+                                    h5["wave"][()], h5["wave_lowres"][()], device)
+    start = time.perf_counter()
+    result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))
+    seconds = time.perf_counter() - start
+    _write_predictions(out_h5, ids, result, models.wave, models.wave_lowres, settings)
+    lo, hi = f"flux_p{settings.percentiles[0]:g}", f"flux_p{settings.percentiles[-1]:g}"
+    Path(fits_dir).mkdir(parents=True, exist_ok=True)
+    for i, sid in enumerate(ids):
+        bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
+        write_prediction_fits(Path(fits_dir) / f"{int(sid)}.fits", sid, models.wave, result["flux"][i], bands,
+                              {"SAMPLER": settings.sampler, "STEPS": settings.steps})
+    deviation = metrics.mean_relative_deviation(result["flux"], observed, mask)
+    squared = metrics.mse(result["flux"], observed, mask)
+    summary = {
+        "n_galaxies": int(ids.size),
+        "sampler": settings.sampler,
+        "steps": settings.steps,
+        "network_evaluations_per_galaxy": network_evaluations(settings, models.cdm_lr.schedule.timesteps),
+        "seconds": round(seconds, 2),
+        "galaxies_per_second": round(ids.size / seconds, 3),
+        "median_mean_relative_deviation": float(np.median(deviation)),
+        "fraction_mean_relative_deviation_below_10pct": float(np.mean(deviation < 0.1)),
+        "median_mse": float(np.median(squared)),
+        "coverage_of_16_84_band": metrics.band_coverage(result[lo], result[hi], observed, mask),
+        "median_mean_relative_deviation_by_morphology": {m: float(np.median(deviation[morphology == m])) for m in set(morphology)},
+    }
+    Path(summary_json).write_text(json.dumps(summary, indent=2))
+    picks = []
+    for name in ("elliptical", "spiral", "uncertain"):
+        picks += list(np.flatnonzero(morphology == name)[:2])
+    picks = picks[:6] or list(range(min(4, ids.size)))
+    labels = [f"specObjID {ids[i]}  {morphology[i]}  Δ̄ = {100 * deviation[i]:.1f}%" for i in picks]
+    plots.prediction_examples(models.wave, observed[picks], result["flux"][picks], result[lo][picks], result[hi][picks],
+                              images[picks], labels, figure_png)
+    return summary
+
+
+def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, rejects_csv,
+                      device: str = "cpu") -> int:
+    """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels are listed in ``rejects_csv``.
+
+    ``dataset_path`` provides the training image statistics and wavelength grids.  Returns the
+    number of galaxies predicted.
+
+    Raises
+    ------
+    InputError
+        For a file with the wrong shape or band order (see :func:`img2spec.io.open_cube_file`).
+    """
+    import pandas as pd
+
+    from .io import open_cube_file
+
+    with h5py.File(dataset_path, "r") as h5:
+        models = TrainedModels.load(checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
+                                    h5["wave"][()], h5["wave_lowres"][()], device)
+    with open_cube_file(cubes_path) as cubes:
+        images = cubes.read(slice(0, len(cubes)))
+        ids = cubes.specobjid.copy()
+    good = check_images(images, str(cubes_path))
+    bad = np.setdiff1d(np.arange(ids.size), good)
+    pd.DataFrame({"specObjID": ids[bad], "reason": ["non-finite pixels in the cube"] * bad.size,
+                  "file": [str(cubes_path)] * bad.size}).to_csv(rejects_csv, index=False)
+    if good.size == 0:
+        raise InputError(f"{cubes_path}: no cube without NaN/inf pixels")
+    result = predict_spectra(models, images[good], ids[good], settings)
+    _write_predictions(out_h5, ids[good], result, models.wave, models.wave_lowres, settings)
+    return int(good.size)

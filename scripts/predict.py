@@ -1,0 +1,24 @@
+"""Snakemake entry point: predict the test split's spectra from their images."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+
+import torch  # noqa: E402
+
+from img2spec.config import inference_settings, logged  # noqa: E402
+from img2spec.inference import predict_dataset  # noqa: E402
+
+with logged(snakemake.log[0]):  # noqa: F821
+    torch.set_num_threads(snakemake.threads)  # noqa: F821
+    summary = predict_dataset(
+        snakemake.input.dataset,  # noqa: F821
+        {name: getattr(snakemake.input, name) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")},  # noqa: F821
+        inference_settings(snakemake.params.inference),  # noqa: F821
+        snakemake.output.predictions,  # noqa: F821
+        snakemake.output.fits,  # noqa: F821
+        snakemake.output.summary,  # noqa: F821
+        snakemake.output.figure,  # noqa: F821
+        device=snakemake.params.inference["device"],  # noqa: F821
+    )
+    print(summary)

@@ -1,0 +1,56 @@
+"""Sampler comparison on the same trained models and test galaxies, in one run.
+
+Run:  python tests/benchmarks/samplers.py results/dataset/dataset.h5 results/models --galaxies 8
+Prints network evaluations per galaxy, galaxies/s and quality (median Δ̄ and MSE against the
+observed spectra) for ancestral-250, DPM-Solver++(2M) and DDIM at several step counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from img2spec.dataset import SPLITS
+from img2spec.inference import InferenceSettings, TrainedModels, network_evaluations, predict_spectra
+from img2spec.metrics import mean_relative_deviation, mse
+from img2spec.train import NETWORKS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("models", help="folder with <network>/last.ckpt")
+    parser.add_argument("--galaxies", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--configs", default="ancestral:250,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50,ddim:10,ddim:20,ddim:50")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with h5py.File(args.dataset, "r") as h5:
+        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[: args.galaxies]
+        images, observed, mask = h5["images"][rows], h5["flux"][rows], h5["mask"][rows]
+        ids = h5["specobjid"][()][rows]
+        models = TrainedModels.load({n: Path(args.models) / n / "last.ckpt" for n in NETWORKS}, h5["images"].attrs["train_mean"],
+                                    h5["images"].attrs["train_std"], h5["wave"][()], h5["wave_lowres"][()], args.device)
+    print(f"device {args.device}, {ids.size} galaxies, 15 → 3 → 5 candidates")
+    print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}")
+    for config in args.configs.split(","):
+        name, steps = config.split(":")
+        settings = dataclasses.replace(InferenceSettings(), sampler=name, steps=int(steps), batch_galaxies=ids.size)
+        start = time.perf_counter()
+        result = predict_spectra(models, images, ids, settings)
+        seconds = time.perf_counter() - start
+        deviation = np.median(mean_relative_deviation(result["flux"], observed, mask))
+        error = np.median(mse(result["flux"], observed, mask))
+        label = f"{name}-{steps}"
+        print(f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

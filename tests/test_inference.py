@@ -1,0 +1,89 @@
+"""Inference: candidate selection, determinism, batching, new images (issue 6)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.io import fits
+
+from img2spec.data import SpectrumStats
+from img2spec.dataset import SPLITS
+from img2spec.inference import InferenceSettings, TrainedModels, predict_cube_file, predict_spectra, write_prediction_fits
+from img2spec.io import InputError, write_cube_file
+
+SETTINGS = InferenceSettings(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def models_and_images(trained_checkpoints, tiny_dataset):
+    torch.set_num_threads(1)
+    with h5py.File(tiny_dataset) as h5:
+        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+        images = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
+        ids = h5["specobjid"][()][rows]
+        models = TrainedModels.load(trained_checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
+                                    h5["wave"][()], h5["wave_lowres"][()])
+    return models, images, ids
+
+
+def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
+    models, images, ids = models_and_images
+    result = predict_spectra(models, images, ids, SETTINGS)
+    n = ids.size
+    assert result["flux"].shape == (n, 4500) and result["flux_lowres"].shape == (n, 563)
+    assert result["score_lr"].shape == (n, 4) and result["score_sr"].shape == (n, 6)
+    np.testing.assert_array_equal(result["best_sr"], result["score_sr"].argmax(axis=1))
+    np.testing.assert_array_equal(result["kept_lr"], np.argsort(-result["score_lr"], axis=1)[:, :2])
+    # the returned spectrum is the one with the top contrastive score
+    stats = SpectrumStats(**models.contrastive_sr.hparams.stats)
+    with torch.no_grad():
+        image_embedding = models.contrastive_sr.model.embed_images(
+            torch.from_numpy(((images - models.image_mean[:, None, None]) / models.image_std[:, None, None]).astype(np.float32)))
+        spectrum_embedding = models.contrastive_sr.model.embed_spectra(torch.from_numpy((result["flux"] - stats.mean) / stats.std))
+    np.testing.assert_allclose((image_embedding * spectrum_embedding).sum(1).numpy(), result["score_sr"].max(axis=1), atol=1e-5)
+    assert np.all(result["flux_p16"] <= result["flux_p50"]) and np.all(result["flux_p50"] <= result["flux_p84"])
+
+
+def test_prediction_is_deterministic_and_independent_of_batching(models_and_images):
+    models, images, ids = models_and_images
+    first = predict_spectra(models, images, ids, SETTINGS)
+    again = predict_spectra(models, images, ids, SETTINGS)
+    one_by_one = predict_spectra(models, images, ids, dataclasses.replace(SETTINGS, batch_galaxies=1))
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+        np.testing.assert_allclose(first[key], one_by_one[key], rtol=1e-4, atol=1e-4)
+    other_seed = predict_spectra(models, images, ids, dataclasses.replace(SETTINGS, seed=6))
+    assert not np.allclose(first["flux"], other_seed["flux"])
+
+
+def test_new_images_are_predicted_and_bad_input_rejected(models_and_images, trained_checkpoints, tiny_dataset, tmp_path):
+    models, images, ids = models_and_images
+    cubes = np.moveaxis(images[:3], 1, -1).copy()
+    cubes[1, 5, 5, 2] = np.nan
+    labels = np.rec.fromarrays([ids[:3]], names="specObjID")
+    write_cube_file(tmp_path / "new.npz", cubes, labels)
+    n = predict_cube_file(tmp_path / "new.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "new.h5", tmp_path / "rejects.csv")
+    assert n == 2
+    rejects = pd.read_csv(tmp_path / "rejects.csv")
+    assert rejects["specObjID"].tolist() == [ids[1]] and "non-finite" in rejects["reason"][0]
+    with h5py.File(tmp_path / "new.h5") as h5:
+        assert h5["specobjid"][()].tolist() == [ids[0], ids[2]] and h5["flux"].shape == (2, 4500)
+    np.savez(tmp_path / "four_bands.npz", cube=np.zeros((2, 64, 64, 4), np.float32), labels=labels[:2])
+    with pytest.raises(InputError, match="four_bands.npz.*expected \\(N, 64, 64, 5\\)"):
+        predict_cube_file(tmp_path / "four_bands.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "x.h5", tmp_path / "x.csv")
+
+
+def test_prediction_fits_is_readable(tmp_path):
+    wave = np.arange(4000.0, 8500.0)
+    flux = np.log(np.linspace(0.5, 1.5, wave.size))
+    write_prediction_fits(tmp_path / "p.fits", 42, wave, flux, {"flux_p16": flux - 0.1, "flux_p84": flux + 0.1})
+    with fits.open(tmp_path / "p.fits") as hdul:
+        table = hdul["PREDICTION"].data
+        np.testing.assert_allclose(table["WAVELENGTH"], wave)
+        np.testing.assert_allclose(table["FLUX"], np.exp(flux), rtol=1e-6)
+        assert hdul[0].header["SPECOBJ"] == "42" and table["FLUX_P84"][0] > table["FLUX"][0]
