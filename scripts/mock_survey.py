@@ -8,13 +8,13 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from img2spec.config import logged, mock_settings  # noqa: E402
+from img2spec.config import logged  # noqa: E402
 from img2spec.mock.figures import mock_figures  # noqa: E402
-from img2spec.mock.survey import MockSurvey, generate, settings_as_dict  # noqa: E402
+from img2spec.mock.survey import MockSettings, MockSurvey, generate, settings_as_dict  # noqa: E402
 from img2spec.templates import load_library  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
-    settings = mock_settings(snakemake.params.mock)  # noqa: F821
+    settings = MockSettings.from_config(snakemake.params.mock)  # noqa: F821
     survey = MockSurvey.from_library(load_library(snakemake.input.templates), settings)  # noqa: F821
     out_dir = Path(snakemake.output.catalog).parent  # noqa: F821
     start = time.perf_counter()

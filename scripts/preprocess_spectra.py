@@ -4,15 +4,16 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
 
-from img2spec.config import logged, preprocessing_settings  # noqa: E402
+from img2spec.config import logged  # noqa: E402
 from img2spec.dataset import preprocess_catalog_spectra, read_catalog  # noqa: E402
+from img2spec.preprocessing import PreprocessingSettings  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
     section = snakemake.params.preprocessing  # noqa: F821
     rejects = preprocess_catalog_spectra(
         read_catalog(snakemake.input.catalog),  # noqa: F821
         snakemake.input.spectra,  # noqa: F821
-        preprocessing_settings(section),
+        PreprocessingSettings.from_config(section),
         snakemake.output.spectra,  # noqa: F821
         chunk_size=section["chunk_size"],
     )

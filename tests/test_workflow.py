@@ -14,7 +14,8 @@ import h5py
 import pytest
 import yaml
 
-from img2spec.config import ConfigError, load_config, mock_settings, preprocessing_settings, validate_config
+from img2spec.config import ConfigError, load_config, validate_config
+from img2spec.inference import InferenceSettings
 from img2spec.mock.survey import MockSettings
 from img2spec.preprocessing import PreprocessingSettings
 
@@ -91,9 +92,10 @@ def test_lint_and_format_are_clean():
 def test_schema_defaults_match_library_defaults():
     config = load_config(REPO / "config" / "config.yaml")
     defaults = validate_config({})
-    assert preprocessing_settings(defaults["preprocessing"]) == PreprocessingSettings()
+    assert PreprocessingSettings.from_config(defaults["preprocessing"]) == PreprocessingSettings()
+    assert InferenceSettings.from_config(defaults["inference"]) == InferenceSettings()
     library = dataclasses.asdict(MockSettings())
-    from_schema = dataclasses.asdict(mock_settings(defaults["mock"]))
+    from_schema = dataclasses.asdict(MockSettings.from_config(defaults["mock"]))
     assert from_schema == library
     assert config["survey"] == "mock"
 

@@ -90,29 +90,10 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
     return networks
 
 
-def preprocessing_settings(section: dict[str, Any]):
-    """Settings of the ``preprocessing`` config section (chunking left to the caller)."""
-    from .preprocessing import PreprocessingSettings
-
-    values = {k: v for k, v in section.items() if k != "chunk_size"}
-    values["norm_window"] = tuple(values.get("norm_window", PreprocessingSettings.norm_window))
-    return PreprocessingSettings(**values)
-
-
-def inference_settings(section: dict[str, Any]):
-    """Settings of the ``inference`` config section (the device is the caller's)."""
-    from .inference import InferenceSettings
-
-    values = {k: v for k, v in section.items() if k != "device"}
-    values["percentiles"] = tuple(values.get("percentiles", InferenceSettings.percentiles))
-    return InferenceSettings(**values)
-
-
-def mock_settings(section: dict[str, Any]):
-    """Settings of the ``mock`` config section."""
-    from .mock.survey import MockSettings
-
-    return MockSettings.from_config(section)
+def settings_from_section(cls, section: dict[str, Any], ignore: tuple[str, ...] = ()):
+    """Instance of the settings dataclass ``cls`` from a config section: keys in ``ignore`` (used by the
+    caller, not by ``cls``) dropped, YAML lists turned into the tuples the dataclasses hold."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ignore})
 
 
 @contextlib.contextmanager

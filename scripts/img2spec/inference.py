@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from astropy.io import fits
 
+from .config import settings_from_section
 from .data import SpectrumStats, lowres_to_fullres
 from .io import BANDS, InputError, atomic_output
 from .train import ContrastiveTask, DiffusionTask
@@ -50,10 +51,15 @@ class InferenceSettings:
     keep_lr: int = 3
     k_sr: int = 5
     sampler: str = "dpmpp_2m"
-    steps: int = 20
+    steps: int = 10
     percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
     batch_galaxies: int = 16
     seed: int = 0
+
+    @classmethod
+    def from_config(cls, section: dict) -> "InferenceSettings":
+        """Settings of the workflow's ``inference`` section (``device`` is the caller's)."""
+        return settings_from_section(cls, section, ignore=("device",))
 
 
 @dataclass
@@ -88,8 +94,8 @@ def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> l
     generators = []
     for galaxy in ids:
         for candidate in range(count):
-            seed_value = hash((seed, int(galaxy), stage, candidate)) & 0x7FFFFFFFFFFFFFFF
-            generators.append(torch.Generator(device=device).manual_seed(seed_value))
+            entropy = np.random.SeedSequence([seed, int(galaxy), stage, candidate]).generate_state(1, np.uint64)[0]
+            generators.append(torch.Generator(device=device).manual_seed(int(entropy) & 0x7FFFFFFFFFFFFFFF))
     return generators
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import sparse
 
+from .config import settings_from_section
 from .io import Spectrum
 
 C_KMS = 299792.458
@@ -63,6 +64,11 @@ class PreprocessingSettings:
     max_bad_fraction: float = 0.3
     max_bad_norm_fraction: float = 0.5
     bad_bits: int = 0xFFFFFFFF
+
+    @classmethod
+    def from_config(cls, section: dict) -> "PreprocessingSettings":
+        """Settings of the workflow's ``preprocessing`` section (``chunk_size`` is the caller's)."""
+        return settings_from_section(cls, section, ignore=("chunk_size",))
 
     @property
     def wave(self) -> np.ndarray:

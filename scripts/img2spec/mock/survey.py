@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
 from ..io import BANDS, NODATA_BIT, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
@@ -114,11 +115,8 @@ class MockSettings:
     @classmethod
     def from_config(cls, cfg: dict) -> "MockSettings":
         """Build from the ``mock`` section of the workflow config."""
-        population = pop.PopulationSettings(**cfg.get("population", {}))
-        observation = cfg.get("observation", {})
-        observation = ObservationSettings(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in observation.items()}
-        )
+        population = settings_from_section(pop.PopulationSettings, cfg.get("population", {}))
+        observation = settings_from_section(ObservationSettings, cfg.get("observation", {}))
         top = {k: cfg[k] for k in ("n_galaxies", "seed", "batch_size") if k in cfg}
         return cls(population=population, observation=observation, **top)
 
