@@ -13,6 +13,13 @@ def survey_file(name):
     return f"{survey_dir()}/{name}"
 
 
+def spectra_ready():
+    """What marks the survey's spectra as complete: the mock's folder, or the SDSS download manifest."""
+    if config["survey"] == "sdss":
+        return "resources/sdss/spectra_manifest.csv"
+    return "resources/mock/spectra"
+
+
 def default_targets():
     targets = [
         "results/dataset/dataset.h5",

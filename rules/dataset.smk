@@ -1,7 +1,7 @@
 rule preprocess_spectra:
     input:
         catalog=survey_file("catalog.csv"),
-        spectra=survey_file("spectra"),
+        spectra_ready=spectra_ready(),
     output:
         spectra="results/dataset/spectra.h5",
         rejects="results/dataset/spectra_rejects.csv",
@@ -16,6 +16,9 @@ rule preprocess_spectra:
         mem_mb=4000,
     params:
         preprocessing=config["preprocessing"],
+        spectra_root=lambda wildcards, input: str(
+            Path(input.catalog).with_name("spectra")
+        ),
     script:
         "../scripts/preprocess_spectra.py"
 

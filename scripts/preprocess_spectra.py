@@ -12,7 +12,7 @@ with logged(snakemake.log[0]):  # noqa: F821
     section = snakemake.params.preprocessing  # noqa: F821
     rejects = preprocess_catalog_spectra(
         read_catalog(snakemake.input.catalog),  # noqa: F821
-        snakemake.input.spectra,  # noqa: F821
+        snakemake.params.spectra_root,  # noqa: F821
         PreprocessingSettings.from_config(section),
         snakemake.output.spectra,  # noqa: F821
         chunk_size=section["chunk_size"],

@@ -1,0 +1,26 @@
+rule sdss_spectra:
+    input:
+        catalog="resources/sdss/catalog.csv",
+    output:
+        manifest="resources/sdss/spectra_manifest.csv",
+        failures=report(
+            "resources/sdss/spectra_failures.csv",
+            caption="../workflow/report/sdss_failures.rst",
+            category="0. SDSS download",
+        ),
+    log:
+        "results/logs/sdss_spectra.log",
+    benchmark:
+        "results/benchmarks/sdss_spectra.tsv"
+    conda:
+        "../envs/dataset.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        download=config["sdss"]["download"],
+        spectra_root=lambda wildcards, output: str(
+            Path(output.manifest).with_name("spectra")
+        ),
+    script:
+        "../scripts/sdss_spectra.py"
