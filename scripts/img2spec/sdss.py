@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
+from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_area
 
-from .io import InputError, atomic_output, read_sdss_spectrum, spectrum_path
+from .io import BANDS, InputError, atomic_output, read_sdss_spectrum, spectrum_path
 
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
@@ -220,3 +224,69 @@ def download_spectra(
         reasons = pd.Series([f[2] for f in failures]).value_counts().head(5).to_dict()
         raise TooManyFailures(f"{counts['failed']} of {len(rows)} spectra could not be fetched; reasons: {reasons}")
     return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# image cubes from SDSS frames
+
+
+def read_frame(path: str | Path) -> tuple[np.ndarray, WCS]:
+    """Image [nanomaggies per pixel] and celestial WCS of an SDSS ``frame-*.fits(.bz2)`` file."""
+    try:
+        with fits.open(path) as hdul:
+            image = np.asarray(hdul[0].data, dtype=np.float64)
+            wcs = WCS(hdul[0].header).celestial
+            unit = str(hdul[0].header.get("BUNIT", "")).lower()
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable frame ({err})") from err
+    if image.ndim != 2:
+        raise InputError(f"{path}: frame has shape {image.shape}, not an image")
+    if unit and "nanomagg" not in unit:
+        raise InputError(f"{path}: BUNIT is {unit!r}, expected nanomaggies")
+    return image, wcs
+
+
+def cube_wcs(ra: float, dec: float, size: int = 64, pixel_arcsec: float = 0.396) -> WCS:
+    """North-up TAN grid of ``size``² pixels of ``pixel_arcsec`` centred on (ra, dec) [deg]."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [ra, dec]
+    wcs.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
+    wcs.wcs.cdelt = [-pixel_arcsec / 3600, pixel_arcsec / 3600]
+    return wcs
+
+
+def build_cube(frames: dict[str, tuple[np.ndarray, WCS]], ra: float, dec: float, size: int = 64,
+               pixel_arcsec: float = 0.396, margin: int = 16) -> np.ndarray:
+    """A (5, size, size) ugriz cube [nanomaggies per pixel] centred on (ra, dec).
+
+    Each band is cut out around the position (with ``margin`` pixels to spare) and resampled onto
+    one TAN grid with reproject's exact spherical-polygon overlap, which conserves flux; values are
+    scaled by the ratio of output to input pixel area, so they stay fluxes per pixel.
+
+    Raises
+    ------
+    InputError
+        If the cube does not lie fully inside every band's frame (the object is too near an edge).
+    """
+    from reproject import reproject_exact
+
+    target = cube_wcs(ra, dec, size, pixel_arcsec)
+    out_area = proj_plane_pixel_area(target)
+    cube = np.empty((len(BANDS), size, size))
+    for b, band in enumerate(BANDS):
+        if band not in frames:
+            raise InputError(f"({ra:.5f}, {dec:.5f}): no {band}-band frame")
+        image, wcs = frames[band]
+        x, y = wcs.world_to_pixel_values(ra, dec)
+        half = size / 2 * pixel_arcsec / (np.sqrt(proj_plane_pixel_area(wcs)) * 3600) + margin
+        x0, x1 = int(np.floor(x - half)), int(np.ceil(x + half)) + 1
+        y0, y1 = int(np.floor(y - half)), int(np.ceil(y + half)) + 1
+        if x0 < 0 or y0 < 0 or x1 > image.shape[1] or y1 > image.shape[0]:
+            raise InputError(f"({ra:.5f}, {dec:.5f}): too near the edge of the {band}-band frame")
+        cutout_wcs = wcs.slice((slice(y0, y1), slice(x0, x1)))
+        values, footprint = reproject_exact((image[y0:y1, x0:x1], cutout_wcs), target, shape_out=(size, size))
+        if not np.all(footprint > 0.999):
+            raise InputError(f"({ra:.5f}, {dec:.5f}): cube not fully covered by the {band}-band frame")
+        cube[b] = values * out_area / proj_plane_pixel_area(wcs)
+    return cube.astype(np.float32)
