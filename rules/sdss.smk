@@ -13,7 +13,7 @@ rule sdss_spectra:
     benchmark:
         "results/benchmarks/sdss_spectra.tsv"
     conda:
-        "../envs/dataset.yaml"
+        "../envs/sdss.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -24,3 +24,26 @@ rule sdss_spectra:
         ),
     script:
         "../scripts/sdss_spectra.py"
+
+
+rule sdss_query:
+    input:
+        sql="resources/sql/sample.sql",
+    output:
+        catalog="resources/sdss/catalog.csv",
+    log:
+        "results/logs/sdss_query.log",
+    benchmark:
+        "results/benchmarks/sdss_query.tsv"
+    conda:
+        "../envs/sdss.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        query=config["sdss"]["query"],
+        cache=lambda wildcards, output: str(
+            Path(output.catalog).with_name("query_cache")
+        ),
+    script:
+        "../scripts/sdss_query.py"

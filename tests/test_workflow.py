@@ -103,7 +103,7 @@ def test_schema_defaults_match_library_defaults():
 # ---------------------------------------------------------------------------------------------
 # every script's imports, followed into the img2spec package, are in its rule's conda env
 
-IMPORT_TO_CONDA = {"yaml": "pyyaml", "matplotlib": "matplotlib-base", "torch": "pytorch", "pytorch_lightning": "pytorch-lightning"}
+IMPORT_TO_CONDA = {"yaml": "pyyaml", "astroquery": "astroquery", "matplotlib": "matplotlib-base", "torch": "pytorch", "pytorch_lightning": "pytorch-lightning"}
 STDLIB = set(sys.stdlib_module_names)
 
 
@@ -183,3 +183,15 @@ def test_every_config_key_is_documented():
 
     missing = [f"{p}{k}" for p, k in keys(schema["properties"]) if not documented(p, k)]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "resources" / "sdss").mkdir(parents=True)
+    (tmp_path / "resources" / "sdss" / "cubes.npz").touch()  # the user's Pasquet cube file
+    shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
+    result = _snakemake(tmp_path, "-n", "--configfile", "config/sdss.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = result.stdout + result.stderr
+    for rule, count in (("sdss_query", 1), ("sdss_spectra", 1), ("build_dataset", 1), ("train", 4), ("predict", 1)):
+        assert re.search(rf"^{rule}\s+{count}$", plan, re.M), rule

@@ -290,3 +290,116 @@ def build_cube(frames: dict[str, tuple[np.ndarray, WCS]], ra: float, dec: float,
             raise InputError(f"({ra:.5f}, {dec:.5f}): cube not fully covered by the {band}-band frame")
         cube[b] = values * out_area / proj_plane_pixel_area(wcs)
     return cube.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sample query
+
+CATALOG_COLUMNS = ("specObjID", "plate", "mjd", "fiberID", "z")
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """Sample definition and how the query is split and retried.
+
+    Attributes
+    ----------
+    z_min, z_max : float
+        Redshift range (z_min < z ≤ z_max).
+    petro_rad_max, petro_mag_min, petro_mag_max : float
+        Sanity limits on the Petrosian radius [″] and r magnitude.
+    plate_min, plate_max, plates_per_chunk : int
+        Plates covered and plates per query: each chunk is a specObjID range of whole plates (at
+        most 640 fibers each), far below SkyServer's row limit.
+    data_release : int
+    retries, backoff, max_backoff : int, float
+        Retries of a failed chunk with exponential back-off [s] and its cap.
+    min_interval : float
+        Seconds between queries (SkyServer allows about one per second).
+    """
+
+    z_min: float = 0.05
+    z_max: float = 0.15
+    petro_rad_max: float = 30.0
+    petro_mag_min: float = 10.0
+    petro_mag_max: float = 17.77
+    plate_min: int = 266
+    plate_max: int = 3000
+    plates_per_chunk: int = 100
+    data_release: int = 17
+    retries: int = 5
+    backoff: float = 5.0
+    max_backoff: float = 120.0
+    min_interval: float = 1.0
+
+
+def render_query(template: str, **values: float) -> str:
+    """Fill the SQL template's placeholders; only finite numbers are accepted, never strings."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+            raise InputError(f"SQL parameter {name}={value!r} is not a finite number")
+    return template.format(**{k: repr(int(v)) if isinstance(v, (int, np.integer)) else repr(float(v)) for k, v in values.items()})
+
+
+def plate_chunks(settings: QuerySettings) -> list[tuple[int, int]]:
+    """(first plate, last plate) of each query chunk."""
+    return [(lo, min(lo + settings.plates_per_chunk - 1, settings.plate_max))
+            for lo in range(settings.plate_min, settings.plate_max + 1, settings.plates_per_chunk)]
+
+
+def skyserver_runner(data_release: int, timeout: float = 600.0) -> Callable[[str], pd.DataFrame]:
+    """Run SQL on SkyServer through astroquery (base URL from astroquery's ``sdss.conf``)."""
+    from astroquery.sdss import SDSS
+
+    def run(sql: str) -> pd.DataFrame:
+        table = SDSS.query_sql(sql, data_release=data_release, timeout=timeout, cache=False)
+        return pd.DataFrame(columns=list(CATALOG_COLUMNS)) if table is None else table.to_pandas()
+
+    return run
+
+
+def query_catalog(template: str, settings: QuerySettings, cache_dir: str | Path, run: Callable[[str], pd.DataFrame],
+                  log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """The sample catalog, queried chunk by chunk; each chunk's result is cached in ``cache_dir``.
+
+    Raises
+    ------
+    InputError
+        If a chunk still fails after all retries (earlier chunks stay cached), or the result lacks
+        the catalog's columns.
+    """
+    from .io import encode_specobjid
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for lo, hi in plate_chunks(settings):
+        cached = cache_dir / f"chunk-{lo:05d}-{hi:05d}.csv"
+        if cached.exists():
+            parts.append(pd.read_csv(cached))
+            continue
+        sql = render_query(template, z_min=settings.z_min, z_max=settings.z_max, petro_rad_max=settings.petro_rad_max,
+                           petro_mag_min=settings.petro_mag_min, petro_mag_max=settings.petro_mag_max,
+                           specobjid_min=encode_specobjid(lo, 0, 50000, 0), specobjid_max=encode_specobjid(hi + 1, 0, 50000, 0) - 1)
+        delay = settings.backoff
+        for attempt in range(1, settings.retries + 2):
+            sleep(settings.min_interval)
+            try:
+                result = run(sql)
+                break
+            except Exception as err:  # noqa: BLE001 - any failure of the remote service is retried
+                if attempt > settings.retries:
+                    raise InputError(f"plates {lo}-{hi}: query failed after {attempt} attempts: {err}") from err
+                log(f"plates {lo}-{hi}: attempt {attempt} failed ({err}); retrying in {delay:.0f} s")
+                sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(2 * delay, settings.max_backoff)
+        with atomic_output(cached) as tmp:
+            result.to_csv(tmp, index=False)
+        log(f"plates {lo}-{hi}: {len(result)} galaxies")
+        parts.append(pd.read_csv(cached))  # read back, so fresh and cached runs give identical tables
+    catalog = pd.concat(parts, ignore_index=True)
+    missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
+    if missing:
+        raise InputError(f"query result lacks column(s) {missing}")
+    catalog["specObjID"] = catalog["specObjID"].astype(np.int64)  # astroquery gives uint64; ids are < 2**63
+    return catalog.drop_duplicates("specObjID").sort_values("specObjID").reset_index(drop=True)

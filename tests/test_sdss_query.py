@@ -1,0 +1,117 @@
+"""The sample query: SQL template, chunking, retries and caching, through astroquery against a local server (issue 4)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.parse
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from img2spec.io import InputError, decode_specobjid, encode_specobjid
+from img2spec.sdss import QuerySettings, query_catalog, render_query, skyserver_runner
+
+from .conftest import REPO
+
+TEMPLATE = (REPO / "resources" / "sql" / "sample.sql").read_text()
+
+
+def _sky_table() -> pd.DataFrame:
+    rows = []
+    for plate in range(3000, 3006):
+        for fiber in (1, 2, 3):
+            rows.append({"specObjID": encode_specobjid(plate, fiber, 55000), "objID": 1237660000000000000 + plate * 10 + fiber,
+                         "plate": plate, "mjd": 55000, "fiberID": fiber, "run2d": 26, "ra": 150.0, "dec": 2.0, "z": 0.1,
+                         "zErr": 1e-5, "velDisp": 150.0, "petroMag_r": 17.0, "elliptical": 1, "spiral": 0, "uncertain": 0})
+    return pd.DataFrame(rows)
+
+
+class FakeSkyServer:
+    """Answers SkyServer SqlSearch requests from a table, selecting rows by the query's specObjID range."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.failures: Counter = Counter()  # (first plate) → how many more times to fail with HTTP 500
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, query: str) -> None:
+                sql = urllib.parse.parse_qs(query).get("cmd", [""])[0]
+                server.requests.append(sql)
+                lo, hi = (int(v) for v in re.search(r"specObjID BETWEEN (\d+) AND (\d+)", sql).groups())
+                plate = decode_specobjid(lo)["plate"]
+                if server.failures[plate] > 0:
+                    server.failures[plate] -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                rows = server.table[(server.table["specObjID"] >= lo) & (server.table["specObjID"] <= hi)]
+                body = ("#Table1\n" + rows.to_csv(index=False)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._answer(urllib.parse.urlsplit(self.path).query)
+
+            def do_POST(self):
+                self._answer(self.rfile.read(int(self.headers["Content-Length"])).decode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+SETTINGS = QuerySettings(plate_min=3000, plate_max=3005, plates_per_chunk=2, retries=3, backoff=0.0, min_interval=0.0)
+
+
+def test_chunks_are_retried_cached_and_joined(tmp_path):
+    from astroquery.sdss import conf
+
+    server = FakeSkyServer(_sky_table())
+    with server as url, conf.set_temp("skyserver_baseurl", url):
+        server.failures[3002] = 2
+        catalog = query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
+        assert len(server.requests) == 3 + 2
+        assert "s.z > 0.05 AND s.z <= 0.15" in server.requests[0]
+        assert len(catalog) == 18 and catalog["specObjID"].is_monotonic_increasing
+        assert {"specObjID", "plate", "mjd", "fiberID", "z", "velDisp", "elliptical"} <= set(catalog.columns)
+        assert catalog["specObjID"].dtype.kind == "i" and sorted(catalog["plate"].unique()) == list(range(3000, 3006))
+        assert len(list((tmp_path / "cache").glob("chunk-*.csv"))) == 3
+        server.requests.clear()
+        again = query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
+        assert server.requests == [] and again.equals(catalog)
+
+
+def test_a_chunk_that_keeps_failing_is_reported_and_the_others_stay_cached(tmp_path):
+    from astroquery.sdss import conf
+
+    server = FakeSkyServer(_sky_table())
+    with server as url, conf.set_temp("skyserver_baseurl", url):
+        server.failures[3004] = 10
+        with pytest.raises(InputError, match="plates 3004-3005: query failed after 4 attempts"):
+            query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "cache").glob("chunk-*.csv")) == ["chunk-03000-03001.csv", "chunk-03002-03003.csv"]
+
+
+@pytest.mark.parametrize("bad", ["0.1; DROP TABLE SpecObj", None, float("nan"), True])
+def test_only_numbers_reach_the_sql(bad):
+    with pytest.raises(InputError, match="not a finite number"):
+        render_query(TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=30,
+                     petro_mag_min=10, petro_mag_max=17.77)
