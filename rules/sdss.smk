@@ -47,3 +47,34 @@ rule sdss_query:
         ),
     script:
         "../scripts/sdss_query.py"
+
+
+if config["sdss"]["cubes"]["source"] == "frames":
+
+    rule sdss_cubes:
+        input:
+            catalog="resources/sdss/catalog.csv",
+        output:
+            cubes="resources/sdss/cubes.npz",
+            rejects=report(
+                "resources/sdss/cube_rejects.csv",
+                caption="../workflow/report/sdss_cube_rejects.rst",
+                category="0. SDSS download",
+            ),
+        log:
+            "results/logs/sdss_cubes.log",
+        benchmark:
+            "results/benchmarks/sdss_cubes.tsv"
+        conda:
+            "../envs/sdss.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+        params:
+            download=config["sdss"]["download"],
+            frames_base_url=config["sdss"]["cubes"]["frames_base_url"],
+            frames_root=lambda wildcards, output: str(
+                Path(output.cubes).with_name("frames")
+            ),
+        script:
+            "../scripts/sdss_cubes.py"

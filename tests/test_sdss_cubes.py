@@ -93,3 +93,37 @@ def test_objects_near_the_edge_are_rejected(frames):
         build_cube(frames, ra, dec)
     with pytest.raises(InputError, match="no z-band frame"):
         build_cube({band: frames[band] for band in "ugri"}, *_bright_star(frames))
+
+
+def test_frames_are_downloaded_once_per_field_and_cubes_built(frames, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from img2spec.io import open_cube_file
+    from img2spec.sdss import DownloadSettings, cubes_from_frames, download_frames, frame_path
+
+    from .test_sdss_download import FakeSAS
+
+    sas_root = tmp_path / "sas"
+    for band in "ugriz":
+        target = frame_path(sas_root / "dr17" / "eboss" / "photoObj" / "frames", 301, 2583, 2, 136, band)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIELD / f"frame-{band}-002583-2-0136.fits.bz2", target)
+    star = _bright_star(frames)
+    edge = [float(v) for v in frames["r"][1].pixel_to_world_values(5, 700)]
+    catalog = pd.DataFrame({"specObjID": [11, 12], "ra": [star[0], edge[0]], "dec": [star[1], edge[1]],
+                            "rerun": 301, "run": 2583, "camcol": 2, "field": 136})
+    with FakeSAS(sas_root) as sas:
+        base = sas.base_url.replace("/dr17/sdss/spectro/redux", "/dr17/eboss/photoObj/frames")
+        sas.faults["dr17/eboss/photoObj/frames/301/2583/2/frame-g-002583-2-0136.fits.bz2"] = ["503"]
+        settings = DownloadSettings(base, requests_per_second=50, backoff=0.0)
+        counts = download_frames(pd.concat([catalog, catalog]), tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None)
+        assert counts["fetched"] == 5 and counts["requests"] == 6 and counts["failed"] == 0
+        again = download_frames(catalog, tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None)
+        assert again["already_present"] == 5 and again["requests"] == 0
+    rejects = cubes_from_frames(catalog, tmp_path / "frames", tmp_path / "cubes.npz")
+    assert rejects["specObjID"].tolist() == [12] and "edge" in rejects["reason"][0]
+    with open_cube_file(tmp_path / "cubes.npz") as cubes:
+        assert cubes.specobjid.tolist() == [11]
+        np.testing.assert_allclose(cubes.read(np.array([0]))[0], build_cube(frames, *star), rtol=1e-6)

@@ -145,7 +145,7 @@ def _third_party(script: Path) -> set[str]:
 
 
 def _rules():
-    pattern = re.compile(r"^rule (\w+):(.*?)(?=^rule |\Z)", re.S | re.M)
+    pattern = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule |\Z)", re.S | re.M)
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for name, body in pattern.findall(smk.read_text()):
             conda = re.search(r'conda:\s*"([^"]+)"', body)
@@ -195,3 +195,11 @@ def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
     plan = result.stdout + result.stderr
     for rule, count in (("sdss_query", 1), ("sdss_spectra", 1), ("build_dataset", 1), ("train", 4), ("predict", 1)):
         assert re.search(rf"^{rule}\s+{count}$", plan, re.M), rule
+
+
+def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
+    result = _snakemake(tmp_path, "-n", "--configfile", "config/sdss.yaml", "--config", "sdss={cubes: {source: frames}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^sdss_cubes\s+1$", result.stdout + result.stderr, re.M)

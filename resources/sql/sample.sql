@@ -3,6 +3,7 @@
 -- stellar mass. Placeholders in braces are filled with validated numbers only.
 SELECT
   s.specObjID, p.objID, s.plate, s.mjd, s.fiberID, s.run2d, p.ra, p.dec,
+  p.run, p.rerun, p.camcol, p.field,
   s.z, s.zErr, s.velDisp, s.velDispErr,
   p.petroRad_r, p.petroR50_r, p.petroR90_r, p.petroMag_r,
   p.fiberMag_u, p.fiberMag_g, p.fiberMag_r, p.fiberMag_i, p.fiberMag_z,

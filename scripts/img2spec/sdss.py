@@ -124,7 +124,7 @@ def _valid(path: Path, specobjid: int) -> str | None:
     return None if found == specobjid else f"file holds specObjID {found}, expected {specobjid}"
 
 
-def _fetch_once(url: str, target: Path, specobjid: int, timeout: float) -> None:
+def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
@@ -136,7 +136,7 @@ def _fetch_once(url: str, target: Path, specobjid: int, timeout: float) -> None:
                         received += len(chunk)
                 if expected is not None and received != int(expected):
                     raise _Transient(f"truncated body ({received} of {expected} bytes)")
-                problem = _valid(tmp, specobjid)
+                problem = validate(tmp)
                 if problem:
                     raise _Transient(f"invalid content: {problem}")
     except urllib.error.HTTPError as err:
@@ -146,6 +146,30 @@ def _fetch_once(url: str, target: Path, specobjid: int, timeout: float) -> None:
         raise _Permanent(f"HTTP {err.code}") from err
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise _Transient(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from err
+
+
+def fetch_with_retries(url: str, target: Path, validate: Callable[[Path], str | None], settings: DownloadSettings,
+                       limiter: RateLimiter, sleep: Callable[[float], None] = time.sleep) -> tuple[str | None, int]:
+    """Download ``url`` to ``target`` (atomically, validated); returns (failure reason or None, requests made).
+
+    Transient failures are retried with exponential back-off and jitter (``Retry-After`` honoured);
+    permanent ones (e.g. HTTP 404) are not.
+    """
+    delay = settings.backoff
+    for attempt in range(1, settings.retries + 2):
+        limiter.acquire()
+        try:
+            _fetch_once(url, target, validate, settings.timeout)
+            return None, attempt
+        except _Permanent as err:
+            return str(err), attempt
+        except _Transient as err:
+            if attempt > settings.retries:
+                return str(err), attempt
+            wait = err.retry_after if err.retry_after is not None else delay * random.uniform(0.5, 1.5)
+            sleep(min(wait, settings.max_backoff))
+            delay = min(2 * delay, settings.max_backoff)
+    raise AssertionError("unreachable")
 
 
 def download_spectra(
@@ -184,32 +208,17 @@ def download_spectra(
                 counts["already_present"] += 1
                 manifest.append([sid, str(target.relative_to(dest_root)), target.stat().st_size, _sha256(target), url])
             return
-        delay = settings.backoff
-        for attempt in range(1, settings.retries + 2):
-            limiter.acquire()
-            with lock:
-                counts["requests"] += 1
-            try:
-                _fetch_once(url, target, sid, settings.timeout)
-            except _Permanent as err:
-                reason = str(err)
-            except _Transient as err:
-                reason = str(err)
-                if attempt <= settings.retries:
-                    wait = err.retry_after if err.retry_after is not None else delay * random.uniform(0.5, 1.5)
-                    sleep(min(wait, settings.max_backoff))
-                    delay = min(2 * delay, settings.max_backoff)
-                    continue
+        reason, attempts = fetch_with_retries(url, target, lambda path: _valid(path, sid), settings, limiter, sleep)
+        with lock:
+            counts["requests"] += attempts
+            if reason is None:
+                counts["fetched"] += 1
+                manifest.append([sid, str(target.relative_to(dest_root)), target.stat().st_size, _sha256(target), url])
             else:
-                with lock:
-                    counts["fetched"] += 1
-                    manifest.append([sid, str(target.relative_to(dest_root)), target.stat().st_size, _sha256(target), url])
-                return
-            with lock:
                 counts["failed"] += 1
-                failures.append([sid, url, reason, attempt])
-            log(f"specObjID {sid}: giving up after {attempt} attempt(s): {reason}")
-            return
+                failures.append([sid, url, reason, attempts])
+        if reason is not None:
+            log(f"specObjID {sid}: giving up after {attempts} attempt(s): {reason}")
 
     rows = list(catalog.itertuples(index=False))
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
@@ -403,3 +412,87 @@ def query_catalog(template: str, settings: QuerySettings, cache_dir: str | Path,
         raise InputError(f"query result lacks column(s) {missing}")
     catalog["specObjID"] = catalog["specObjID"].astype(np.int64)  # astroquery gives uint64; ids are < 2**63
     return catalog.drop_duplicates("specObjID").sort_values("specObjID").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# frames → cubes for a catalog
+
+
+def frame_url(base_url: str, rerun: int, run: int, camcol: int, field: int, band: str) -> str:
+    """SAS URL of a calibrated frame: ``{base}/{rerun}/{run}/{camcol}/frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2``."""
+    run, camcol, field = int(run), int(camcol), int(field)
+    return f"{base_url.rstrip('/')}/{int(rerun)}/{run}/{camcol}/frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2"
+
+
+def frame_path(root: str | Path, rerun: int, run: int, camcol: int, field: int, band: str) -> Path:
+    run, camcol, field = int(run), int(camcol), int(field)
+    return Path(root) / str(int(rerun)) / str(run) / str(camcol) / f"frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2"
+
+
+def _valid_frame(path: Path) -> str | None:
+    try:
+        read_frame(path)
+    except InputError as err:
+        return str(err).split(": ", 1)[-1]
+    return None
+
+
+def download_frames(catalog: pd.DataFrame, frames_root: str | Path, settings: DownloadSettings,
+                    log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Fetch the five bands of every field in the catalog (columns rerun, run, camcol, field) once each.
+
+    Returns counts; failed frames are listed under ``failures`` as (url, reason).
+    """
+    limiter = RateLimiter(settings.requests_per_second)
+    fields = catalog[["rerun", "run", "camcol", "field"]].drop_duplicates().itertuples(index=False)
+    jobs = [(f, band) for f in fields for band in BANDS]
+    counts = {"fetched": 0, "already_present": 0, "failed": 0, "requests": 0, "failures": []}
+    lock = threading.Lock()
+
+    def job(item) -> None:
+        field, band = item
+        target = frame_path(frames_root, *field, band)
+        if target.exists() and _valid_frame(target) is None:
+            with lock:
+                counts["already_present"] += 1
+            return
+        url = frame_url(settings.base_url, *field, band)
+        reason, attempts = fetch_with_retries(url, target, _valid_frame, settings, limiter, sleep)
+        with lock:
+            counts["requests"] += attempts
+            counts["fetched" if reason is None else "failed"] += 1
+            if reason is not None:
+                counts["failures"].append((url, reason))
+
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        list(pool.map(job, jobs))
+    log(f"frames: {({k: v for k, v in counts.items() if k != 'failures'})}")
+    return counts
+
+
+def cubes_from_frames(catalog: pd.DataFrame, frames_root: str | Path, out_path: str | Path,
+                      size: int = 64, pixel_arcsec: float = 0.396) -> pd.DataFrame:
+    """Build every catalog object's cube from its field's frames; write a cube file; return rejects.
+
+    Objects whose frames are missing or unreadable, or which lie too near a frame edge, are listed
+    with their reason (the neighbouring-field fallback is not implemented).
+    """
+    from .io import write_cube_file
+
+    cubes, ids, rejects = [], [], []
+    for field, group in catalog.groupby(["rerun", "run", "camcol", "field"]):
+        try:
+            frames = {band: read_frame(frame_path(frames_root, *field, band)) for band in BANDS}
+        except (InputError, FileNotFoundError, OSError) as err:
+            rejects += [{"specObjID": int(s), "reason": f"frames of field {field}: {err}"} for s in group["specObjID"]]
+            continue
+        for row in group.itertuples(index=False):
+            try:
+                cubes.append(np.moveaxis(build_cube(frames, row.ra, row.dec, size, pixel_arcsec), 0, -1))
+                ids.append(int(row.specObjID))
+            except InputError as err:
+                rejects.append({"specObjID": int(row.specObjID), "reason": str(err)})
+    if not cubes:
+        raise InputError(f"no cube could be built for any of {len(catalog)} objects")
+    write_cube_file(out_path, np.stack(cubes), np.rec.fromarrays([np.array(ids, np.int64)], names="specObjID"))
+    return pd.DataFrame(rejects, columns=["specObjID", "reason"])
