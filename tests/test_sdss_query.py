@@ -115,3 +115,107 @@ def test_only_numbers_reach_the_sql(bad):
     with pytest.raises(InputError, match="not a finite number"):
         render_query(TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=30,
                      petro_mag_min=10, petro_mag_max=17.77)
+
+
+class FakeCasJobs:
+    """Loopback server speaking the CasJobs REST job protocol: submit, poll (ready/started/finished|failed), fetch."""
+
+    TOKEN = "s3cret-token-value"
+
+    def __init__(self, table: pd.DataFrame, fail_with: str | None = None) -> None:
+        import json
+
+        self.table, self.fail_with = table, fail_with
+        self.jobs: dict[str, dict] = {}
+        self.calls: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body: bytes, content_type="application/json"):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _authorised(self):
+                if self.headers.get("X-Auth-Token") != FakeCasJobs.TOKEN:
+                    self._send(401, b'{"Message": "bad token"}')
+                    return False
+                return True
+
+            def _body(self):
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+
+            def do_PUT(self):
+                server.calls.append(f"PUT {self.path}")
+                if not self._authorised():
+                    return
+                query = self._body()["Query"]
+                job = str(1000 + len(server.jobs))
+                server.jobs[job] = {"query": query, "polls": 0}
+                self._send(200, job.encode(), "text/plain")
+
+            def do_GET(self):
+                server.calls.append(f"GET {self.path}")
+                if not self._authorised():
+                    return
+                job = server.jobs[self.path.rsplit("/", 1)[-1]]
+                job["polls"] += 1
+                status = {1: 0, 2: 1}.get(job["polls"], 4 if server.fail_with else 5)
+                message = server.fail_with if status == 4 else "Query complete"
+                self._send(200, json.dumps({"Status": status, "Message": message}).encode())
+
+            def do_POST(self):
+                server.calls.append(f"POST {self.path}")
+                if not self._authorised():
+                    return
+                self._body()
+                self._send(200, ("#Table1\n" + server.table.to_csv(index=False)).encode(), "text/plain")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_port}/CasJobs/RestApi"
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_casjobs_submits_polls_and_fetches_without_leaking_the_token(tmp_path):
+    from img2spec.sdss import casjobs_runner
+
+    table = _sky_table()
+    server = FakeCasJobs(table)
+    messages = []
+    with server as url:
+        run = casjobs_runner(url, FakeCasJobs.TOKEN, "DR17", poll=0.0, sleep=lambda _: None, log=messages.append)
+        settings = QuerySettings(plate_min=3000, plate_max=3001, plates_per_chunk=2, min_interval=0.0)
+        catalog = query_catalog(TEMPLATE, settings, tmp_path / "cache", run, log=messages.append, sleep=lambda _: None)
+    assert server.calls[0] == "PUT /CasJobs/RestApi/contexts/DR17/jobs"
+    assert [c for c in server.calls if c.startswith("GET")] == ["GET /CasJobs/RestApi/jobs/1000"] * 3  # ready, started, finished
+    assert server.calls[-1] == "POST /CasJobs/RestApi/contexts/MyDB/query"
+    assert server.jobs["1000"]["query"].startswith("SELECT * INTO MyDB.img2spec_")
+    assert len(catalog) == len(table) and catalog["specObjID"].dtype.kind == "i"
+    written = "".join(messages) + "".join(p.read_text() for p in (tmp_path / "cache").glob("*"))
+    assert FakeCasJobs.TOKEN not in written
+
+
+def test_casjobs_sql_errors_reach_the_user(tmp_path):
+    from img2spec.sdss import casjobs_runner
+
+    error = "Invalid column name 'petroRad_x'."
+    with FakeCasJobs(_sky_table(), fail_with=error) as url:
+        run = casjobs_runner(url, FakeCasJobs.TOKEN, poll=0.0, sleep=lambda _: None, log=lambda _: None)
+        with pytest.raises(InputError, match="CasJobs job 1000 failed: Invalid column name 'petroRad_x'"):
+            run("SELECT 1")
+        with pytest.raises(Exception, match="401"):
+            casjobs_runner(url, "wrong", sleep=lambda _: None, log=lambda _: None)("SELECT 1")
+    with pytest.raises(InputError, match="needs a SciServer token"):
+        casjobs_runner("http://127.0.0.1:9", "")

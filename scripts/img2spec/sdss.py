@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import random
 import threading
 import time
@@ -325,6 +326,10 @@ class QuerySettings:
         Retries of a failed chunk with exponential back-off [s] and its cap.
     min_interval : float
         Seconds between queries (SkyServer allows about one per second).
+    backend : str
+        ``skyserver`` (astroquery) or ``casjobs`` (batch jobs; long queries, needs a SciServer token).
+    casjobs_url, casjobs_context, token_env : str
+        CasJobs REST root, the catalog context, and the environment variable holding the token.
     """
 
     z_min: float = 0.05
@@ -340,6 +345,10 @@ class QuerySettings:
     backoff: float = 5.0
     max_backoff: float = 120.0
     min_interval: float = 1.0
+    backend: str = "skyserver"
+    casjobs_url: str = "https://skyserver.sdss.org/CasJobs/RestApi"
+    casjobs_context: str = "DR17"
+    token_env: str = "SCISERVER_TOKEN"
 
 
 def render_query(template: str, **values: float) -> str:
@@ -496,3 +505,59 @@ def cubes_from_frames(catalog: pd.DataFrame, frames_root: str | Path, out_path: 
         raise InputError(f"no cube could be built for any of {len(catalog)} objects")
     write_cube_file(out_path, np.stack(cubes), np.rec.fromarrays([np.array(ids, np.int64)], names="specObjID"))
     return pd.DataFrame(rejects, columns=["specObjID", "reason"])
+
+
+# ---------------------------------------------------------------------------------------------
+# CasJobs (SciServer) backend
+
+CASJOBS_STATUS = {0: "ready", 1: "started", 2: "canceling", 3: "cancelled", 4: "failed", 5: "finished"}
+
+
+def casjobs_runner(base_url: str, token: str, context: str = "DR17", poll: float = 5.0, max_poll: float = 60.0,
+                   max_wait: float = 8 * 3600, sleep: Callable[[float], None] = time.sleep,
+                   log: Callable[[str], None] = print) -> Callable[[str], pd.DataFrame]:
+    """Run SQL as a CasJobs batch job (SciServer REST API) and return its result table.
+
+    The query is submitted into a MyDB table (``PUT {base}/contexts/{context}/jobs``), its status
+    polled with growing intervals (``GET {base}/jobs/{id}``: 0 ready, 1 started, 2 canceling,
+    3 cancelled, 4 failed, 5 finished), and the table read back as CSV
+    (``POST {base}/contexts/MyDB/query``).  The token goes only into the ``X-Auth-Token`` header;
+    it is never logged.  A failed job raises with CasJobs' own message (e.g. the SQL error).
+    """
+    import json
+
+    if not token:
+        raise InputError("CasJobs needs a SciServer token (set the environment variable named in sdss.query.token_env)")
+    headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: dict | None = None, accept: str = "application/json") -> bytes:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{base_url.rstrip('/')}/{path}", data=data, method=method, headers=headers | {"Accept": accept})
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.read()
+
+    def run(sql: str) -> pd.DataFrame:
+        table = "img2spec_" + hashlib.sha256(sql.encode()).hexdigest()[:16]
+        wrapped = f"SELECT * INTO MyDB.{table} FROM ({sql}) AS sample"
+        job = call("PUT", f"contexts/{context}/jobs", {"Query": wrapped, "TaskName": "img2spec"}).decode().strip().strip('"')
+        log(f"CasJobs job {job} submitted")
+        waited, interval = 0.0, poll
+        while True:
+            status = json.loads(call("GET", f"jobs/{job}"))
+            state = CASJOBS_STATUS.get(int(status.get("Status", -1)), "unknown")
+            if state == "finished":
+                break
+            if state in ("failed", "cancelled", "unknown"):
+                raise InputError(f"CasJobs job {job} {state}: {status.get('Message', '').strip()}")
+            if waited > max_wait:
+                raise InputError(f"CasJobs job {job} still {state} after {waited:.0f} s")
+            sleep(interval)
+            waited += interval
+            interval = min(2 * interval, max_poll)
+        text = call("POST", "contexts/MyDB/query", {"Query": f"SELECT * FROM {table}", "TaskName": "img2spec"}, accept="text/plain")
+        lines = text.decode().splitlines()
+        if lines and lines[0].startswith("#"):
+            lines = lines[1:]
+        return pd.read_csv(io.StringIO("\n".join(lines)))
+
+    return run
