@@ -27,7 +27,10 @@ def default_targets():
         "results/dataset/examples.png",
     ]
     targets += expand("results/models/{network}/last.ckpt", network=NETWORKS)
-    targets += ["results/predictions/summary.json"]
+    targets += [
+        "results/predictions/summary.json",
+        "results/evaluation/quality/summary.json",
+    ]
     targets += expand("results/predictions/{name}.h5", name=config["predict_images"])
     if config["survey"] == "mock":
         targets.append("results/mock/summary.json")
@@ -52,3 +55,10 @@ def training_resources(wildcards):
 def trained_models(wildcards):
     """The last checkpoint of each network, by name."""
     return {network: f"results/models/{network}/last.ckpt" for network in NETWORKS}
+
+
+def mock_truth(wildcards):
+    """The mock survey's truth table, when the input survey is the mock."""
+    return (
+        {"truth": "resources/mock/truth.parquet"} if config["survey"] == "mock" else {}
+    )

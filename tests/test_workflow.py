@@ -59,7 +59,8 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     for path in ("results/mock/examples.png", "results/dataset/examples.png", "results/dataset/rejects.csv",
                  "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet",
                  "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv",
-                 "results/predictions/summary.json", "results/predictions/examples.png", "results/predictions/mockcubes.h5"):
+                 "results/predictions/summary.json", "results/predictions/examples.png", "results/predictions/mockcubes.h5",
+                 "results/evaluation/quality/summary.json", "results/evaluation/quality/histograms.png"):
         assert (workdir / path).stat().st_size > 0, path
     again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .io import BANDS, CubeFile, InputError, atomic_output, read_sdss_spectrum, spectrum_path
+from .io import BANDS, CubeFile, InputError, atomic_output, read_h5_rows, read_sdss_spectrum, spectrum_path
 from .preprocessing import PreprocessingSettings, preprocess_spectra
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -284,11 +284,8 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
             source = spec[name]
             target = out.create_dataset(name, (n, *source.shape[1:]), source.dtype, chunks=(min(64, n), *source.shape[1:]) if source.ndim > 1 else None)
             for start in range(0, n, settings.chunk_size):
-                sel = rows[start : start + settings.chunk_size]
-                order = np.argsort(sel)
-                block = np.empty((sel.size, *source.shape[1:]), source.dtype)
-                block[order] = source[sel[order]]
-                target[start : start + sel.size] = block
+                block = read_h5_rows(source, rows[start : start + settings.chunk_size])
+                target[start : start + block.shape[0]] = block
         for name in ("wave", "wave_lowres"):
             out[name] = spec[name][()]
         for key, value in spec.attrs.items():

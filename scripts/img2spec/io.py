@@ -488,3 +488,12 @@ def write_cube_file(path: str | os.PathLike, cubes: np.ndarray, labels: np.ndarr
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, cube=np.asarray(cubes, np.float32), labels=labels, bands=np.array(BANDS))
+
+
+def read_h5_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """Rows of an HDF5 dataset in the given order (h5py needs increasing indices, so read sorted)."""
+    rows = np.asarray(rows)
+    order = np.argsort(rows)
+    out = np.empty((rows.size, *dataset.shape[1:]), dataset.dtype)
+    out[order] = dataset[rows[order]]
+    return out

@@ -32,3 +32,10 @@ def band_coverage(lower_ln: np.ndarray, upper_ln: np.ndarray, observed_ln: np.nd
     good = np.ones_like(observed_ln, bool) if mask is None else ~mask
     inside = (observed_ln >= lower_ln) & (observed_ln <= upper_ln)
     return float(inside[good].mean())
+
+
+def chi2_per_pixel(predicted_ln: np.ndarray, observed_ln: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """χ²/N per spectrum in linear normalised flux with the observed inverse variance (good pixels with ivar > 0)."""
+    good = (ivar > 0) if mask is None else (~mask & (ivar > 0))
+    residual = np.exp(predicted_ln) - np.exp(observed_ln)
+    return np.where(good, residual**2 * ivar, 0.0).sum(axis=1) / np.maximum(good.sum(axis=1), 1)

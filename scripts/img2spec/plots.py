@@ -149,3 +149,20 @@ def prediction_examples(wave: np.ndarray, observed: np.ndarray, predicted: np.nd
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> None:
+    """Histograms of Δ̄ and MSE per morphology group, like Figure 5 of Doorenbos, Sextl et al. (2024)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for column, ax, label in (("mean_relative_deviation", axes[0], "Δ̄ (mean relative deviation)"), ("mse", axes[1], "MSE of ln flux")):
+        values = table[column]
+        bins = np.linspace(0, np.nanpercentile(values, 99), 30)
+        for name in sorted(table[group].unique()):
+            sel = table[group] == name
+            ax.hist(values[sel], bins=bins, histtype="step", lw=1.5, label=f"{name} ({sel.sum()}, median {values[sel].median():.3f})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("galaxies")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
