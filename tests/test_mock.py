@@ -14,7 +14,7 @@ from img2spec.io import open_cube_file, read_sdss_spectrum, spectrum_path
 from img2spec.mock import population as pop
 from img2spec.mock.render import component_covariances, enclosed_fraction, petrosian_quantities, sersic_mixture, with_psf
 from img2spec.mock.spectra import OBSERVED_K0, OBSERVED_K1, redshift_and_broaden
-from img2spec.mock.survey import MockSettings, MockSurvey, generate
+from img2spec.mock.survey import MockSurvey, generate
 from img2spec.photometry import ab_maggies, nanomaggies_to_mag
 
 

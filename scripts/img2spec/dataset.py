@@ -122,7 +122,7 @@ def preprocess_catalog_spectra(
                 rejects.append(_reject(ids[position], "preprocessing", reason))
             m = result.index.size
             size = datasets["specobjid"].shape[0]
-            for name, ds in datasets.items():
+            for ds in datasets.values():
                 ds.resize(size + m, axis=0)
             datasets["specobjid"][size:] = np.asarray(ids, np.int64)[result.index]
             for name in ("flux", "ivar", "mask", "flux_lowres", "mask_lowres", "norm"):

@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from img2spec.io import read_sdss_spectrum
 from img2spec.mock.survey import MockSettings, MockSurvey, generate
