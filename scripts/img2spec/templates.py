@@ -21,6 +21,7 @@ import numpy as np
 from astropy.io import fits
 
 from .io import InputError, atomic_output
+from .download import RateLimiter, RetryPolicy, fetch_with_retries
 
 #: Library name → (folder inside the wheel, FWHM [Å] of the spectra, filename parser).
 LIBRARIES = {
@@ -181,3 +182,63 @@ def library_from_wheel(wheel: str | Path, name: str) -> SSPLibrary:
         np.asarray(metals)[order],
         fwhm,
     )
+
+
+#: Optical range [Å] over which the FWHM of a ppxf-format library is taken (E-MILES: 2.51 Å there).
+SPS_FWHM_RANGE = (3500.0, 7500.0)
+
+
+def library_from_sps_npz(path: str | Path, name: str) -> SSPLibrary:
+    """Read an SSP library in the format of pPXF's ``sps_util`` (e.g. E-MILES from the ppxf data repository).
+
+    The file holds ``templates`` (n_pix, n_age, n_met) [L_sun/Å per M_sun], ``lam`` [Å, air],
+    ``fwhm`` (n_pix) [Å], ``ages`` [Gyr] and ``metals`` [dex].  The library's constant FWHM is the
+    largest FWHM inside :data:`SPS_FWHM_RANGE`, and the spectra are cut to that range, which holds
+    every fit of img2spec.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if it is not such an archive or its arrays disagree in shape.
+    """
+    try:
+        with np.load(path) as data:
+            templates, lam, fwhm = data["templates"], data["lam"], np.broadcast_to(data["fwhm"], data["lam"].shape)
+            ages, metals = data["ages"], data["metals"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a ppxf sps_util template archive ({err})") from err
+    if templates.shape != (lam.size, ages.size, metals.size):
+        raise InputError(f"{path}: templates {templates.shape} do not match lam {lam.shape}, ages {ages.shape}, metals {metals.shape}")
+    keep = (lam >= SPS_FWHM_RANGE[0]) & (lam <= SPS_FWHM_RANGE[1])
+    if keep.sum() < 100:
+        raise InputError(f"{path}: fewer than 100 pixels inside {SPS_FWHM_RANGE} Å")
+    age_grid, metal_grid = np.meshgrid(ages, metals, indexing="ij")
+    flux = templates[keep].reshape(keep.sum(), -1).T
+    order = np.lexsort((age_grid.ravel(), metal_grid.ravel()))
+    return SSPLibrary(name, lam[keep], flux[order], age_grid.ravel()[order], metal_grid.ravel()[order], float(fwhm[keep].max()))
+
+
+def fetch_sps_library(url: str, target: str | Path, name: str, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0) -> SSPLibrary:
+    """Download a ppxf-format SSP archive from ``url`` and save it as an img2spec library at ``target``.
+
+    Uses the retrying download of :mod:`img2spec.download` (``retries`` after the first attempt, back-off
+    from ``backoff`` s); the archive is validated before it is kept.
+    """
+    target = Path(target)
+    raw = target.with_name(target.stem + ".download.npz")
+
+    def validate(path: Path) -> str | None:
+        try:
+            library_from_sps_npz(path, name)
+        except InputError as err:
+            return str(err)
+        return None
+
+    policy = RetryPolicy(retries=retries, backoff=backoff, timeout=timeout)
+    failure, attempts = fetch_with_retries(url, raw, validate, policy, RateLimiter(1.0))
+    if failure is not None:
+        raise InputError(f"{url}: download failed after {attempts} attempt(s): {failure}")
+    library = library_from_sps_npz(raw, name)
+    library.save(target)
+    raw.unlink()
+    return library

@@ -1,0 +1,12 @@
+"""Snakemake entry point: download E-MILES (pPXF sps_util format) and save it as an img2spec library."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+
+from img2spec.config import logged  # noqa: E402
+from img2spec.templates import fetch_sps_library  # noqa: E402
+
+with logged(snakemake.log[0]):  # noqa: F821
+    library = fetch_sps_library(snakemake.params.url, snakemake.output[0], "emiles")  # noqa: F821
+    print(f"{library.name}: {library.flux.shape[0]} SSPs, {library.wave_air[0]:.0f}-{library.wave_air[-1]:.0f} A, FWHM {library.fwhm} A")
