@@ -1,0 +1,139 @@
+"""Image ablation (the paper's Table 3): how much of the spectrum comes from resolution and colour.
+
+Each variant keeps the 64 × 64 × 5 input shape, so every network and the whole pipeline run
+unchanged, and removes information instead:
+
+- resolution r: each band is averaged over (64/r)² blocks and the block mean repeated, i.e. r × r
+  pixels over the same field of view (r = 1 keeps only the total flux per band);
+- bands ``ugriz`` (all), ``gri`` (u and z set to their training mean), ``mean`` (every band the mean
+  of the five) or ``g`` (only g).
+
+A band set to a constant has zero spread; its standardisation σ is set to 1 so it enters the
+networks as zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from . import metrics, plots
+from .dataset import SPLITS
+from .io import BANDS, atomic_output, read_h5_rows
+
+BAND_SETS = {"ugriz": "ugriz", "gri": "gri", "g": "g", "mean": "ugriz"}
+VARIANT = re.compile(r"^(\d+)px_(ugriz|gri|mean|g)$")
+
+
+def variant_name(resolution: int, bands: str) -> str:
+    return f"{resolution}px_{bands}"
+
+
+def parse_variant(name: str) -> tuple[int, str]:
+    """(resolution, bands) of a variant name such as ``16px_ugriz``."""
+    match = VARIANT.match(name)
+    if not match or 64 % int(match.group(1)):
+        raise ValueError(f"ablation variant {name!r}: expected '<r>px_<bands>' with r dividing 64 and bands one of {sorted(BAND_SETS)}")
+    return int(match.group(1)), match.group(2)
+
+
+def variants(resolutions: list[int], band_sets: list[str]) -> list[str]:
+    """All-band variants at each resolution, then each band set at full resolution (Table 3's rows)."""
+    names = [variant_name(r, "ugriz") for r in resolutions] + [variant_name(64, b) for b in band_sets]
+    for name in names:
+        parse_variant(name)
+    return list(dict.fromkeys(names))
+
+
+def transform_images(images: np.ndarray, resolution: int, bands: str, band_mean: np.ndarray) -> np.ndarray:
+    """Ablated copies of image cubes (n, 5, 64, 64) [nanomaggies per pixel].
+
+    Parameters
+    ----------
+    resolution : int
+        Pixels per side kept over the same field of view (divides 64).
+    bands : str
+        ``ugriz``, ``gri``, ``mean`` or ``g``.
+    band_mean : ndarray, (5,)
+        Training-split mean pixel value per band, given to removed bands.
+    """
+    n = images.shape[0]
+    factor = 64 // resolution
+    blocks = images.reshape(n, len(BANDS), resolution, factor, resolution, factor).mean(axis=(3, 5))
+    out = np.repeat(np.repeat(blocks, factor, axis=2), factor, axis=3).astype(np.float32)
+    if bands == "mean":
+        out[:] = out.mean(axis=1, keepdims=True)
+    else:
+        for b, band in enumerate(BANDS):
+            if band not in BAND_SETS[bands]:
+                out[:, b] = band_mean[b]
+    return out
+
+
+def variant_dataset(source: str | Path, target: str | Path, variant: str, block: int = 256) -> dict:
+    """Copy of ``dataset.h5`` with ablated images and their own training-split statistics."""
+    resolution, bands = parse_variant(variant)
+    with atomic_output(target) as tmp:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as h5:
+            images = h5["images"]
+            train = h5["split"][()] == SPLITS["train"]
+            band_mean = images.attrs["train_mean"]
+            total, squares, count = np.zeros(len(BANDS)), np.zeros(len(BANDS)), 0
+            for start in range(0, images.shape[0], block):
+                ablated = transform_images(images[start : start + block], resolution, bands, band_mean)
+                images[start : start + block] = ablated
+                chosen = ablated[train[start : start + block]].astype(np.float64)
+                total += chosen.sum(axis=(0, 2, 3))
+                squares += (chosen**2).sum(axis=(0, 2, 3))
+                count += chosen.shape[0] * 64 * 64
+            mean = total / count
+            std = np.sqrt(np.clip(squares / count - mean**2, 0.0, None))
+            std[std < 1e-6 * np.maximum(np.abs(mean), 1e-12)] = 1.0
+            images.attrs["train_mean"] = mean
+            images.attrs["train_std"] = std
+            images.attrs["ablation"] = variant
+    return {"variant": variant, "resolution": resolution, "bands": bands, "train_mean": mean.tolist(), "train_std": std.tolist()}
+
+
+def rest_frame_mse(predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = (4000.0, 7000.0)) -> pd.DataFrame:
+    """MSE of ln flux per test galaxy over rest-frame ``rest_range`` [Å] (the paper's Table 3 metric)."""
+    with h5py.File(predictions_h5, "r") as pred:
+        ids, predicted = pred["specobjid"][()], pred["flux"][()]
+    with h5py.File(dataset_h5, "r") as data:
+        row_of = {int(s): i for i, s in enumerate(data["specobjid"][()])}
+        rows = np.array([row_of[int(s)] for s in ids])
+        observed, mask = read_h5_rows(data["flux"], rows), read_h5_rows(data["mask"], rows)
+        rest = data["wave"][()][None, :] / (1 + data["z_spec"][()][rows][:, None])
+    outside = (rest < rest_range[0]) | (rest > rest_range[1])
+    return pd.DataFrame({"specObjID": ids, "mse": metrics.mse(predicted, observed, mask | outside)})
+
+
+def collect(scores: dict[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """One table and plot of all variants' MSE on the same test galaxies."""
+    out_dir = Path(out_dir)
+    rows = []
+    reference = None
+    for name, path in scores.items():
+        table = pd.read_csv(path)
+        ids = set(table["specObjID"])
+        if reference is None:
+            reference = ids
+        elif ids != reference:
+            raise ValueError(f"{path}: variant {name} was scored on other test galaxies than the first variant")
+        resolution, bands = parse_variant(name)
+        rows.append({"variant": name, "resolution": resolution, "bands": bands, "n": len(table),
+                     "mean_mse": float(table["mse"].mean()), "median_mse": float(table["mse"].median()),
+                     "sem_mse": float(table["mse"].std(ddof=1) / np.sqrt(len(table))) if len(table) > 1 else np.nan})
+    result = pd.DataFrame(rows)
+    result.to_csv(out_dir / "table.csv", index=False)
+    with atomic_output(out_dir / "summary.json") as tmp:
+        Path(tmp).write_text(json.dumps({"rest_range": [4000.0, 7000.0], "variants": rows}, indent=2))
+    plots.ablation(result, out_dir / "ablation.png")
+    return result

@@ -1,0 +1,60 @@
+"""Image ablation variants (issue 8): information removed, shape and flux kept."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from img2spec.ablation import parse_variant, rest_frame_mse, transform_images, variant_dataset, variants
+from img2spec.dataset import SPLITS
+
+
+def test_block_averaging_conserves_flux_and_keeps_the_field_of_view():
+    rng = np.random.default_rng(0)
+    images = rng.gamma(2.0, 1.0, (3, 5, 64, 64)).astype(np.float32)
+    band_mean = images.mean(axis=(0, 2, 3))
+    assert np.array_equal(transform_images(images, 64, "ugriz", band_mean), images)
+    for resolution in (32, 8, 1):
+        out = transform_images(images, resolution, "ugriz", band_mean)
+        assert out.shape == images.shape
+        assert np.allclose(out.sum(axis=(2, 3)), images.sum(axis=(2, 3)), rtol=1e-5)
+        assert np.unique(out[0, 0]).size <= resolution**2
+    one = transform_images(images, 1, "ugriz", band_mean)
+    assert np.allclose(one[:, :, 0, 0], images.mean(axis=(2, 3)), rtol=1e-5)
+
+
+def test_band_variants_remove_colour():
+    rng = np.random.default_rng(1)
+    images = rng.gamma(2.0, 1.0, (2, 5, 64, 64)).astype(np.float32)
+    band_mean = np.arange(5.0)
+    gri = transform_images(images, 64, "gri", band_mean)
+    assert np.all(gri[:, 0] == 0.0) and np.all(gri[:, 4] == 4.0) and np.array_equal(gri[:, 1:4], images[:, 1:4])
+    g = transform_images(images, 64, "g", band_mean)
+    assert np.array_equal(g[:, 1], images[:, 1]) and np.all(g[:, 2] == 2.0)
+    mean = transform_images(images, 64, "mean", band_mean)
+    assert np.allclose(mean[:, 0], images.mean(axis=1)) and np.allclose(mean[:, 3], mean[:, 0])
+
+
+def test_variant_names():
+    assert variants([64, 8], ["ugriz", "g"]) == ["64px_ugriz", "8px_ugriz", "64px_g"]
+    assert parse_variant("16px_mean") == (16, "mean")
+    for bad in ("12px_ugriz", "16px_uv", "16_ugriz"):
+        with pytest.raises(ValueError, match=bad):
+            parse_variant(bad)
+
+
+def test_variant_dataset_statistics_and_scores(tiny_dataset, tmp_path):
+    summary = variant_dataset(tiny_dataset, tmp_path / "g.h5", "64px_g")
+    with h5py.File(tmp_path / "g.h5") as h5, h5py.File(tiny_dataset) as original:
+        std = h5["images"].attrs["train_std"]
+        assert std[0] == 1.0 and std[1] == pytest.approx(original["images"].attrs["train_std"][1], rel=1e-5)
+        assert np.array_equal(h5["flux"][()], original["flux"][()]) and h5["images"].attrs["ablation"] == "64px_g"
+        test = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+        ids, flux = h5["specobjid"][()][test], h5["flux"][()][test]
+    assert summary["bands"] == "g"
+    with h5py.File(tmp_path / "pred.h5", "w") as pred:
+        pred["specobjid"] = ids
+        pred["flux"] = flux + 0.1
+    scores = rest_frame_mse(tmp_path / "pred.h5", tiny_dataset)
+    assert np.allclose(scores["mse"], 0.01)
