@@ -31,6 +31,19 @@ def default_targets():
         "results/predictions/summary.json",
         "results/evaluation/quality/summary.json",
     ]
+    targets += expand(
+        "results/evaluation/{target}/summary.json",
+        target=[
+            "redshift",
+            "ppxf",
+            "firefly",
+            "indices",
+            "comparisons",
+            "lines",
+            "bpt",
+        ],
+    )
+    targets.append("results/evaluation/summary.md")
     targets += expand("results/predictions/{name}.h5", name=config["predict_images"])
     if config["survey"] == "mock":
         targets.append("results/mock/summary.json")
@@ -39,8 +52,14 @@ def default_targets():
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from img2spec.config import resolve_networks  # noqa: E402
+from img2spec.ablation import VARIANT, variants  # noqa: E402
+from img2spec.evaluation import n_chunks  # noqa: E402
 
 NETWORKS = resolve_networks(config["training"])
+ABLATION_VARIANTS = variants(
+    config["ablation"]["resolutions"], config["ablation"]["bands"]
+)
+ABLATION_VARIANT = VARIANT.pattern.strip("^$")
 
 
 def training_resources(wildcards):
@@ -62,3 +81,23 @@ def mock_truth(wildcards):
     return (
         {"truth": "resources/mock/truth.parquet"} if config["survey"] == "mock" else {}
     )
+
+
+def fit_chunks():
+    """The fitting jobs' tables: the test split in chunks of ``evaluation.chunk_size`` galaxies."""
+    count = n_chunks(config["dataset"]["n_test"], config["evaluation"]["chunk_size"])
+    return expand("results/evaluation/fits/chunk{chunk}.parquet", chunk=range(count))
+
+
+def fit_chunk_minutes(wildcards):
+    """Run-time request of one fitting job: ~0.4 s per pPXF fit and 0.1 s per FIREFLY-method fit."""
+    evaluation = config["evaluation"]
+    seconds = (
+        2
+        * evaluation["chunk_size"]
+        * (
+            0.4 * (1 + evaluation["ppxf"]["bootstrap"])
+            + 0.1 * (1 + evaluation["firefly"]["bootstrap"])
+        )
+    )
+    return int(10 + 3 * seconds / 60)

@@ -15,3 +15,19 @@ rule mock_templates:
         templates=config["templates"],
     script:
         "../scripts/mock_templates.py"
+
+
+rule sps_templates:
+    output:
+        "resources/templates/emiles.npz",
+    log:
+        "results/logs/sps_templates.log",
+    conda:
+        "../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        url=config["evaluation"]["emiles_url"],
+    script:
+        "../scripts/sps_templates.py"

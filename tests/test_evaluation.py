@@ -11,7 +11,9 @@ import pytest
 
 from img2spec import metrics
 from img2spec.dataset import SPLITS
-from img2spec.evaluation import quality
+from img2spec.evaluation import (EvaluationSettings, bpt, comparisons, fit_chunk, gather_fits, indices, lines, n_chunks,
+                                  quality, redshift, stellar_populations)
+from img2spec.templates import library_from_wheel
 
 
 def test_metrics_on_known_differences():
@@ -51,3 +53,78 @@ def test_quality_target_on_a_known_prediction(tiny_dataset, mock_dir, tmp_path):
     table = pd.read_csv(tmp_path / "quality" / "galaxies.csv")
     assert set(table["specObjID"]) == set(ids) and (tmp_path / "quality" / "histograms.png").stat().st_size > 0
     assert json.loads((tmp_path / "quality" / "summary.json").read_text()) == summary
+
+
+@pytest.fixture(scope="module")
+def perfect_predictions(tiny_dataset, tmp_path_factory):
+    """Predictions equal to the observed test spectra, and a dataset copy where one galaxy has no usable pixel."""
+    out = tmp_path_factory.mktemp("perfect")
+    with h5py.File(tiny_dataset) as h5:
+        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+        ids = h5["specobjid"][()][rows]
+        observed = h5["flux"][()][rows]
+    with h5py.File(out / "pred.h5", "w") as pred:
+        pred["specobjid"] = ids
+        pred["flux"] = observed
+    damaged = out / "dataset.h5"
+    damaged.write_bytes(tiny_dataset.read_bytes())
+    with h5py.File(damaged, "r+") as h5:
+        h5["ivar"][rows[-1]] = 0.0
+    return out / "pred.h5", damaged, ids
+
+
+@pytest.fixture(scope="module")
+def m11_npz(mangadap_wheel, tmp_path_factory):
+    path = tmp_path_factory.mktemp("templates") / "m11_miles.npz"
+    library_from_wheel(mangadap_wheel, "m11_miles").save(path)
+    return path
+
+
+def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_predictions, m11_npz, mock_dir, tmp_path):
+    predictions, dataset, ids = perfect_predictions
+    settings = EvaluationSettings(chunk_size=3, ppxf={"regul": 10.0, "bootstrap": 2}, firefly={"bootstrap": 2, "hpf_width": 100.0, "beam": 4, "max_components": 4})
+    count = n_chunks(ids.size, settings.chunk_size)
+    paths = [tmp_path / f"chunk{c}.parquet" for c in range(count + 1)]  # one chunk past the end is empty
+    for chunk, path in enumerate(paths):
+        fit_chunk(predictions, dataset, m11_npz, settings, chunk, path)
+    fits = gather_fits(paths)
+    assert len(fits) == 2 * ids.size and set(fits["specObjID"]) == set(ids)
+    failed = fits[fits["error"] != ""]
+    assert set(failed["specObjID"]) == {ids[-1]} and failed["error"].str.contains(f"specObjID {ids[-1]}").all()
+    assert failed["error"].str.contains("no pixel with positive inverse variance").all()
+    ok = fits[fits["error"] == ""]
+    assert ok["ppxf_sigma_star"].between(20, 500).all() and ok["Dn4000"].between(0.8, 2.5).all()
+
+    ppxf = stellar_populations(fits, "ppxf", tmp_path / "ppxf", mock_dir / "truth.parquet")
+    assert ppxf["failed_fits"] == 2 and ppxf["fitted"] == 2 * ids.size - 2
+    # identical observed and predicted spectra: identical fits
+    assert ppxf["metallicity"]["all"]["fraction_within_0.1"] == 1.0
+    assert ppxf["sigma_star"]["all"]["median_offset"] == pytest.approx(0.0, abs=1e-9)
+    assert abs(ppxf["fit_minus_truth"]["observed"]["log_age"]["median_offset"]) < 0.5
+    assert pd.read_csv(tmp_path / "ppxf" / "failures.csv")["specObjID"].tolist() == [ids[-1]] * 2
+    firefly = stellar_populations(fits, "firefly", tmp_path / "firefly", mock_dir / "truth.parquet")
+    assert firefly["log_age"]["all"]["scatter_mad"] == pytest.approx(0.0, abs=1e-9)
+    summary = indices(fits, tmp_path / "indices")
+    assert summary["Dn4000"]["median_offset"] == pytest.approx(0.0, abs=1e-12)
+    comparisons(fits, dataset, tmp_path / "comparisons")
+    line_summary = lines(fits, settings, tmp_path / "lines")
+    assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
+    classes = bpt(fits, EvaluationSettings(lines={**settings.lines, "draws": 20}), tmp_path / "bpt", mock_dir / "truth.parquet")
+    matrix = np.array(classes["confusion_matrix"]["counts"])
+    assert np.array_equal(matrix, np.diag(np.diag(matrix))) and matrix.sum() == ids.size
+    assert classes["scores"]["accuracy"] == 1.0 and set(classes["versus_truth"]) == {"observed", "predicted"}
+    for figure in ("ppxf/differences.png", "firefly/differences.png", "indices/indices.png", "comparisons/bimodality.png",
+                   "comparisons/degeneracy.png", "comparisons/mass_metallicity.png", "lines/lines.png", "bpt/bpt.png",
+                   "bpt/confusion.png"):
+        assert (tmp_path / figure).stat().st_size > 0, figure
+
+
+def test_redshift_target_recovers_the_catalog_redshift(perfect_predictions, tiny_dataset, miuscat, tmp_path):
+    predictions, _, ids = perfect_predictions
+    library = tmp_path / "miuscat.npz"
+    miuscat.save(library)
+    summary = redshift(predictions, tiny_dataset, library, EvaluationSettings(), tmp_path / "z")
+    assert summary["predicted"]["outlier_fraction"] == 0.0
+    assert summary["predicted"]["sigma_mad"] < 2e-4
+    table = pd.read_csv(tmp_path / "z" / "galaxies.csv")
+    assert np.allclose(table["predicted_z"], table["z_spec"], atol=5e-4)

@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 
 import h5py
+import pandas as pd
 import pytest
 import yaml
 
 from img2spec.config import ConfigError, load_config, validate_config
 from img2spec.inference import InferenceSettings
 from img2spec.mock.survey import MockSettings
+from img2spec.evaluation import EvaluationSettings
 from img2spec.preprocessing import PreprocessingSettings
 
 from .conftest import REPO, TEMPLATE_CACHE
@@ -43,6 +45,9 @@ TINY = {
     "training": {"networks": {name: dict(FEW_STEPS) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")}},
     "inference": {"k_lr": 2, "keep_lr": 1, "k_sr": 2, "steps": 2},
     "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
+    "evaluation": {"chunk_size": 4, "ppxf": {"bootstrap": 1}, "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
+                   "lines": {"draws": 50}},
+    "ablation": {"resolutions": [64, 4], "bands": ["mean"], "inference": {"k_lr": 1, "k_sr": 1}},
 }
 
 
@@ -60,10 +65,44 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
                  "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet",
                  "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv",
                  "results/predictions/summary.json", "results/predictions/examples.png", "results/predictions/mockcubes.h5",
-                 "results/evaluation/quality/summary.json", "results/evaluation/quality/histograms.png"):
+                 "results/evaluation/quality/summary.json", "results/evaluation/quality/histograms.png",
+                 "results/evaluation/fits/chunk1.parquet", "results/evaluation/redshift/redshift.png",
+                 "results/evaluation/ppxf/differences.png", "results/evaluation/firefly/summary.json",
+                 "results/evaluation/indices/indices.png", "results/evaluation/comparisons/bimodality.png"):
         assert (workdir / path).stat().st_size > 0, path
+    summary = (workdir / "results/evaluation/summary.md").read_text()
+    assert "mock" in summary and "0.0118" in summary
     again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    ablation = _snakemake(workdir, "results/ablation/summary.json", "--cores", "2", "--configfile", "tiny.yaml")
+    assert ablation.returncode == 0, ablation.stderr[-4000:]
+    table = pd.read_csv(workdir / "results/ablation/table.csv")
+    assert table["variant"].tolist() == ["64px_ugriz", "4px_ugriz", "64px_mean"] and (table["n"] == 6).all()
+
+    # the ablation is off the default graph, so it is named as a target to be reported too
+    report = _snakemake(workdir, "all", "results/ablation/summary.json", "--report", "results/report.html", "--configfile", "tiny.yaml")
+    assert report.returncode == 0, report.stderr[-4000:]
+    html = (workdir / "results/report.html").read_text(errors="replace")
+    declared = _declared_report_files()
+    assert len(declared) > 20
+    missing = [name for name in declared if name not in html]
+    assert not missing, f"report lacks {missing}"
+
+
+def _declared_report_files() -> list[str]:
+    """Every file the rules wrap in report(), wildcards expanded as in the tiny mock run (SDSS-only files left out)."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    paths = []
+    for block in re.findall(r"report\(\s*(.*?),\s*caption", text, re.S):
+        quoted = re.findall(r'"([^"]+)"', block)
+        paths += [quoted[0] + name for name in quoted[1:]] if block.startswith("multiext") else quoted[:1]
+    expanded = []
+    for path in paths:
+        for code in ("ppxf", "firefly"):
+            for network in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr"):
+                expanded.append(path.replace("{code}", code).replace("{network}", network))
+    return sorted({p for p in expanded if "sdss" not in p})
 
 
 @pytest.mark.parametrize(
@@ -95,6 +134,7 @@ def test_schema_defaults_match_library_defaults():
     defaults = validate_config({})
     assert PreprocessingSettings.from_config(defaults["preprocessing"]) == PreprocessingSettings()
     assert InferenceSettings.from_config(defaults["inference"]) == InferenceSettings()
+    assert EvaluationSettings.from_config(defaults["evaluation"], defaults["preprocessing"]["r_out"]) == EvaluationSettings()
     library = dataclasses.asdict(MockSettings())
     from_schema = dataclasses.asdict(MockSettings.from_config(defaults["mock"]))
     assert from_schema == library
@@ -160,9 +200,14 @@ def test_every_rule_env_covers_its_script_imports():
     assert len(rules) >= 4
     for name, env, script in rules:
         assert env is not None, f"rule {name} has no conda env"
-        packages = {re.split(r"[ =<>]", dep.strip())[0] for dep in yaml.safe_load(env.read_text())["dependencies"] if isinstance(dep, str)}
-        for dep in yaml.safe_load(env.read_text())["dependencies"]:
-            assert not isinstance(dep, str) or "=" in dep, f"{env.name}: {dep} is not pinned"
+        dependencies = yaml.safe_load(env.read_text())["dependencies"]
+        pip = [dep for entry in dependencies if isinstance(entry, dict) for dep in entry.get("pip", [])]
+        conda = [dep for dep in dependencies if isinstance(dep, str)]
+        packages = {re.split(r"[ =<>]", dep.strip())[0] for dep in conda + pip}
+        for dep in conda:
+            assert "=" in dep, f"{env.name}: {dep} is not pinned"
+        for dep in pip:
+            assert "==" in dep, f"{env.name}: pip {dep} is not pinned"
         missing = {m for m in _third_party(script) if IMPORT_TO_CONDA.get(m, m) not in packages}
         assert not missing, f"rule {name}: {script.name} imports {missing}, not in {env.name}"
 

@@ -166,3 +166,166 @@ def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _save(fig, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def redshift_density(z_true: np.ndarray, z_predicted: np.ndarray, summary: dict, path: str | Path) -> None:
+    """Redshift measured on predicted spectra against the catalog's, as a density (Figure 6)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    lo, hi = np.nanmin(z_true) - 0.01, np.nanmax(z_true) + 0.01
+    axes[0].hexbin(z_true, np.clip(z_predicted, lo, hi), gridsize=30, extent=(lo, hi, lo, hi), mincnt=1, cmap="viridis")
+    axes[0].plot([lo, hi], [lo, hi], "w--", lw=1)
+    axes[0].set(xlabel="catalog z", ylabel="z of the predicted spectrum", title=f"σ_MAD {summary['sigma_mad']:.4f}, outliers {summary['outlier_fraction']:.1%}")
+    dz = (np.asarray(z_predicted) - np.asarray(z_true)) / (1 + np.asarray(z_true))
+    axes[1].hist(np.clip(dz, -0.05, 0.05), bins=50, color="C0")
+    axes[1].set(xlabel="Δz / (1+z)", ylabel="galaxies")
+    _save(fig, path)
+
+
+PROPERTY_LABELS = {"log_age": "log age [yr]", "metallicity": "[M/H] [dex]", "ebv": "E(B−V) [mag]", "sigma_star": "σ* [km/s]"}
+
+
+def property_histograms(fits: pd.DataFrame, code: str, properties: list[str], path: str | Path) -> None:
+    """Observed − predicted property per morphology group (Figure 8)."""
+    fig, axes = plt.subplots(1, len(properties), figsize=(3.4 * len(properties), 3.2), squeeze=False)
+    for ax, prop in zip(axes[0], properties):
+        wide = fits.pivot(index="specObjID", columns="kind", values=f"{code}_{prop}")
+        morphology = fits.drop_duplicates("specObjID").set_index("specObjID")["galaxy_zoo"].loc[wide.index]
+        diff = wide["observed"] - wide["predicted"]
+        finite = diff[np.isfinite(diff)]
+        edge = np.nanpercentile(np.abs(finite), 98) if finite.size else 1.0
+        bins = np.linspace(-edge, edge, 25)
+        for group in sorted(morphology.unique()):
+            ax.hist(diff[morphology == group].dropna(), bins=bins, histtype="step", lw=1.4, label=group)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlabel=f"Δ {PROPERTY_LABELS[prop]} (obs − pred)", ylabel="galaxies", title=code)
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def index_comparison(fits: pd.DataFrame, names: tuple[str, ...], summary: dict, path: str | Path) -> None:
+    """Indices of predicted against observed spectra, spirals marked (Figure 7)."""
+    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(3.3 * ((len(names) + 1) // 2), 6.4))
+    for ax, name in zip(axes.ravel(), names):
+        wide = fits.pivot(index="specObjID", columns="kind", values=name)
+        morphology = fits.drop_duplicates("specObjID").set_index("specObjID")["galaxy_zoo"].loc[wide.index]
+        spiral = (morphology == "spiral").to_numpy()
+        ax.scatter(wide["observed"][~spiral], wide["predicted"][~spiral], s=8, label="elliptical + uncertain")
+        ax.scatter(wide["observed"][spiral], wide["predicted"][spiral], s=8, alpha=0.5, label="spiral")
+        values = wide[["observed", "predicted"]].to_numpy()
+        if np.isfinite(values).any():
+            lo, hi = np.nanpercentile(values, [1, 99])
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlabel=f"{name} observed", ylabel=f"{name} predicted", title=f"ρ = {summary[name]['pearson_rho_without_spirals']:.2f}")
+    axes.ravel()[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def mass_metallicity(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> None:
+    """Light-weighted [M/H] against stellar mass from observed and predicted spectra, per fitter."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for ax, code in zip(axes, ("ppxf", "firefly")):
+        for kind, marker in (("observed", "o"), ("predicted", "x")):
+            sub = fits[fits["kind"] == kind].set_index("specObjID")
+            ax.scatter(catalog.loc[sub.index, "logMass"], sub[f"{code}_metallicity"], s=10, marker=marker, label=kind, alpha=0.7)
+        ax.set(xlabel="log M* [M_sun]", ylabel="[M/H] [dex]", title=code)
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def degeneracy(fits: pd.DataFrame, path: str | Path) -> None:
+    """Δ age against Δ [M/H] coloured by Δ E(B−V) (obs − pred): the degeneracy of Figure 10."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for ax, code in zip(axes, ("ppxf", "firefly")):
+        delta = {p: fits.pivot(index="specObjID", columns="kind", values=f"{code}_{p}") for p in ("log_age", "metallicity", "ebv")}
+        diff = {p: d["observed"] - d["predicted"] for p, d in delta.items()}
+        points = ax.scatter(diff["log_age"], diff["metallicity"], c=diff["ebv"], s=12, cmap="coolwarm", vmin=-0.2, vmax=0.2)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set(xlabel="Δ log age (obs − pred)", ylabel="Δ [M/H] (obs − pred)", title=code)
+        fig.colorbar(points, ax=ax, label="Δ E(B−V)")
+    _save(fig, path)
+
+
+def bimodality(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> None:
+    """Distributions of E(B−V), age, σ*, Dn4000 and u−r from observed and predicted spectra (Figure 11)."""
+    panels = [("ppxf_ebv", "E(B−V) (pPXF)"), ("ppxf_log_age", "log age (pPXF)"), ("ppxf_sigma_star", "σ* [km/s]"), ("Dn4000", "Dn4000")]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(16, 3.2))
+    for ax, (column, label) in zip(axes, panels):
+        values = fits[column].dropna()
+        bins = np.linspace(*np.nanpercentile(values, [1, 99]), 25) if len(values) else 10
+        for kind in ("observed", "predicted"):
+            ax.hist(fits.loc[fits["kind"] == kind, column].dropna(), bins=bins, histtype="step", lw=1.5, label=kind)
+        ax.set(xlabel=label, ylabel="galaxies")
+    ax = axes[-1]
+    ax.hist(catalog["u_minus_r"], bins=25, histtype="step", color="k", lw=1.5, label="photometry")
+    ax.set(xlabel="u − r (model mags)", ylabel="galaxies")
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def line_comparison(table: pd.DataFrame, names: tuple[str, ...], path: str | Path) -> None:
+    """Line fluxes and EW(Hα) of predicted against observed spectra."""
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.2 * (len(names) + 1), 3.2))
+    for ax, name in zip(axes, names):
+        obs, pred = table[f"observed_flux_{name}"], table[f"predicted_flux_{name}"]
+        good = (obs > 0) & (pred > 0)
+        ax.scatter(np.log10(obs[good]), np.log10(pred[good]), s=8)
+        if good.any():
+            lo, hi = np.log10(pd.concat([obs[good], pred[good]])).quantile([0.01, 0.99])
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlabel=f"log {name} observed", ylabel=f"log {name} predicted")
+    axes[-1].scatter(table["observed_ew_Halpha"], table["predicted_ew_Halpha"], s=8)
+    axes[-1].set(xlabel="EW(Hα) observed [Å]", ylabel="EW(Hα) predicted [Å]", xscale="symlog", yscale="symlog")
+    _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, classes: tuple[str, ...], path: str | Path) -> None:
+    """The classification confusion matrix: rows the observed-spectrum class, columns the predicted-spectrum class."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="k")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="from predicted spectrum", ylabel="from observed spectrum")
+    _save(fig, path)
+
+
+def bpt_pair(fluxes: dict[str, dict[str, np.ndarray]], classes: dict[str, np.ndarray], path: str | Path) -> None:
+    """[N II] BPT diagrams of observed and predicted spectra side by side (Figure 12)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+    x_line = np.linspace(-1.5, 0.0, 100)
+    for ax, kind in zip(axes, ("observed", "predicted")):
+        f = fluxes[kind]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.log10(f["NII_6584"] / f["Halpha"])
+            y = np.log10(f["OIII_5007"] / f["Hbeta"])
+        for label, colour in (("star-forming", "C0"), ("AGN", "C3")):
+            sel = classes[kind] == label
+            ax.scatter(x[sel], y[sel], s=10, c=colour, label=f"{label} ({sel.sum()})")
+        ax.plot(x_line[x_line < 0.0], kauffmann03(x_line[x_line < 0.0]), "k-", lw=1, label="Kauffmann+03")
+        x_kewley = np.linspace(-1.5, 0.4, 100)
+        ax.plot(x_kewley, kewley01(x_kewley), "k--", lw=1, label="Kewley+01")
+        ax.set(xlim=(-1.5, 0.6), ylim=(-1.2, 1.5), xlabel="log [N II]/Hα", ylabel="log [O III]/Hβ",
+               title=f"{kind} ({np.sum(classes[kind] == 'passive')} passive not shown)")
+        ax.legend(fontsize=7, loc="lower left")
+    _save(fig, path)
+
+
+def ablation(table: pd.DataFrame, path: str | Path) -> None:
+    """Rest-frame 4000–7000 Å MSE per image variant: resolution (left) and bands (right), as Table 3."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    by_resolution = table[table["bands"] == "ugriz"].sort_values("resolution")
+    axes[0].errorbar(by_resolution["resolution"], by_resolution["mean_mse"], by_resolution["sem_mse"], marker="o")
+    axes[0].set(xscale="log", xlabel="pixels per side (same field of view)", ylabel="mean MSE, rest 4000–7000 Å")
+    axes[0].set_xticks(by_resolution["resolution"], by_resolution["resolution"].astype(str))
+    by_bands = table[table["resolution"] == 64]
+    axes[1].bar(by_bands["bands"], by_bands["mean_mse"], yerr=by_bands["sem_mse"])
+    axes[1].set(xlabel="bands (64 × 64 pixels)")
+    _save(fig, path)
