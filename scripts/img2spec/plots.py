@@ -180,10 +180,10 @@ def redshift_density(z_true: np.ndarray, z_predicted: np.ndarray, summary: dict,
     lo, hi = np.nanmin(z_true) - 0.01, np.nanmax(z_true) + 0.01
     axes[0].hexbin(z_true, np.clip(z_predicted, lo, hi), gridsize=30, extent=(lo, hi, lo, hi), mincnt=1, cmap="viridis")
     axes[0].plot([lo, hi], [lo, hi], "w--", lw=1)
-    axes[0].set(xlabel="catalog z", ylabel="z of the predicted spectrum", title=f"σ_MAD {summary['sigma_mad']:.4f}, outliers {summary['outlier_fraction']:.1%}")
+    axes[0].set(xlabel="catalog z", ylabel="z of the predicted spectrum (clipped to the panel)", title=f"σ_MAD {summary['sigma_mad']:.4f}, outliers {summary['outlier_fraction']:.1%}")
     dz = (np.asarray(z_predicted) - np.asarray(z_true)) / (1 + np.asarray(z_true))
     axes[1].hist(np.clip(dz, -0.05, 0.05), bins=50, color="C0")
-    axes[1].set(xlabel="Δz / (1+z)", ylabel="galaxies")
+    axes[1].set(xlabel="Δz / (1+z) (clipped at ±0.05)", ylabel="galaxies")
     _save(fig, path)
 
 
