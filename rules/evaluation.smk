@@ -167,6 +167,7 @@ rule evaluation_comparisons:
             category="5. Evaluation",
             subcategory="comparisons",
         ),
+        table="results/evaluation/comparisons/galaxies.csv",
         figures=report(
             multiext(
                 "results/evaluation/comparisons/",

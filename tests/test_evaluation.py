@@ -107,6 +107,8 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_p
     summary = indices(fits, tmp_path / "indices")
     assert summary["Dn4000"]["median_offset"] == pytest.approx(0.0, abs=1e-12)
     comparisons(fits, dataset, tmp_path / "comparisons")
+    side_by_side = pd.read_csv(tmp_path / "comparisons" / "galaxies.csv")
+    assert len(side_by_side) == ids.size and np.allclose(side_by_side["observed_Dn4000"], side_by_side["predicted_Dn4000"], equal_nan=True)
     line_summary = lines(fits, settings, tmp_path / "lines")
     assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
     classes = bpt(fits, EvaluationSettings(lines={**settings.lines, "draws": 20}), tmp_path / "bpt", mock_dir / "truth.parquet")

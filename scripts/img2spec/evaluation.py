@@ -371,7 +371,11 @@ def indices(fits: pd.DataFrame, out_dir) -> dict:
 
 
 def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
-    """Mass–metallicity, the age–metallicity–dust degeneracy (Figure 10) and bimodality (Figure 11)."""
+    """Mass–metallicity, the age–metallicity–dust degeneracy (Figure 10) and bimodality (Figure 11).
+
+    Writes ``galaxies.csv`` (stellar mass, u − r and both kinds' properties side by side),
+    ``summary.json`` (agreement of each fitter's properties) and the three figures.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = fits["specObjID"].unique()
@@ -380,6 +384,13 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
         rows = np.array([row_of[int(s)] for s in ids])
         catalog = pd.DataFrame({name: data["catalog"][name][()][rows] for name in ("logMass", "modelMag_u", "modelMag_r")}, index=ids)
     catalog["u_minus_r"] = catalog["modelMag_u"] - catalog["modelMag_r"]
+    table = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
+    for column in ("ppxf_log_age", "ppxf_metallicity", "ppxf_ebv", "ppxf_sigma_star", "firefly_log_age", "firefly_metallicity",
+                   "firefly_ebv", "Dn4000"):
+        pairs = paired(fits, column)
+        for kind in KINDS:
+            table[f"{kind}_{column}"] = pairs[kind].reindex(table.index)
+    table.to_csv(out_dir / "galaxies.csv")
     summary = {}
     for code in ("ppxf", "firefly"):
         summary[code] = {}
