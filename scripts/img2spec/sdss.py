@@ -53,12 +53,8 @@ class DownloadSettings:
         Parallel downloads.
     requests_per_second : float
         Upper bound on the rate of requests of all workers together.
-    retries : int
-        Attempts after the first for transient failures.
-    backoff, max_backoff : float
-        First back-off and its cap [s]; each retry doubles it, with ±50% jitter.
-    timeout : float
-        Socket timeout per request [s].
+    retries, backoff, max_backoff, timeout
+        As in :class:`img2spec.download.RetryPolicy`.
     max_failure_fraction : float
         The run fails when more of the catalog could not be fetched.
     """
