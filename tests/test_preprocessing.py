@@ -116,3 +116,19 @@ def test_low_flux_is_floored_and_masked():
     low = np.abs(result.wave - 5000) < 10
     assert np.all(result.flux[0, low] == np.float32(np.log(1e-2)))
     assert result.mask[0, low].all() and not result.mask[0, ~(np.abs(result.wave - 5000) < 25)].any()
+
+
+def test_inverse_variance_states_the_scatter_of_preprocessed_noise():
+    """Smoothing to R 1500 and rebinning onto 1 Å pixels both change the noise: the output ivar must
+    state the scatter that independent Gaussian noise of the input ivar actually has afterwards."""
+    rng = np.random.default_rng(1)
+    wave = 10 ** np.arange(np.log10(3700.0), np.log10(9200.0), 1e-4)
+    sigma = 0.5 * (1 + 0.5 * np.sin(wave / 300.0))  # noise varying along the spectrum
+    spectra = [Spectrum(wave, 10 + rng.normal(size=wave.size) * sigma, 1 / sigma**2, np.zeros(wave.size, bool), {})
+               for _ in range(400)]
+    result, _ = pp.preprocess_spectra(spectra, pp.PreprocessingSettings())
+    linear = np.exp(result.flux.astype(np.float64))
+    ratio = linear.var(axis=0) / (1 / result.ivar.astype(np.float64)).mean(axis=0)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
+    # without the smoothing's correlations the rebinned variance would be off by ~30% at the red end
+    assert abs(ratio[-500:].mean() - 1) < 0.08 and abs(ratio[:500].mean() - 1) < 0.08
