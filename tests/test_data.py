@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import torch
 
-from img2spec.data import ShardedEpochSampler, SpectraImages, lowres_to_fullres, spectrum_stats
+from img2spec.data import ShardedEpochSampler, SpectraImages, image_stats, lowres_to_fullres, spectrum_stats
 
 
 def test_distributed_shards_are_disjoint_and_cover_the_data():
@@ -26,8 +26,9 @@ def test_distributed_shards_are_disjoint_and_cover_the_data():
 
 def test_augmentation_is_seeded_by_epoch_and_images_standardised(tiny_dataset):
     stats = spectrum_stats(str(tiny_dataset), "flux_lowres")
-    plain = SpectraImages(str(tiny_dataset), "train", "lowres", stats)
-    augmented = SpectraImages(str(tiny_dataset), "train", "lowres", stats, augment=True, seed=1)
+    linear = image_stats(str(tiny_dataset), "linear")
+    plain = SpectraImages(str(tiny_dataset), "train", "flux_lowres", stats, linear)
+    augmented = SpectraImages(str(tiny_dataset), "train", "flux_lowres", stats, linear, augment=True, seed=1)
     a0, again, a1 = augmented[(3, 0)]["images"], augmented[(3, 0)]["images"], augmented[(3, 1)]["images"]
     assert torch.equal(a0, again) and not torch.equal(a0, a1)
     assert torch.equal(plain[(3, 0)]["spectrum"], augmented[(3, 1)]["spectrum"])  # spectra are never augmented
@@ -38,6 +39,43 @@ def test_augmentation_is_seeded_by_epoch_and_images_standardised(tiny_dataset):
         np.testing.assert_allclose(plain[(3, 0)]["images"].numpy(), (raw - mean[:, None, None]) / std[:, None, None], rtol=1e-5, atol=1e-5)
         expected = (h5["flux_lowres"][row] - stats.mean) / stats.std
     np.testing.assert_allclose(plain[(3, 0)]["spectrum"].numpy(), expected, rtol=1e-5)
+
+
+def test_per_pixel_standardisation_and_residual_target(tiny_dataset):
+    """Per-pixel statistics standardise every training pixel to mean 0 and std 1; the residual target
+    is the full-resolution spectrum minus the interpolated low-resolution one."""
+    with h5py.File(tiny_dataset) as h5:
+        train = np.flatnonzero(h5["split"][()] == 0)
+        flux, mask = h5["flux_lowres"][()][train], h5["mask_lowres"][()][train]
+        full, low = h5["flux"][()][train], h5["flux_lowres"][()][train]
+        interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()])
+    stats = spectrum_stats(str(tiny_dataset), "flux_lowres", per_pixel=True)
+    standard = np.where(mask, np.nan, stats.standardise(flux))
+    well_sampled = (~mask).sum(0) > 30
+    np.testing.assert_allclose(np.nanmean(standard, 0)[well_sampled], 0, atol=1e-4)
+    np.testing.assert_allclose(np.nanstd(standard, 0)[well_sampled], 1, rtol=1e-3)
+    assert stats.low <= np.nanmin(standard) + 1e-5 and stats.high >= np.nanmax(standard) - 1e-5
+    np.testing.assert_allclose(stats.restore(stats.standardise(flux)), flux, rtol=1e-5, atol=1e-5)
+    residual = spectrum_stats(str(tiny_dataset), "residual", per_pixel=True)
+    dataset = SpectraImages(str(tiny_dataset), "train", "residual", residual, image_stats(str(tiny_dataset), "arcsinh"))
+    np.testing.assert_allclose(residual.restore(dataset[(0, 0)]["spectrum"].numpy()), full[0] - low[0] @ interp, atol=1e-4)
+    # the residual carries only small-scale structure: far less spread than the spectrum itself
+    assert np.median(residual.std) < 0.5 * np.median(spectrum_stats(str(tiny_dataset), "flux", per_pixel=True).std)
+
+
+def test_arcsinh_images_use_the_sky_noise_as_softening(tiny_dataset):
+    stats = image_stats(str(tiny_dataset), "arcsinh")
+    with h5py.File(tiny_dataset) as h5:
+        train = np.flatnonzero(h5["split"][()] == 0)
+        images = h5["images"][()][train]
+    frame = images[:, :, :8, :].reshape(len(images), 5, -1)
+    sky_sigma = 1.4826 * np.median(np.abs(frame - np.median(frame, axis=(0, 2))[None, :, None]), axis=(0, 2))
+    np.testing.assert_allclose(stats.softening, sky_sigma, rtol=0.3)
+    standard = stats.apply(images)
+    np.testing.assert_allclose(standard.mean(axis=(0, 2, 3)), 0, atol=1e-3)
+    np.testing.assert_allclose(standard.std(axis=(0, 2, 3)), 1, rtol=1e-3)
+    # bright cores are compressed logarithmically, faint pixels stay linear
+    assert standard.max() < 0.2 * ((images - images.mean()) / images.std()).max()
 
 
 def test_lowres_interpolation_reproduces_a_linear_spectrum():

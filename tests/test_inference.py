@@ -11,7 +11,6 @@ import pytest
 import torch
 from astropy.io import fits
 
-from img2spec.data import SpectrumStats
 from img2spec.dataset import SPLITS
 from img2spec.inference import InferenceSettings, TrainedModels, predict_cube_file, predict_spectra, write_prediction_fits
 from img2spec.io import InputError, write_cube_file
@@ -26,8 +25,7 @@ def models_and_images(trained_checkpoints, tiny_dataset):
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
         images = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
         ids = h5["specobjid"][()][rows]
-        models = TrainedModels.load(trained_checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
-                                    h5["wave"][()], h5["wave_lowres"][()])
+    models = TrainedModels.from_dataset(trained_checkpoints, tiny_dataset)
     return models, images, ids
 
 
@@ -40,11 +38,12 @@ def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
     np.testing.assert_array_equal(result["best_sr"], result["score_sr"].argmax(axis=1))
     np.testing.assert_array_equal(result["kept_lr"], np.argsort(-result["score_lr"], axis=1)[:, :2])
     # the returned spectrum is the one with the top contrastive score
-    stats = SpectrumStats(**models.contrastive_sr.hparams.stats)
+    ranker = models.contrastive_sr
     with torch.no_grad():
-        image_embedding = models.contrastive_sr.model.embed_images(
-            torch.from_numpy(((images - models.image_mean[:, None, None]) / models.image_std[:, None, None]).astype(np.float32)))
-        spectrum_embedding = models.contrastive_sr.model.embed_spectra(torch.from_numpy((result["flux"] - stats.mean) / stats.std))
+        features = ranker.image_stats.features(images)
+        image_embedding = ranker.model.embed_images(torch.from_numpy(ranker.image_stats.apply(images)),
+                                                    None if features is None else torch.from_numpy(features))
+        spectrum_embedding = ranker.model.embed_spectra(torch.from_numpy(ranker.stats.standardise(result["flux"]).astype(np.float32)))
     np.testing.assert_allclose((image_embedding * spectrum_embedding).sum(1).numpy(), result["score_sr"].max(axis=1), atol=1e-5)
     assert np.all(result["flux_p16"] <= result["flux_p50"]) and np.all(result["flux_p50"] <= result["flux_p84"])
 

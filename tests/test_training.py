@@ -6,11 +6,13 @@ import copy
 import signal
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from img2spec.config import resolve_networks, validate_config
+from img2spec.data import ImageStats
 from img2spec.train import CheckpointOnSigterm, DiffusionTask, train_network
 
 TINY = resolve_networks(validate_config({})["training"])
@@ -43,7 +45,8 @@ def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp
 
 def test_non_finite_loss_stops_with_a_clear_error(tiny_dataset):
     hp = _hp("cdm_lr", max_steps=2)
-    task = DiffusionTask("cdm_lr", hp, {"mean": 0.0, "std": 1.0, "minimum": -3.0, "maximum": 3.0})
+    flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
+    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict())
     task.schedule.training_loss = lambda *args, **kwargs: torch.tensor(float("nan"))
     batch = {"spectrum": torch.zeros(2, 563), "images": torch.zeros(2, 5, 64, 64), "weight": torch.ones(2, 563)}
     with pytest.raises(FloatingPointError, match="cdm_lr: training loss is nan at step 0"):
@@ -66,7 +69,8 @@ def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
 
 def test_nan_validation_metric_is_never_best():
     hp = _hp("cdm_lr", max_steps=5)
-    task = DiffusionTask("cdm_lr", hp, {"mean": 0.0, "std": 1.0, "minimum": -3.0, "maximum": 3.0})
+    flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
+    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict())
     with torch.no_grad():
         next(task.ema.unet.out.parameters()).fill_(float("nan"))
     logged = {}

@@ -1,7 +1,8 @@
 """Training data: a torch Dataset over ``dataset.h5``, augmentation, statistics and a sharded sampler.
 
-Images are standardised per band with the training split's statistics stored in the file;
-spectra (natural-log normalised flux) with one mean and standard deviation of the training split.
+Images are optionally arcsinh-stretched and standardised per band with training-split statistics;
+spectra (natural-log normalised flux) are standardised with training-split statistics, one mean and
+standard deviation (the paper) or one per pixel.
 Randomness (order, flips, crops) is a function of (seed, epoch, index) only, so a run resumed at an
 epoch boundary sees exactly the batches it would have seen, and every process of a distributed run
 draws a disjoint shard.
@@ -18,43 +19,216 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .dataset import SPLITS
+from .photometry import APERTURE_RADII_PIX, photometric_features
 
 
 @dataclass(frozen=True)
 class SpectrumStats:
-    """Mean, standard deviation and range of log flux over the training split (unmasked pixels)."""
+    """Standardisation of log-flux spectra: per-pixel mean and standard deviation over the training split.
 
-    mean: float
-    std: float
-    minimum: float
-    maximum: float
+    The diffusion models and contrastive networks see ``(x − mean) / std``.  With per-pixel statistics
+    (``per_pixel=True`` in :func:`spectrum_stats`) a network models each galaxy's deviation from the
+    mean training spectrum in units of the population's spread at that wavelength, so the 4000 Å
+    break, the continuum slope and the lines all carry comparable weight in the loss; with global
+    statistics (one mean and std, as the paper) the continuum shape dominates.
 
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "std": self.std, "minimum": self.minimum, "maximum": self.maximum}
+    Attributes
+    ----------
+    mean, std : ndarray (L,)
+        Natural-log flux per pixel (constant arrays for global statistics).
+    low, high : float
+        Smallest and largest standardised training value: the bound for x0 estimates when sampling.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    low: float
+    high: float
+
+    def to_dict(self) -> dict:
+        return {"mean": np.asarray(self.mean).tolist(), "std": np.asarray(self.std).tolist(), "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SpectrumStats":
+        return cls(np.asarray(values["mean"], np.float32), np.asarray(values["std"], np.float32), float(values["low"]), float(values["high"]))
 
     @property
     def standardised_range(self) -> tuple[float, float]:
-        """The training data's range in standardised units: the bound for x0 estimates when sampling."""
-        return ((self.minimum - self.mean) / self.std, (self.maximum - self.mean) / self.std)
+        return (self.low, self.high)
+
+    def standardise(self, values):
+        """(values − mean)/std for numpy arrays or torch tensors (…, L)."""
+        mean, std = self._like(values)
+        return (values - mean) / std
+
+    def restore(self, standardised):
+        """Inverse of :meth:`standardise`."""
+        mean, std = self._like(standardised)
+        return standardised * std + mean
+
+    def _like(self, values):
+        if isinstance(values, torch.Tensor):
+            return (torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
+                    torch.as_tensor(self.std, dtype=values.dtype, device=values.device))
+        return self.mean, self.std
 
 
-def spectrum_stats(path: str, key: str, chunk: int = 2048) -> SpectrumStats:
-    """Streaming mean/std of ``key`` ('flux' or 'flux_lowres') over unmasked training pixels."""
-    mask_key = "mask" if key == "flux" else "mask_lowres"
-    total = total_sq = count = 0.0
-    low, high = np.inf, -np.inf
+def _training_rows(h5: h5py.File) -> np.ndarray:
+    return np.flatnonzero(h5["split"][()] == SPLITS["train"])
+
+
+def _read_block(h5: h5py.File, key: str, rows: np.ndarray) -> np.ndarray:
+    return h5[key][rows[0] : rows[-1] + 1][rows - rows[0]]
+
+
+def residual_key_parts(key: str) -> tuple[str, bool]:
+    """'residual' is the full-resolution log flux minus the interpolated low-resolution log flux."""
+    return ("flux", True) if key == "residual" else (key, False)
+
+
+def spectrum_stats(path: str, key: str, per_pixel: bool = False, chunk: int = 2048) -> SpectrumStats:
+    """Streaming statistics of ``key`` over unmasked training pixels.
+
+    ``key``: ``flux`` (full resolution), ``flux_lowres``, or ``residual`` (full resolution minus the
+    low-resolution spectrum interpolated onto the full grid, the super-resolution model's target).
+    """
+    source, residual = residual_key_parts(key)
+    mask_key = "mask" if source == "flux" else "mask_lowres"
     with h5py.File(path, "r") as h5:
-        train = np.flatnonzero(h5["split"][()] == SPLITS["train"])
+        train = _training_rows(h5)
+        interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]) if residual else None
+        n_pix = h5[source].shape[1]
+        total, total_sq, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
+        low, high = np.full(n_pix, np.inf), np.full(n_pix, -np.inf)
         for start in range(0, train.size, chunk):
             rows = train[start : start + chunk]
-            values = h5[key][rows[0] : rows[-1] + 1][rows - rows[0]].astype(np.float64)
-            good = ~h5[mask_key][rows[0] : rows[-1] + 1][rows - rows[0]]
-            total += values[good].sum()
-            total_sq += (values[good] ** 2).sum()
-            count += good.sum()
-            low, high = min(low, values[good].min()), max(high, values[good].max())
-    mean = total / count
-    return SpectrumStats(float(mean), float(np.sqrt(total_sq / count - mean**2)), float(low), float(high))
+            values = _read_block(h5, source, rows).astype(np.float64)
+            if residual:
+                values = values - _read_block(h5, "flux_lowres", rows).astype(np.float64) @ interp
+            good = ~_read_block(h5, mask_key, rows)
+            total += np.where(good, values, 0).sum(0)
+            total_sq += np.where(good, values**2, 0).sum(0)
+            count += good.sum(0)
+            low = np.minimum(low, np.where(good, values, np.inf).min(0))
+            high = np.maximum(high, np.where(good, values, -np.inf).max(0))
+    if not per_pixel:
+        total, total_sq, count = (np.full(n_pix, a.sum()) for a in (total, total_sq, count))
+        low, high = np.full(n_pix, low.min()), np.full(n_pix, high.max())
+    seen = count > 1
+    if not seen.any():
+        raise ValueError(f"{path}: no unmasked training pixel of {key}")
+    mean = np.divide(total, count, out=np.zeros(n_pix), where=seen)
+    std = np.sqrt(np.maximum(np.divide(total_sq, count, out=np.zeros(n_pix), where=seen) - mean**2, 0))
+    # pixels masked in (almost) every training spectrum borrow the neighbouring statistics
+    fill = np.flatnonzero(seen)
+    mean = np.interp(np.arange(n_pix), fill, mean[fill])
+    std = np.maximum(np.interp(np.arange(n_pix), fill, std[fill]), 1e-3 * np.median(std[fill]) + 1e-6)
+    standard_low = np.where(seen, (low - mean) / std, np.inf).min()
+    standard_high = np.where(seen, (high - mean) / std, -np.inf).max()
+    return SpectrumStats(mean.astype(np.float32), std.astype(np.float32), float(standard_low), float(standard_high))
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """How image cubes [nanomaggies] become network input.
+
+    Pixels: optional arcsinh stretch, then per-band standardisation.  ``arcsinh(f / b)`` with ``b``
+    about the sky noise per band (Lupton et al. 1999) keeps the faint outskirts, where colour
+    gradients live, and compresses the bright core that dominates a linear standardisation.
+
+    Features (optional): the aperture magnitudes, colours and concentration of
+    :func:`img2spec.photometry.photometric_features`, measured on the same cube and standardised by
+    the training median and robust spread.  They hand the networks, explicitly, the colours that a
+    small CNN trained for minutes finds only in part; nothing but the cube goes into them.
+
+    Attributes
+    ----------
+    softening : ndarray (5,) or None
+        ``b`` per band [nanomaggies]; None for the paper's plain linear standardisation.
+    mean, std : ndarray (5,)
+        Per-band mean and standard deviation of the (stretched) training images.
+    feature_centre, feature_scale : ndarray (F,) or None
+        Standardisation of the photometric features; None when the network uses none.
+    radii_pix : tuple of float
+        Aperture radii of the features [pixels].
+    """
+
+    softening: np.ndarray | None
+    mean: np.ndarray
+    std: np.ndarray
+    feature_centre: np.ndarray | None = None
+    feature_scale: np.ndarray | None = None
+    radii_pix: tuple[float, ...] = APERTURE_RADII_PIX
+
+    @property
+    def n_features(self) -> int:
+        return 0 if self.feature_centre is None else int(self.feature_centre.size)
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """(…, 5, H, W) nanomaggies → standardised float32 network input."""
+        values = np.asarray(images, np.float32)
+        if self.softening is not None:
+            values = np.arcsinh(values / self.softening[:, None, None])
+        return ((values - self.mean[:, None, None]) / self.std[:, None, None]).astype(np.float32)
+
+    def features(self, images: np.ndarray) -> np.ndarray | None:
+        """(N, 5, H, W) nanomaggies → standardised (N, F) float32 features, or None without features."""
+        if self.feature_centre is None:
+            return None
+        return ((photometric_features(images, self.radii_pix) - self.feature_centre) / self.feature_scale).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        def plain(values):
+            return None if values is None else np.asarray(values).tolist()
+
+        return {"softening": plain(self.softening), "mean": plain(self.mean), "std": plain(self.std),
+                "feature_centre": plain(self.feature_centre), "feature_scale": plain(self.feature_scale),
+                "radii_pix": list(self.radii_pix)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ImageStats":
+        def array(key):
+            return None if values.get(key) is None else np.asarray(values[key], np.float32)
+
+        return cls(array("softening"), array("mean"), array("std"), array("feature_centre"), array("feature_scale"),
+                   tuple(values.get("radii_pix", APERTURE_RADII_PIX)))
+
+
+def image_stats(path: str, transform: str = "linear", features: bool = False, max_images: int = 2000) -> ImageStats:
+    """Image statistics of the training split for ``transform`` 'linear' (the file's own) or 'arcsinh'.
+
+    For 'arcsinh' the softening of each band is the robust (1.4826·MAD) scatter of the pixels in
+    the outer 8-pixel frame of up to ``max_images`` training cubes: the sky noise, where the stretch
+    turns from linear to logarithmic (a band with no scatter there gets its overall pixel spread).
+    ``features`` adds the standardisation of the photometric features.
+    """
+    if transform not in ("linear", "arcsinh"):
+        raise ValueError(f"unknown image transform {transform!r} (linear, arcsinh)")
+    with h5py.File(path, "r") as h5:
+        train = _training_rows(h5)
+        rows = np.unique(train[np.linspace(0, train.size - 1, min(max_images, train.size)).astype(int)])
+        images = _read_block(h5, "images", rows).astype(np.float64)
+        linear_mean, linear_std = h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"]
+    feature_centre = feature_scale = None
+    if features:
+        values = photometric_features(images)
+        feature_centre = np.median(values, axis=0)
+        feature_scale = 1.4826 * np.median(np.abs(values - feature_centre), axis=0)
+        feature_scale = np.where(feature_scale > 0, feature_scale, 1.0)
+    if transform == "linear":
+        return ImageStats(None, linear_mean.astype(np.float32), linear_std.astype(np.float32), feature_centre, feature_scale)
+    frame = np.ones(images.shape[-2:], dtype=bool)
+    frame[8:-8, 8:-8] = False
+    sky = images[:, :, frame]
+    centred = sky - np.median(sky, axis=(0, 2))[None, :, None]
+    softening = 1.4826 * np.median(np.abs(centred), axis=(0, 2))
+    # a band without sky scatter (blanked or block-averaged in the image ablation) is left nearly linear
+    spread = images.std(axis=(0, 2, 3))
+    softening = np.where(softening > 0, softening, np.where(spread > 0, spread, 1.0))
+    stretched = np.arcsinh(images / softening[None, :, None, None])
+    std = stretched.std(axis=(0, 2, 3))
+    return ImageStats(softening.astype(np.float32), stretched.mean(axis=(0, 2, 3)).astype(np.float32),
+                      np.where(std > 1e-6, std, 1.0).astype(np.float32), feature_centre, feature_scale)
 
 
 def lowres_to_fullres(wave_lowres: np.ndarray, wave: np.ndarray) -> np.ndarray:
@@ -66,20 +240,25 @@ def lowres_to_fullres(wave_lowres: np.ndarray, wave: np.ndarray) -> np.ndarray:
 class SpectraImages(Dataset):
     """Image–spectrum pairs of one split.
 
-    Items are dicts of tensors: ``images`` (5, 64, 64), ``spectrum`` (L,) standardised, ``weight`` (L,)
-    (0 on masked pixels), ``index`` (position in the file), and for super-resolution ``lowres``
-    (4500,), the standardised low-resolution spectrum interpolated to full resolution.
+    Items are dicts of tensors: ``images`` (5, 64, 64) standardised by ``image_stats``, ``spectrum``
+    (L,) the standardised ``target``, ``weight`` (L,) (0 on masked pixels), ``index`` (row in the
+    file), and, when ``lowres_stats`` is given (super-resolution), ``lowres`` (4500,): the
+    standardised low-resolution spectrum interpolated to full resolution.
+
+    ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`).
     """
 
-    def __init__(self, path: str, split: str, target: str, stats: SpectrumStats, lowres_stats: SpectrumStats | None = None,
-                 augment: bool = False, crop_pad: int = 4, seed: int = 0) -> None:
+    def __init__(self, path: str, split: str, target: str, stats: SpectrumStats, image_stats: ImageStats,
+                 lowres_stats: SpectrumStats | None = None, augment: bool = False, crop_pad: int = 4, seed: int = 0) -> None:
         self.path, self.target, self.stats, self.lowres_stats = path, target, stats, lowres_stats
+        self.image_stats = image_stats
         self.augment, self.crop_pad, self.seed = augment, crop_pad, seed
+        self.source, self.residual = residual_key_parts(target)
+        self.mask_key = "mask" if self.source == "flux" else "mask_lowres"
         with h5py.File(path, "r") as h5:
             self.rows = np.flatnonzero(h5["split"][()] == SPLITS[split])
-            self.image_mean = h5["images"].attrs["train_mean"].astype(np.float32)[:, None, None]
-            self.image_std = h5["images"].attrs["train_std"].astype(np.float32)[:, None, None]
-            self.interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]).astype(np.float32) if lowres_stats else None
+            needs_interp = lowres_stats is not None or self.residual
+            self.interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]).astype(np.float32) if needs_interp else None
         self._h5 = None
 
     def __len__(self) -> int:
@@ -94,7 +273,8 @@ class SpectraImages(Dataset):
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         row = int(self.rows[position])
         h5 = self._file()
-        images = (h5["images"][row] - self.image_mean) / self.image_std
+        raw = h5["images"][row]
+        images = self.image_stats.apply(raw)
         if self.augment:
             rng = np.random.default_rng((self.seed, epoch, row))
             if rng.random() < 0.5:
@@ -105,17 +285,21 @@ class SpectraImages(Dataset):
                 padded = np.pad(images, ((0, 0), (self.crop_pad,) * 2, (self.crop_pad,) * 2), mode="reflect")
                 dy, dx = rng.integers(0, 2 * self.crop_pad + 1, 2)
                 images = padded[:, dy : dy + 64, dx : dx + 64]
-        key, mask_key = ("flux", "mask") if self.target == "full" else ("flux_lowres", "mask_lowres")
-        spectrum = (h5[key][row] - self.stats.mean) / self.stats.std
+        values = h5[self.source][row].astype(np.float32)
+        low = h5["flux_lowres"][row].astype(np.float32) if self.interp is not None else None
+        if self.residual:
+            values = values - low @ self.interp
         item = {
             "images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
-            "spectrum": torch.from_numpy(spectrum.astype(np.float32)),
-            "weight": torch.from_numpy((~h5[mask_key][row]).astype(np.float32)),
+            "spectrum": torch.from_numpy(self.stats.standardise(values).astype(np.float32)),
+            "weight": torch.from_numpy((~h5[self.mask_key][row]).astype(np.float32)),
             "index": torch.tensor(row),
         }
-        if self.interp is not None:
-            low = (h5["flux_lowres"][row] - self.lowres_stats.mean) / self.lowres_stats.std
-            item["lowres"] = torch.from_numpy(low.astype(np.float32) @ self.interp)
+        features = self.image_stats.features(raw[None])  # flip- and rotation-invariant; measured unaugmented
+        if features is not None:
+            item["features"] = torch.from_numpy(features[0])
+        if self.lowres_stats is not None:
+            item["lowres"] = torch.from_numpy((self.lowres_stats.standardise(low) @ self.interp).astype(np.float32))
         return item
 
 
@@ -146,16 +330,18 @@ class ShardedEpochSampler(Sampler):
 class SpectraDataModule(pl.LightningDataModule):
     """Train and validation loaders for one network."""
 
-    def __init__(self, path: str, target: str, batch_size: int, stats: SpectrumStats, lowres_stats: SpectrumStats | None,
-                 num_workers: int = 0, seed: int = 0, crop_pad: int = 4, val_batch_size: int | None = None) -> None:
+    def __init__(self, path: str, target: str, batch_size: int, stats: SpectrumStats, image_stats: ImageStats,
+                 lowres_stats: SpectrumStats | None, num_workers: int = 0, seed: int = 0, crop_pad: int = 4,
+                 val_batch_size: int | None = None) -> None:
         super().__init__()
         self.path, self.target, self.batch_size = path, target, batch_size
-        self.stats, self.lowres_stats = stats, lowres_stats
+        self.stats, self.image_stats, self.lowres_stats = stats, image_stats, lowres_stats
         self.num_workers, self.seed, self.crop_pad = num_workers, seed, crop_pad
         self.val_batch_size = val_batch_size or batch_size
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = SpectraImages(self.path, split, self.target, self.stats, self.lowres_stats, augment=train, crop_pad=self.crop_pad, seed=self.seed)
+        dataset = SpectraImages(self.path, split, self.target, self.stats, self.image_stats, self.lowres_stats, augment=train,
+                                crop_pad=self.crop_pad, seed=self.seed)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)
         return DataLoader(

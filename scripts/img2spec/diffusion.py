@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: What the network outputs: the noise ε, the velocity v = √ᾱ ε − √(1−ᾱ) x0, or x0 itself.
+PREDICTIONS = ("epsilon", "v", "x0")
 Generators = torch.Generator | list[torch.Generator] | None
 
 
@@ -42,28 +44,34 @@ class NoiseSchedule:
     """
 
     betas: torch.Tensor
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.prediction!r} ({', '.join(PREDICTIONS)})")
 
     @classmethod
-    def cosine(cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+    def cosine(cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999, prediction: str = "epsilon") -> "NoiseSchedule":
         """ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), β clipped at ``max_beta`` (Nichol & Dhariwal 2021)."""
         def f(t):
             return math.cos((t / timesteps + offset) / (1 + offset) * math.pi / 2) ** 2
 
         betas = [min(1 - f(i + 1) / f(i), max_beta) for i in range(timesteps)]
-        return cls(torch.tensor(betas, dtype=torch.float64))
+        return cls(torch.tensor(betas, dtype=torch.float64), prediction)
 
     @classmethod
-    def linear(cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "epsilon") -> "NoiseSchedule":
         """The linear schedule of Ho et al. (2020), rescaled to ``timesteps`` steps."""
         scale = 1000 / timesteps
-        return cls(torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64))
+        return cls(torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64), prediction)
 
     @classmethod
-    def named(cls, name: str, timesteps: int) -> "NoiseSchedule":
+    def named(cls, name: str, timesteps: int, prediction: str = "epsilon") -> "NoiseSchedule":
+        """Schedule ``cosine`` or ``linear`` whose network predicts ``prediction`` (epsilon, v or x0)."""
         if name == "cosine":
-            return cls.cosine(timesteps)
+            return cls.cosine(timesteps, prediction=prediction)
         if name == "linear":
-            return cls.linear(timesteps)
+            return cls.linear(timesteps, prediction=prediction)
         raise ValueError(f"unknown noise schedule {name!r} (cosine, linear)")
 
     @property
@@ -85,13 +93,24 @@ class NoiseSchedule:
     def training_loss(
         self, denoiser: Denoiser, x0: torch.Tensor, weight: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """ε-prediction MSE with t uniform over all T steps.
+        """MSE of the network's ``prediction`` with t uniform over all T steps.
 
+        In terms of the x0 error, ε-prediction weights step t by the signal-to-noise ratio
+        ᾱ/(1−ᾱ), v-prediction by SNR + 1 and x0-prediction by 1 (Salimans & Ho 2022).  At high noise,
+        where only the conditioning tells the network anything about x0, ε-prediction puts almost
+        no weight: x0 and v make the network learn the conditional mean there.
         ``weight`` (same shape as x0, e.g. 0 on masked pixels) weights the squared error.
         """
         t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        error = (denoiser(self.q_sample(x0, t, noise), t) - noise) ** 2
+        if self.prediction == "epsilon":
+            target = noise
+        elif self.prediction == "x0":
+            target = x0
+        else:
+            ab = self._at(self.alpha_bar, t, x0)
+            target = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        error = (denoiser(self.q_sample(x0, t, noise), t) - target) ** 2
         if weight is None:
             return error.mean()
         return (error * weight).sum() / weight.sum().clamp_min(1.0)
@@ -101,11 +120,17 @@ class NoiseSchedule:
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
     def _x0_and_eps(self, denoiser: Denoiser, x: torch.Tensor, step: int, x0_range: tuple[float, float] | None):
-        """ε̂ and the x0 it implies, x0 clamped into ``x0_range`` (ε̂ made consistent) when given."""
+        """x0̂ and ε̂ from the network's output, x0̂ clamped into ``x0_range`` (ε̂ made consistent) when given."""
         t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-        eps = denoiser(x, t)
+        output = denoiser(x, t)
         a_bar = float(self.alpha_bar[step])
-        x0 = (x - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
+        if self.prediction == "epsilon":
+            x0 = (x - math.sqrt(1 - a_bar) * output) / math.sqrt(a_bar)
+        elif self.prediction == "x0":
+            x0 = output
+        else:
+            x0 = math.sqrt(a_bar) * x - math.sqrt(1 - a_bar) * output
+        eps = (x - math.sqrt(a_bar) * x0) / math.sqrt(1 - a_bar)
         if x0_range is not None:
             x0 = x0.clamp(*x0_range)
             eps = (x - math.sqrt(a_bar) * x0) / math.sqrt(1 - a_bar)
@@ -135,26 +160,38 @@ class NoiseSchedule:
             x = mean + math.sqrt(variance) * randn(shape, generator, x.device)
         return x
 
-    def step_sequence(self, steps: int) -> list[int]:
+    def step_sequence(self, steps: int, spacing: str | None = None) -> list[int]:
         """Decreasing training steps visited by a sampler with ``steps`` network evaluations.
 
-        "Leading" spacing t = k·⌊T/steps⌋ (Song et al. 2021; Lin et al. 2024 discuss the variants):
-        it never starts at t = T−1, where ᾱ ≈ 4e-8 for the clipped cosine schedule and an
-        x0 estimate divides the network's ε error by √ᾱ; with all T steps it is every step.
+        ``leading``: t = k·⌊T/steps⌋ (Song et al. 2021); it never starts at t = T−1, where ᾱ ≈ 4e-8
+        for the clipped cosine schedule and an ε-network's x0 estimate divides its error by √ᾱ, but
+        it starts from a partly noised state it then treats as pure noise, which biases few-step
+        samples towards zero by √ᾱ of its first step.  ``trailing``: t = T − 1 − k·T/steps, rounded
+        (Lin et al. 2024): starts at pure noise, safe for x0- and v-prediction, which need no
+        division by √ᾱ.  None picks trailing for those and leading for ε-prediction.  With all T
+        steps both visit every step.  Measured on exact Gaussian data (tests): trailing
+        DPM-Solver++(2M) has no mean bias and a spread 14%, 3% and 0% too narrow at 10, 20 and 50
+        steps, its last step returning E[x0 | x_t] at t = T/steps; leading has a 5% mean bias at
+        10 steps (α of its first step).
         """
         if not 1 <= steps <= self.timesteps:
             raise ValueError(f"steps must be in 1..{self.timesteps}, got {steps}")
-        return [k * (self.timesteps // steps) for k in reversed(range(steps))]
+        spacing = spacing or ("leading" if self.prediction == "epsilon" else "trailing")
+        if spacing == "leading":
+            return [k * (self.timesteps // steps) for k in reversed(range(steps))]
+        if spacing == "trailing":
+            return [int(round(self.timesteps - 1 - k * self.timesteps / steps)) for k in range(steps)]
+        raise ValueError(f"unknown step spacing {spacing!r} (leading, trailing)")
 
     @torch.no_grad()
     def sample_ddim(
         self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, eta: float = 0.0, generator: Generators = None,
-        device=None, x0_range: tuple[float, float] | None = None,
+        device=None, x0_range: tuple[float, float] | None = None, spacing: str | None = None,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
         x = randn(shape, generator, device)
         ab = self.alpha_bar
-        sequence = self.step_sequence(steps)
+        sequence = self.step_sequence(steps, spacing)
         for i, step in enumerate(sequence):
             x0, eps = self._x0_and_eps(denoiser, x, step, x0_range)
             a_t = float(ab[step])
@@ -168,7 +205,7 @@ class NoiseSchedule:
     @torch.no_grad()
     def sample_dpmpp_2m(
         self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None,
-        x0_range: tuple[float, float] | None = None,
+        x0_range: tuple[float, float] | None = None, spacing: str | None = None,
     ) -> torch.Tensor:
         """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data-prediction form.
 
@@ -179,7 +216,7 @@ class NoiseSchedule:
         """
         x = randn(shape, generator, device)
         ab = self.alpha_bar
-        sequence = self.step_sequence(steps)
+        sequence = self.step_sequence(steps, spacing)
         previous_x0, previous_h = None, None
         for i, step in enumerate(sequence):
             x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
@@ -198,12 +235,15 @@ class NoiseSchedule:
         return x
 
     def sample(self, name: str, denoiser: Denoiser, shape: tuple[int, ...], steps: int | None = None, generator: Generators = None,
-               device=None, x0_range: tuple[float, float] | None = None) -> torch.Tensor:
-        """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``."""
+               device=None, x0_range: tuple[float, float] | None = None, spacing: str | None = None) -> torch.Tensor:
+        """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
+
+        ``spacing`` (leading, trailing; None for the prediction's default) applies to the fast samplers.
+        """
         if name == "ancestral":
             return self.sample_ancestral(denoiser, shape, generator, device, x0_range)
         if name == "ddim":
-            return self.sample_ddim(denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range)
+            return self.sample_ddim(denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range, spacing=spacing)
         if name == "dpmpp_2m":
-            return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range)
+            return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range, spacing)
         raise ValueError(f"unknown sampler {name!r} (ancestral, ddim, dpmpp_2m)")

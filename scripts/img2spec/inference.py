@@ -22,7 +22,7 @@ import torch
 from astropy.io import fits
 
 from .config import settings_from_section
-from .data import SpectrumStats, lowres_to_fullres
+from .data import lowres_to_fullres
 from .io import BANDS, InputError, atomic_output
 from .train import ContrastiveTask, DiffusionTask
 
@@ -40,6 +40,9 @@ class InferenceSettings:
         ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
     steps : int
         Network evaluations of the fast samplers.
+    spacing : str
+        Steps the fast samplers visit: ``leading``, ``trailing`` or ``auto`` (trailing for x0- and
+        v-prediction models, leading for ε-prediction; see :meth:`NoiseSchedule.step_sequence`).
     percentiles : tuple of float
         Per-pixel percentiles of the full-resolution candidates.
     batch_galaxies : int
@@ -52,6 +55,7 @@ class InferenceSettings:
     k_sr: int = 5
     sampler: str = "dpmpp_2m"
     steps: int = 10
+    spacing: str = "auto"
     percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
     batch_galaxies: int = 16
     seed: int = 0
@@ -64,29 +68,44 @@ class InferenceSettings:
 
 @dataclass
 class TrainedModels:
-    """The four trained networks in evaluation mode (the diffusion models' EMA weights)."""
+    """The four trained networks in evaluation mode (the diffusion models' EMA weights).
+
+    Each network carries its own image and spectrum standardisation (saved in its checkpoint).
+    """
 
     cdm_lr: DiffusionTask
     contrastive_lr: ContrastiveTask
     cdm_sr: DiffusionTask
     contrastive_sr: ContrastiveTask
-    image_mean: np.ndarray
-    image_std: np.ndarray
     wave: np.ndarray
     wave_lowres: np.ndarray
 
     @classmethod
-    def load(cls, checkpoints: dict[str, str | Path], image_mean, image_std, wave, wave_lowres, device: str = "cpu") -> "TrainedModels":
+    def load(cls, checkpoints: dict[str, str | Path], wave, wave_lowres, device: str = "cpu") -> "TrainedModels":
         tasks = {}
         for name, path in checkpoints.items():
             task_class = DiffusionTask if name.startswith("cdm") else ContrastiveTask
             tasks[name] = task_class.load_from_checkpoint(str(path), map_location=device).eval()
-        return cls(**tasks, image_mean=np.asarray(image_mean, np.float32), image_std=np.asarray(image_std, np.float32),
-                   wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
+        return cls(**tasks, wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
+
+    @classmethod
+    def from_dataset(cls, checkpoints: dict[str, str | Path], dataset_h5: str | Path, device: str = "cpu") -> "TrainedModels":
+        """The networks with the wavelength grids of the dataset they were trained on."""
+        with h5py.File(dataset_h5, "r") as h5:
+            return cls.load(checkpoints, h5["wave"][()], h5["wave_lowres"][()], device)
 
     @property
     def device(self) -> torch.device:
         return self.cdm_lr.device
+
+
+def _network_input(task, images: np.ndarray, device, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A network's standardised images and photometric features (None without), each row repeated."""
+    pixels = torch.from_numpy(task.image_stats.apply(images)).to(device).repeat_interleave(repeats, dim=0)
+    features = task.image_stats.features(images)
+    if features is not None:
+        features = torch.from_numpy(features).to(device).repeat_interleave(repeats, dim=0)
+    return pixels, features
 
 
 def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> list[torch.Generator]:
@@ -124,9 +143,8 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
     if s.keep_lr > s.k_lr:
         raise ValueError(f"keep_lr={s.keep_lr} exceeds k_lr={s.k_lr}")
     device = models.device
-    stats_lr: SpectrumStats = models.cdm_lr.stats
-    stats_sr: SpectrumStats = models.cdm_sr.stats
-    stats_cond = SpectrumStats(**models.cdm_sr.hparams.lowres_stats)
+    cdm_lr, cdm_sr = models.cdm_lr, models.cdm_sr
+    spacing = None if s.spacing == "auto" else s.spacing
     interp = torch.from_numpy(lowres_to_fullres(models.wave_lowres, models.wave).astype(np.float32)).to(device)
     n_low, n_full = models.wave_lowres.size, models.wave.size
     out = {key: [] for key in ("flux", "flux_lowres", "score_lr", "score_sr", "kept_lr", "best_sr", "candidates")}
@@ -134,35 +152,33 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         chunk_ids = ids[start : start + s.batch_galaxies]
         b = chunk_ids.size
         raw = images[start : start + b]
-        standard = torch.from_numpy(((raw - models.image_mean[:, None, None]) / models.image_std[:, None, None]).astype(np.float32)).to(device)
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
-        repeated = standard.repeat_interleave(s.k_lr, dim=0)
-        denoise = models.cdm_lr.ema.conditioned(repeated)
-        lowres = models.cdm_lr.schedule.sample(s.sampler, denoise, (b * s.k_lr, n_low), s.steps,
-                                               _generators(s.seed, chunk_ids, 0, s.k_lr, device), device, stats_lr.standardised_range)
-        lowres_ln = lowres * stats_lr.std + stats_lr.mean
-        contrastive = models.contrastive_lr.model
-        c_stats = SpectrumStats(**models.contrastive_lr.hparams.stats)
-        image_embedding = contrastive.embed_images(standard)
-        spectra_embedding = contrastive.embed_spectra((lowres_ln - c_stats.mean) / c_stats.std).view(b, s.k_lr, -1)
+        pixels, features = _network_input(cdm_lr, raw, device, s.k_lr)
+        lowres = cdm_lr.schedule.sample(s.sampler, cdm_lr.ema.conditioned(pixels, features=features), (b * s.k_lr, n_low), s.steps,
+                                        _generators(s.seed, chunk_ids, 0, s.k_lr, device), device, cdm_lr.stats.standardised_range,
+                                        spacing)
+        lowres_ln = cdm_lr.stats.restore(lowres)
+        ranker = models.contrastive_lr
+        image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
+        spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(lowres_ln)).view(b, s.k_lr, -1)
         score_lr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding)
         kept = score_lr.argsort(dim=1, descending=True)[:, : s.keep_lr]
         kept_ln = torch.gather(lowres_ln.view(b, s.k_lr, n_low), 1, kept[..., None].expand(-1, -1, n_low))
 
         # full resolution: k_sr candidates from each kept low-resolution spectrum
-        condition = ((kept_ln - stats_cond.mean) / stats_cond.std).reshape(-1, n_low) @ interp
-        condition = condition.repeat_interleave(s.k_sr, dim=0)
-        repeated = standard.repeat_interleave(s.keep_lr * s.k_sr, dim=0)
-        denoise = models.cdm_sr.ema.conditioned(repeated, condition)
-        full = models.cdm_sr.schedule.sample(s.sampler, denoise, (condition.shape[0], n_full), s.steps,
-                                             _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), device,
-                                             stats_sr.standardised_range)
-        full_ln = (full * stats_sr.std + stats_sr.mean).view(b, s.keep_lr * s.k_sr, n_full)
-        contrastive = models.contrastive_sr.model
-        c_stats = SpectrumStats(**models.contrastive_sr.hparams.stats)
-        image_embedding = contrastive.embed_images(standard)
-        spectra_embedding = contrastive.embed_spectra((full_ln.reshape(-1, n_full) - c_stats.mean) / c_stats.std)
+        condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
+        pixels, features = _network_input(cdm_sr, raw, device, s.keep_lr * s.k_sr)
+        full = cdm_sr.schedule.sample(s.sampler, cdm_sr.ema.conditioned(pixels, condition, features), (condition.shape[0], n_full), s.steps,
+                                      _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), device,
+                                      cdm_sr.stats.standardised_range, spacing)
+        full_ln = cdm_sr.stats.restore(full)
+        if cdm_sr.residual:
+            full_ln = full_ln + (kept_ln.reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
+        full_ln = full_ln.view(b, s.keep_lr * s.k_sr, n_full)
+        ranker = models.contrastive_sr
+        image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
+        spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(full_ln.reshape(-1, n_full)))
         score_sr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1]))
         best = score_sr.argmax(dim=1)
         rows = torch.arange(b, device=device)
@@ -239,8 +255,7 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
         if "catalog/elliptical" in h5:
             morphology[h5["catalog/elliptical"][()][rows] == 1] = "elliptical"
             morphology[h5["catalog/spiral"][()][rows] == 1] = "spiral"
-        models = TrainedModels.load(checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
-                                    h5["wave"][()], h5["wave_lowres"][()], device)
+    models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
     start = time.perf_counter()
     result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))
     seconds = time.perf_counter() - start
@@ -263,8 +278,13 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
         "median_mean_relative_deviation": float(np.median(deviation)),
         "fraction_mean_relative_deviation_below_10pct": float(np.mean(deviation < 0.1)),
         "median_mse": float(np.median(squared)),
+        "median_mean_relative_deviation_of_candidates_median": float(np.median(
+            metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))) if 50.0 in settings.percentiles else None,
         "coverage_of_16_84_band": metrics.band_coverage(result[lo], result[hi], observed, mask),
-        "median_mean_relative_deviation_by_morphology": {m: float(np.median(deviation[morphology == m])) for m in set(morphology)},
+        "coverage_of_16_84_band_by_morphology": {m: metrics.band_coverage(result[lo][morphology == m], result[hi][morphology == m],
+                                                                          observed[morphology == m], mask[morphology == m])
+                                                 for m in sorted(set(morphology))},
+        "median_mean_relative_deviation_by_morphology": {m: float(np.median(deviation[morphology == m])) for m in sorted(set(morphology))},
     }
     Path(summary_json).write_text(json.dumps(summary, indent=2))
     picks = []
@@ -293,9 +313,7 @@ def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: Inf
 
     from .io import open_cube_file
 
-    with h5py.File(dataset_path, "r") as h5:
-        models = TrainedModels.load(checkpoints, h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"],
-                                    h5["wave"][()], h5["wave_lowres"][()], device)
+    models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
     with open_cube_file(cubes_path) as cubes:
         images = cubes.read(slice(0, len(cubes)))
         ids = cubes.specobjid.copy()

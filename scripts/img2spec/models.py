@@ -82,13 +82,17 @@ class ResNetEncoder(nn.Module):
         Input bands (5 for ugriz).
     stem_stride : int
         Stride of the stem (1 keeps the 64×64 resolution into the first stage; 2 is 4× cheaper).
+    feature_dim : int
+        Photometric features per image (0: none).  An MLP maps them to one more token and adds
+        them to the pooled vector.
 
     Forward
     -------
-    images : (B, in_bands, H, W) → tokens (B, H/8·W/8, C), pooled (B, C), with C = ``out_dim``.
+    images : (B, in_bands, H, W), features (B, feature_dim) or None → tokens (B, H/8·W/8 [+1], C),
+    pooled (B, C), with C = ``out_dim``.
     """
 
-    def __init__(self, depth: int = 18, width: int = 64, in_bands: int = 5, stem_stride: int = 1) -> None:
+    def __init__(self, depth: int = 18, width: int = 64, in_bands: int = 5, stem_stride: int = 1, feature_dim: int = 0) -> None:
         super().__init__()
         block, layers = RESNET_LAYOUTS[depth]
         self.stem = nn.Sequential(
@@ -104,11 +108,20 @@ class ResNetEncoder(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.out_dim = in_ch
+        self.features = (
+            nn.Sequential(nn.Linear(feature_dim, in_ch), nn.SiLU(), nn.Linear(in_ch, in_ch)) if feature_dim else None
+        )
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.stages(self.stem(images))
-        tokens = features.flatten(2).transpose(1, 2)
-        return tokens, tokens.mean(dim=1)
+    def forward(self, images: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.stages(self.stem(images)).flatten(2).transpose(1, 2)
+        pooled = tokens.mean(dim=1)
+        if self.features is not None:
+            if features is None:
+                raise ValueError("this image encoder was built for photometric features; none were given")
+            embedded = self.features(features)
+            tokens = torch.cat([tokens, embedded[:, None, :]], dim=1)
+            pooled = pooled + embedded
+        return tokens, pooled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,12 +301,14 @@ class ConditionalDenoiser(nn.Module):
         self.encoder = encoder
         self.unet = unet
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, images: torch.Tensor, lowres: torch.Tensor | None = None) -> torch.Tensor:
-        return self.conditioned(images, lowres)(x_t, t)
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, images: torch.Tensor, lowres: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conditioned(images, lowres, features)(x_t, t)
 
-    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None):
-        """ε(x_t, t) for fixed images (encoded once, not at every sampler step) and low-res spectra."""
-        tokens, pooled = self.encoder(images)
+    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None, features: torch.Tensor | None = None):
+        """The network's output at (x_t, t) for fixed images (encoded once, not at every sampler step),
+        low-resolution spectra and photometric features."""
+        tokens, pooled = self.encoder(images, features)
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             channels = [x_t] if lowres is None else [x_t, lowres]
@@ -314,16 +329,16 @@ class ContrastiveModel(nn.Module):
         log_t = torch.tensor(math.log(temperature))
         self.log_temperature = nn.Parameter(log_t, requires_grad=learn_temperature)
 
-    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_head(self.image_encoder(images)[1]), dim=-1)
+    def embed_images(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.image_head(self.image_encoder(images, features)[1]), dim=-1)
 
     def embed_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.spectrum_head(self.spectrum_encoder(spectra)), dim=-1)
 
-    def logits(self, images: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, spectra: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Cosine similarities divided by the temperature, (B_images, B_spectra)."""
         temperature = self.log_temperature.clamp(math.log(0.01), math.log(1.0)).exp()
-        return self.embed_images(images) @ self.embed_spectra(spectra).T / temperature
+        return self.embed_images(images, features) @ self.embed_spectra(spectra).T / temperature
 
 
 def info_nce(logits: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ validation metric that is never NaN-best.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import random
 import signal
 from pathlib import Path
@@ -21,7 +23,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 
-from .data import SpectraDataModule, SpectrumStats, spectrum_stats
+from .data import ImageStats, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
 from .diffusion import NoiseSchedule
 from .models import ConditionalDenoiser, ContrastiveModel, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
 
@@ -33,8 +35,38 @@ def target_of(network: str) -> str:
     return "lowres" if network.endswith("_lr") else "full"
 
 
-def build_denoiser(hp: dict, super_resolution: bool) -> ConditionalDenoiser:
-    encoder = ResNetEncoder(**hp["image_encoder"])
+def target_key(network: str, hp: dict) -> str:
+    """What the network models (a key of :func:`img2spec.data.spectrum_stats`).
+
+    CDM_sr with ``residual: true`` models the full-resolution log flux minus its conditioning
+    low-resolution spectrum (interpolated), as CorrDiff (Mardani et al. 2024) models a residual
+    on a coarse prediction: the lines and small-scale structure the low-resolution step cannot hold.
+    """
+    if target_of(network) == "lowres":
+        return "flux_lowres"
+    return "residual" if hp.get("residual", False) else "flux"
+
+
+def learning_rate_factor(step: int, warmup_steps: int, max_steps: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine decay to 10% at ``max_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer_with_schedule(parameters, hp: dict, optimizer_class):
+    optimizer = optimizer_class(parameters, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+    factor = functools.partial(learning_rate_factor, warmup_steps=hp.get("lr_warmup_steps", 0), max_steps=hp["max_steps"],
+                               schedule=hp.get("lr_schedule", "constant"))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_denoiser(hp: dict, super_resolution: bool, feature_dim: int = 0) -> ConditionalDenoiser:
+    encoder = ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim)
     unet = UNet1D(
         in_channels=2 if super_resolution else 1,
         base=hp["unet"]["base"],
@@ -48,9 +80,9 @@ def build_denoiser(hp: dict, super_resolution: bool) -> ConditionalDenoiser:
     return ConditionalDenoiser(encoder, unet)
 
 
-def build_contrastive(hp: dict) -> ContrastiveModel:
+def build_contrastive(hp: dict, feature_dim: int = 0) -> ContrastiveModel:
     return ContrastiveModel(
-        ResNetEncoder(**hp["image_encoder"]),
+        ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim),
         SpectrumEncoder(hp["spectrum_encoder"]["width"], tuple(hp["spectrum_encoder"]["blocks"])),
         hp["latent"],
         hp["temperature"],
@@ -84,24 +116,26 @@ def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
 class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     """Conditional diffusion model (CDM_lr or CDM_sr) with EMA weights.
 
-    Validation logs ``val_loss`` (ε-MSE of the EMA model at fixed t and noise) and ``val_mse``:
+    Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise) and ``val_mse``:
     the MSE, in natural-log flux over unmasked pixels, of one DDIM sample of the EMA model per
     validation galaxy against its observed spectrum (no best-of-k selection).
     """
 
-    def __init__(self, network: str, hp: dict, stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
+    def __init__(self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = network
         self.super_resolution = target_of(network) == "full"
-        self.net = build_denoiser(hp, self.super_resolution)
+        self.residual = target_key(network, hp) == "residual"
+        self.image_stats = ImageStats.from_dict(image_stats)
+        self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.schedule = NoiseSchedule.named(hp["schedule"], hp["timesteps"])
-        self.stats = SpectrumStats(**stats)
+        self.schedule = NoiseSchedule.named(hp["schedule"], hp["timesteps"], hp.get("prediction", "epsilon"))
+        self.stats = SpectrumStats.from_dict(stats)
+        self.lowres_stats = SpectrumStats.from_dict(lowres_stats) if lowres_stats else None
 
     def _denoiser(self, net, batch):
-        images, lowres = batch["images"], batch.get("lowres")
-        return lambda x, t: net(x, t, images, lowres)
+        return net.conditioned(batch["images"], batch.get("lowres"), batch.get("features"))
 
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
@@ -128,42 +162,42 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         loss = self.schedule.training_loss(self._denoiser(self.ema, batch), x0, weight=batch["weight"], generator=generator)
         sample = self.schedule.sample_ddim(self._denoiser(self.ema, batch), tuple(x0.shape), self.hparams.hp["val_sampler_steps"],
                                            generator=generator, device=x0.device, x0_range=self.stats.standardised_range)
-        error = ((sample - x0) * self.stats.std) ** 2
+        error = (self.stats.restore(sample) - self.stats.restore(x0)) ** 2
         mse = (error * batch["weight"]).sum() / batch["weight"].sum().clamp_min(1.0)
         n = x0.shape[0]
         self.log("val_loss", loss, sync_dist=True, batch_size=n)
         self.log("val_mse", torch.nan_to_num(mse, nan=float("inf")), prog_bar=True, sync_dist=True, batch_size=n)
 
     def configure_optimizers(self):
-        hp = self.hparams.hp
-        return torch.optim.Adam(self.net.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+        return _optimizer_with_schedule(self.net.parameters(), self.hparams.hp, torch.optim.Adam)
 
 
 class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
     """Image–spectrum contrastive network; validation logs InfoNCE loss and top-1 retrieval accuracy."""
 
-    def __init__(self, network: str, hp: dict, stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
+    def __init__(self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = network
-        self.model = build_contrastive(hp)
+        self.image_stats = ImageStats.from_dict(image_stats)
+        self.model = build_contrastive(hp, self.image_stats.n_features)
+        self.stats = SpectrumStats.from_dict(stats)
 
     def training_step(self, batch, batch_idx):
-        loss = info_nce(self.model.logits(batch["images"], batch["spectrum"]))
+        loss = info_nce(self.model.logits(batch["images"], batch["spectrum"], batch.get("features")))
         _check_finite(loss, self.network, self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
-        logits = self.model.logits(batch["images"], batch["spectrum"])
+        logits = self.model.logits(batch["images"], batch["spectrum"], batch.get("features"))
         n = logits.shape[0]
         accuracy = (logits.argmax(dim=1) == torch.arange(n, device=logits.device)).float().mean()
         self.log("val_loss", torch.nan_to_num(info_nce(logits), nan=float("inf")), prog_bar=True, sync_dist=True, batch_size=n)
         self.log("val_top1", accuracy, sync_dist=True, batch_size=n)
 
     def configure_optimizers(self):
-        hp = self.hparams.hp
-        return torch.optim.AdamW(self.model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+        return _optimizer_with_schedule(self.model.parameters(), self.hparams.hp, torch.optim.AdamW)
 
 
 class CheckpointOnSigterm(Callback):
@@ -186,9 +220,19 @@ class CheckpointOnSigterm(Callback):
             trainer.should_stop = True
 
 
-def make_task(network: str, hp: dict, stats: SpectrumStats, lowres_stats: SpectrumStats | None, seed: int = 0) -> pl.LightningModule:
+def make_task(network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None,
+              seed: int = 0) -> pl.LightningModule:
     cls = DiffusionTask if network.startswith("cdm") else ContrastiveTask
-    return cls(network, hp, stats.to_dict(), lowres_stats.to_dict() if lowres_stats else None, seed)
+    return cls(network, hp, stats.to_dict(), images.to_dict(), lowres_stats.to_dict() if lowres_stats else None, seed)
+
+
+def network_statistics(dataset_path: str, network: str, hp: dict) -> tuple[SpectrumStats, ImageStats, SpectrumStats | None]:
+    """Standardisation of the network's target, its images and (CDM_sr) its conditioning spectrum."""
+    per_pixel = hp.get("target_standardisation", "global") == "per_pixel"
+    stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel)
+    lowres_stats = spectrum_stats(dataset_path, "flux_lowres", per_pixel) if network == "cdm_sr" else None
+    images = image_stats(dataset_path, hp.get("image_transform", "linear"), hp.get("photometric_features", False))
+    return stats, images, lowres_stats
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -235,12 +279,10 @@ def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir:
                   progress: bool = True) -> pl.LightningModule:
     """Train one network on ``dataset_path``; writes ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` to ``out_dir``."""
     pl.seed_everything(run["seed"], workers=True, verbose=False)
-    target = target_of(network)
-    stats = spectrum_stats(dataset_path, "flux" if target == "full" else "flux_lowres")
-    lowres_stats = spectrum_stats(dataset_path, "flux_lowres") if network == "cdm_sr" else None
-    data = SpectraDataModule(dataset_path, target, hp["batch_size"], stats, lowres_stats, num_workers=run["num_workers"],
-                             seed=run["seed"], crop_pad=hp["crop_pad"])
-    task = make_task(network, hp, stats, lowres_stats, run["seed"])
+    stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
+    data = SpectraDataModule(dataset_path, target_key(network, hp), hp["batch_size"], stats, images, lowres_stats,
+                             num_workers=run["num_workers"], seed=run["seed"], crop_pad=hp["crop_pad"])
+    task = make_task(network, hp, stats, images, lowres_stats, run["seed"])
     trainer = build_trainer(out_dir, hp, run, progress)
     metrics = Path(out_dir) / "metrics.csv"
     # Lightning's CSV logger starts metrics.csv afresh; a resumed run keeps the rows before it

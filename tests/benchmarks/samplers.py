@@ -36,8 +36,7 @@ def main() -> None:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[: args.galaxies]
         images, observed, mask = h5["images"][rows], h5["flux"][rows], h5["mask"][rows]
         ids = h5["specobjid"][()][rows]
-        models = TrainedModels.load({n: Path(args.models) / n / "last.ckpt" for n in NETWORKS}, h5["images"].attrs["train_mean"],
-                                    h5["images"].attrs["train_std"], h5["wave"][()], h5["wave_lowres"][()], args.device)
+    models = TrainedModels.from_dataset({n: Path(args.models) / n / "last.ckpt" for n in NETWORKS}, args.dataset, args.device)
     print(f"device {args.device}, {ids.size} galaxies, 15 → 3 → 5 candidates")
     print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}")
     for config in args.configs.split(","):

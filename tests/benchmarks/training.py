@@ -12,8 +12,8 @@ import time
 import torch
 
 from img2spec.config import resolve_networks
-from img2spec.data import SpectraDataModule, spectrum_stats
-from img2spec.train import NETWORKS, make_task, target_of
+from img2spec.data import SpectraDataModule
+from img2spec.train import NETWORKS, make_task, network_statistics, target_key
 
 
 def main() -> None:
@@ -32,12 +32,10 @@ def main() -> None:
     print(f"{'network':<16}{'batch':>6}{'step [s]':>10}{'load [s]':>10}{'samples/s':>11}")
     for network in NETWORKS:
         hp = networks[network]
-        target = target_of(network)
-        stats = spectrum_stats(args.dataset, "flux" if target == "full" else "flux_lowres")
-        lowres = spectrum_stats(args.dataset, "flux_lowres") if network == "cdm_sr" else None
-        data = SpectraDataModule(args.dataset, target, hp["batch_size"], stats, lowres)
-        task = make_task(network, hp, stats, lowres).to(args.device)
-        optimizer = task.configure_optimizers()
+        stats, images, lowres = network_statistics(args.dataset, network, hp)
+        data = SpectraDataModule(args.dataset, target_key(network, hp), hp["batch_size"], stats, images, lowres)
+        task = make_task(network, hp, stats, images, lowres).to(args.device)
+        optimizer = task.configure_optimizers()["optimizer"]
         batches = iter(data.train_dataloader())
         load_time = step_time = 0.0
         for i in range(args.warmup + args.steps):
