@@ -29,6 +29,7 @@ def default_targets():
     targets += expand("results/models/{network}/last.ckpt", network=NETWORKS)
     targets += [
         "results/predictions/summary.json",
+        "results/baselines/summary.json",
         "results/evaluation/quality/summary.json",
     ]
     targets += expand(
@@ -74,6 +75,13 @@ def training_resources(wildcards):
 def trained_models(wildcards):
     """The last checkpoint of each network, by name."""
     return {network: f"results/models/{network}/last.ckpt" for network in NETWORKS}
+
+
+def mock_spectra(wildcards):
+    """The mock survey's spectra folder (for the noiseless truth baseline), when the input survey is the mock."""
+    return (
+        {"mock_spectra": "resources/mock/spectra"} if config["survey"] == "mock" else {}
+    )
 
 
 def mock_truth(wildcards):

@@ -2,6 +2,7 @@ rule evaluation_quality:
     input:
         unpack(mock_truth),
         predictions="results/predictions/test.h5",
+        baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",
     output:
         summary=report(
@@ -33,6 +34,7 @@ rule evaluation_quality:
 rule evaluation_redshift:
     input:
         predictions="results/predictions/test.h5",
+        baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",
         library=f"resources/templates/{config['evaluation']['redshift']['library']}.npz",
     output:
@@ -68,6 +70,7 @@ rule evaluation_redshift:
 rule fit_chunk:
     input:
         predictions="results/predictions/test.h5",
+        baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",
         library=f"resources/templates/{config['evaluation']['library']}.npz",
     output:
@@ -270,7 +273,7 @@ rule evaluation_summary:
     input:
         **{
             target: f"results/evaluation/{target}/summary.json"
-            for target in ("quality", "redshift", "ppxf", "bpt")
+            for target in ("quality", "redshift", "ppxf", "indices", "bpt")
         },
     output:
         json="results/evaluation/summary.json",
@@ -289,5 +292,6 @@ rule evaluation_summary:
         mem_mb=500,
     params:
         survey=config["survey"],
+        preset=config["training"]["preset"],
     script:
         "../scripts/evaluate_summary.py"

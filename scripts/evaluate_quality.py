@@ -11,5 +11,6 @@ from img2spec.evaluation import quality  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
     truth = snakemake.input.get("truth")  # noqa: F821
-    summary = quality(snakemake.input.predictions, snakemake.input.dataset, Path(snakemake.output.summary).parent, truth)  # noqa: F821
+    summary = quality(snakemake.input.predictions, snakemake.input.dataset, Path(snakemake.output.summary).parent, truth,  # noqa: F821
+                      snakemake.input.baselines)  # noqa: F821
     print(summary["all"])

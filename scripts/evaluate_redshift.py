@@ -12,5 +12,5 @@ from img2spec.evaluation import EvaluationSettings, redshift  # noqa: E402
 with logged(snakemake.log[0]):  # noqa: F821
     settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)  # noqa: F821
     summary = redshift(snakemake.input.predictions, snakemake.input.dataset, snakemake.input.library, settings,  # noqa: F821
-                       Path(snakemake.output.summary).parent)  # noqa: F821
+                       Path(snakemake.output.summary).parent, snakemake.input.baselines)  # noqa: F821
     print(summary)

@@ -131,7 +131,7 @@ def _named_hdu(hdul: fits.HDUList, index: int, name: str, path: Path):
     return hdul[name]
 
 
-def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF) -> Spectrum:
+def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF, flux_column: str = "flux") -> Spectrum:
     """Read an SDSS ``spec`` or ``spec-lite`` FITS file.
 
     Parameters
@@ -140,6 +140,9 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF) -> S
         The FITS file.
     bad_bits : int
         ``and_mask`` bits that make a pixel bad (default: any bit).
+    flux_column : str
+        COADD column read as the flux: ``flux``, or ``model`` (the SDSS pipeline's best fit; in the
+        mock survey the noiseless spectrum).  ``ivar`` and the bad-pixel mask are the observation's.
 
     Returns
     -------
@@ -164,11 +167,11 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF) -> S
                 coadd = _table_rows(path, _named_hdu(hdul, 1, "COADD", path))
                 specobj = _table_rows(path, _named_hdu(hdul, 2, "SPECOBJ", path))
                 columns = {c.lower(): c for c in coadd.dtype.names}
-                missing = [c for c in ("flux", "loglam", "ivar") if c not in columns]
+                missing = [c for c in (flux_column, "loglam", "ivar") if c not in columns]
                 if missing:
                     raise InputError(f"{path}: COADD lacks column(s) {missing}")
                 loglam = np.asarray(coadd[columns["loglam"]], dtype=np.float64)
-                flux = np.asarray(coadd[columns["flux"]], dtype=np.float64)
+                flux = np.asarray(coadd[columns[flux_column]], dtype=np.float64)
                 ivar = np.asarray(coadd[columns["ivar"]], dtype=np.float64)
                 and_mask = (
                     np.asarray(coadd[columns["and_mask"]], dtype=np.int64)

@@ -1,0 +1,188 @@
+"""Reference predictors that every report sets beside the networks' predictions.
+
+- ``mean``: one spectrum for every galaxy, the mean training spectrum (linear normalised flux,
+  averaged over unmasked pixels, then logged).
+- ``knn``: the average (linear flux, then log) of the ``k`` training galaxies nearest in photometric
+  features measured from the image cubes alone: aperture magnitudes and colours in a few radii and a
+  concentration.  No catalog column and no redshift is used, so it sees exactly what the networks see.
+- ``truth`` (mock survey only): the mock's noiseless fibre spectrum (the spec-lite ``model``
+  column: same LSF, no sky, no noise, no calibration error), preprocessed exactly like the observed
+  one.  It is the floor of every metric: what a perfect predictor of the galaxy would score against
+  its noisy observation.
+
+A spectrum "from photometry" that the networks cannot beat means the networks have not learned the
+image (issue 12 of img2spec's tracker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .dataset import SPLITS
+from .io import InputError, read_h5_rows
+from .photometry import APERTURE_RADII_PIX, photometric_features
+
+#: Predictors a report compares, in the order of its columns.
+BASELINES = ("mean", "knn", "truth")
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """The workflow's ``baselines`` section.
+
+    Attributes
+    ----------
+    k : int
+        Training galaxies averaged by the ``knn`` baseline.
+    radii_pix : tuple of float
+        Aperture radii of the photometric features [pixels].
+    """
+
+    k: int = 20
+    radii_pix: tuple[float, ...] = APERTURE_RADII_PIX
+
+    @classmethod
+    def from_config(cls, section: dict) -> "BaselineSettings":
+        return cls(k=int(section["k"]), radii_pix=tuple(float(r) for r in section["radii_pix"]))
+
+
+def _log_mean(linear: np.ndarray, weights: np.ndarray, floor: float) -> np.ndarray:
+    """log of the weighted mean over axis −2 (neighbours), falling back to the plain mean where all weights are 0."""
+    total = weights.sum(axis=-2)
+    mean = np.where(total > 0, (linear * weights).sum(axis=-2) / np.maximum(total, 1e-12), linear.mean(axis=-2))
+    return np.log(np.maximum(mean, floor)).astype(np.float32)
+
+
+def mean_spectrum(flux_ln: np.ndarray, mask: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Mean of linear flux over unmasked pixels of spectra (N, L) given as natural log; returned as log (L,)."""
+    return _log_mean(np.exp(flux_ln.astype(np.float64)), (~mask).astype(np.float64), floor)
+
+
+def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k: int) -> np.ndarray:
+    """Indices (N_query, k) of the k nearest training rows in features standardised by the training spread."""
+    if not 1 <= k <= len(train_features):
+        raise ValueError(f"k = {k} must be between 1 and the {len(train_features)} training galaxies")
+    centre = np.median(train_features, axis=0)
+    scale = 1.4826 * np.median(np.abs(train_features - centre), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    train = (train_features - centre) / scale
+    query = (query_features - centre) / scale
+    distance = (query**2).sum(1)[:, None] - 2 * query @ train.T + (train**2).sum(1)[None, :]
+    return np.argpartition(distance, k - 1, axis=1)[:, :k]
+
+
+def knn_spectra(train_features, train_flux_ln, train_mask, query_features, k: int, floor: float = 1e-3) -> np.ndarray:
+    """Average linear flux of the ``k`` nearest training galaxies, per pixel over unmasked values, as log."""
+    neighbours = nearest_neighbours(train_features, query_features, k)
+    linear = np.exp(train_flux_ln[neighbours].astype(np.float64))
+    return _log_mean(linear, (~train_mask[neighbours]).astype(np.float64), floor)
+
+
+def _split_rows(h5: h5py.File, split: str) -> np.ndarray:
+    return np.flatnonzero(h5["split"][()] == SPLITS[split])
+
+
+def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, split: str = "test",
+                          chunk: int = 1024) -> dict[str, np.ndarray]:
+    """``mean`` and ``knn`` predictions, full and low resolution, for the galaxies of ``split``.
+
+    Returns a dict with ``specobjid`` (N,), ``mean`` / ``knn`` (N, 4500) and ``mean_lowres`` /
+    ``knn_lowres`` (N, 563), natural log of normalised flux.
+    """
+    with h5py.File(dataset_h5, "r") as h5:
+        train, query = _split_rows(h5, "train"), _split_rows(h5, split)
+        features = {}
+        for name, rows in (("train", train), ("query", query)):
+            features[name] = np.concatenate([photometric_features(read_h5_rows(h5["images"], rows[i : i + chunk]), settings.radii_pix)
+                                             for i in range(0, rows.size, chunk)]) if rows.size else np.zeros((0, 1))
+        out = {"specobjid": h5["specobjid"][()][query]}
+        for suffix, flux_key, mask_key in (("", "flux", "mask"), ("_lowres", "flux_lowres", "mask_lowres")):
+            flux, mask = read_h5_rows(h5[flux_key], train), read_h5_rows(h5[mask_key], train)
+            out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask)[None, :], query.size, axis=0)
+            out[f"knn{suffix}"] = knn_spectra(features["train"], flux, mask, features["query"], settings.k)
+    return out
+
+
+def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, split: str = "test") -> dict[str, np.ndarray]:
+    """The mock's noiseless spectra of the galaxies of ``split``, preprocessed like the observed ones.
+
+    Reads each galaxy's spec-lite ``model`` column (with the observation's ivar and bad pixels, so
+    interpolation and masks match) and runs :func:`img2spec.preprocessing.preprocess_spectra` with
+    the same ``settings`` (a :class:`~img2spec.preprocessing.PreprocessingSettings`).
+
+    Returns ``specobjid``, ``truth`` (N, 4500) and ``truth_lowres`` (N, 563), natural log.
+
+    Raises
+    ------
+    InputError
+        Naming the file of a galaxy whose noiseless spectrum cannot be read or preprocessed.
+    """
+    from .io import read_sdss_spectrum, spectrum_path
+    from .preprocessing import preprocess_spectra
+
+    with h5py.File(dataset_h5, "r") as h5:
+        rows = _split_rows(h5, split)
+        ids = h5["specobjid"][()][rows]
+        locations = {name: h5["catalog"][name][()][rows] for name in ("plate", "mjd", "fiberID")}
+    paths = [spectrum_path(spectra_root, p, m, f) for p, m, f in zip(locations["plate"], locations["mjd"], locations["fiberID"])]
+    spectra = [read_sdss_spectrum(path, bad_bits=settings.bad_bits, flux_column="model") for path in paths]
+    result, rejects = preprocess_spectra(spectra, settings)
+    if rejects:
+        position, reason = rejects[0]
+        raise InputError(f"{paths[position]}: noiseless model spectrum of specObjID {ids[position]} rejected: {reason}")
+    return {"specobjid": ids, "truth": result.flux, "truth_lowres": result.flux_lowres}
+
+
+def write_baselines(path: str | Path, predictions: dict[str, np.ndarray], wave: np.ndarray, wave_lowres: np.ndarray) -> None:
+    """All baselines of one split in one HDF5 file: ``specobjid``, ``wave``, ``wave_lowres`` and per
+    baseline ``<name>`` (N, 4500) and ``<name>_lowres`` (N, 563), natural log of normalised flux."""
+    from .io import atomic_output
+
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["wave"], h5["wave_lowres"] = wave, wave_lowres
+        for key, values in predictions.items():
+            h5.create_dataset(key, data=values)
+        h5.attrs["baselines"] = [name for name in BASELINES if name in predictions]
+        h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
+
+
+def baseline_summary(dataset_h5: str | Path, settings: BaselineSettings, out_h5: str | Path, out_json: str | Path,
+                     spectra_root: str | Path | None = None, preprocessing=None, split: str = "test") -> dict:
+    """Compute every baseline of ``split``, write them (:func:`write_baselines`) and a summary.
+
+    ``spectra_root`` (the mock's spectra folder) adds the ``truth`` baseline.  The summary gives
+    the settings, the features, and each baseline's median Δ̄ and MSE against the observed spectra.
+    """
+    import json
+    import time
+
+    from . import metrics
+    from .io import atomic_output
+
+    started = time.perf_counter()
+    predictions = photometric_baselines(dataset_h5, settings, split)
+    if spectra_root is not None:
+        truth = truth_spectra(dataset_h5, spectra_root, preprocessing, split)
+        predictions.update({k: v for k, v in truth.items() if k != "specobjid"})
+    with h5py.File(dataset_h5, "r") as h5:
+        rows = _split_rows(h5, split)
+        observed, mask = read_h5_rows(h5["flux"], rows), read_h5_rows(h5["mask"], rows)
+        wave, wave_lowres = h5["wave"][()], h5["wave_lowres"][()]
+    write_baselines(out_h5, predictions, wave, wave_lowres)
+    names = [name for name in BASELINES if name in predictions]
+    summary = {
+        "split": split,
+        "n": int(rows.size),
+        "k": settings.k,
+        "features": [f"r mag and u-g, g-r, r-i, i-z in r < {r:g} px" for r in settings.radii_pix] + ["concentration"],
+        "seconds": round(time.perf_counter() - started, 2),
+        "baselines": {name: {"median_mean_relative_deviation": float(np.median(metrics.mean_relative_deviation(predictions[name], observed, mask))),
+                             "median_mse": float(np.median(metrics.mse(predictions[name], observed, mask)))} for name in names},
+    }
+    with atomic_output(out_json) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2))
+    return summary
