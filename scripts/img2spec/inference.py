@@ -53,7 +53,7 @@ class InferenceSettings:
     k_lr: int = 15
     keep_lr: int = 3
     k_sr: int = 5
-    sampler: str = "dpmpp_2m"
+    sampler: str = "ddim"
     steps: int = 10
     spacing: str = "auto"
     percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
