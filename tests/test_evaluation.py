@@ -115,6 +115,7 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_p
     matrix = np.array(classes["confusion_matrix"]["counts"])
     assert np.array_equal(matrix, np.diag(np.diag(matrix))) and matrix.sum() == ids.size
     assert classes["scores"]["accuracy"] == 1.0 and set(classes["versus_truth"]) == {"observed", "predicted"}
+    assert classes["predictors"]["predicted"]["confusion_counts"] == matrix.tolist()
     for figure in ("ppxf/differences.png", "firefly/differences.png", "indices/indices.png", "comparisons/bimodality.png",
                    "comparisons/degeneracy.png", "comparisons/mass_metallicity.png", "lines/lines.png", "bpt/bpt.png",
                    "bpt/confusion.png"):

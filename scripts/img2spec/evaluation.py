@@ -566,7 +566,9 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
         "counts": {kind: {c: int(np.sum(classes[kind] == c)) for c in CLASSES} for kind in kinds},
         "confusion_matrix": {"rows_observed": list(CLASSES), "columns_predicted": list(CLASSES), "counts": matrix.tolist()},
         "scores": metrics.classification_scores(classes["observed"], classes["predicted"]),
-        "predictors": {kind: metrics.classification_scores(classes["observed"], classes[kind]) for kind in kinds[1:]},
+        "predictors": {kind: {**metrics.classification_scores(classes["observed"], classes[kind]),
+                              "confusion_counts": metrics.confusion_matrix(classes["observed"], classes[kind], CLASSES).tolist()}
+                       for kind in kinds[1:]},
         "monte_carlo": {"draws": options["draws"], "relative_errors": options["relative_errors"], "ew_error": options["ew_error"],
                         "scores": monte_carlo},
     }
