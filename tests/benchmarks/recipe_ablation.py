@@ -41,6 +41,9 @@ VARIANTS = {
     "+ photometric features": {"photometric_features": True},
     "+ learning rate 2e-3": {"learning_rate": 2.0e-3},
     "+ wider image encoder (16)": {"image_encoder": {"depth": 18, "width": 16, "stem_stride": 2}},
+    "tiny cdm_lr with U-Net base 32": {"learning_rate": 1.0e-3, "image_encoder": {"depth": 18, "width": 8, "stem_stride": 2},
+                                       "unet": {"base": 32, "multipliers": [1, 2, 4], "attention_levels": [2], "heads": 2,
+                                                "res_blocks": 1, "dropout": 0.0}},
 }
 
 
