@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .dataset import SPLITS
+from .dataset import split_rows
 from .io import InputError, read_h5_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features
 
@@ -75,15 +75,10 @@ def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k
     return np.argpartition(distance, k - 1, axis=1)[:, :k]
 
 
-def knn_spectra(train_features, train_flux_ln, train_mask, query_features, k: int, floor: float = 1e-3) -> np.ndarray:
-    """Average linear flux of the ``k`` nearest training galaxies, per pixel over unmasked values, as log."""
-    neighbours = nearest_neighbours(train_features, query_features, k)
+def knn_spectra(neighbours: np.ndarray, train_flux_ln: np.ndarray, train_mask: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Average linear flux of the training galaxies ``neighbours`` (N, k) of each query, per pixel over unmasked values, as log."""
     linear = np.exp(train_flux_ln[neighbours].astype(np.float64))
     return _log_mean(linear, (~train_mask[neighbours]).astype(np.float64), floor)
-
-
-def _split_rows(h5: h5py.File, split: str) -> np.ndarray:
-    return np.flatnonzero(h5["split"][()] == SPLITS[split])
 
 
 def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, split: str = "test",
@@ -94,16 +89,17 @@ def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, sp
     ``knn_lowres`` (N, 563), natural log of normalised flux.
     """
     with h5py.File(dataset_h5, "r") as h5:
-        train, query = _split_rows(h5, "train"), _split_rows(h5, split)
+        train, query = split_rows(h5, "train"), split_rows(h5, split)
         features = {}
         for name, rows in (("train", train), ("query", query)):
             features[name] = np.concatenate([photometric_features(read_h5_rows(h5["images"], rows[i : i + chunk]), settings.radii_pix)
                                              for i in range(0, rows.size, chunk)]) if rows.size else np.zeros((0, 1))
         out = {"specobjid": h5["specobjid"][()][query]}
+        neighbours = nearest_neighbours(features["train"], features["query"], settings.k)
         for suffix, flux_key, mask_key in (("", "flux", "mask"), ("_lowres", "flux_lowres", "mask_lowres")):
             flux, mask = read_h5_rows(h5[flux_key], train), read_h5_rows(h5[mask_key], train)
             out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask)[None, :], query.size, axis=0)
-            out[f"knn{suffix}"] = knn_spectra(features["train"], flux, mask, features["query"], settings.k)
+            out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask)
     return out
 
 
@@ -125,7 +121,7 @@ def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, sp
     from .preprocessing import preprocess_spectra
 
     with h5py.File(dataset_h5, "r") as h5:
-        rows = _split_rows(h5, split)
+        rows = split_rows(h5, split)
         ids = h5["specobjid"][()][rows]
         locations = {name: h5["catalog"][name][()][rows] for name in ("plate", "mjd", "fiberID")}
     paths = [spectrum_path(spectra_root, p, m, f) for p, m, f in zip(locations["plate"], locations["mjd"], locations["fiberID"])]
@@ -169,7 +165,7 @@ def baseline_summary(dataset_h5: str | Path, settings: BaselineSettings, out_h5:
         truth = truth_spectra(dataset_h5, spectra_root, preprocessing, split)
         predictions.update({k: v for k, v in truth.items() if k != "specobjid"})
     with h5py.File(dataset_h5, "r") as h5:
-        rows = _split_rows(h5, split)
+        rows = split_rows(h5, split)
         observed, mask = read_h5_rows(h5["flux"], rows), read_h5_rows(h5["mask"], rows)
         wave, wave_lowres = h5["wave"][()], h5["wave_lowres"][()]
     write_baselines(out_h5, predictions, wave, wave_lowres)

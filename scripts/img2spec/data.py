@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .dataset import SPLITS
+from .dataset import split_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features
 
 
@@ -73,10 +73,6 @@ class SpectrumStats:
         return self.mean, self.std
 
 
-def _training_rows(h5: h5py.File) -> np.ndarray:
-    return np.flatnonzero(h5["split"][()] == SPLITS["train"])
-
-
 def _read_block(h5: h5py.File, key: str, rows: np.ndarray) -> np.ndarray:
     return h5[key][rows[0] : rows[-1] + 1][rows - rows[0]]
 
@@ -95,7 +91,7 @@ def spectrum_stats(path: str, key: str, per_pixel: bool = False, chunk: int = 20
     source, residual = residual_key_parts(key)
     mask_key = "mask" if source == "flux" else "mask_lowres"
     with h5py.File(path, "r") as h5:
-        train = _training_rows(h5)
+        train = split_rows(h5, "train")
         interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]) if residual else None
         n_pix = h5[source].shape[1]
         total, total_sq, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
@@ -205,7 +201,7 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
     if transform not in ("linear", "arcsinh"):
         raise ValueError(f"unknown image transform {transform!r} (linear, arcsinh)")
     with h5py.File(path, "r") as h5:
-        train = _training_rows(h5)
+        train = split_rows(h5, "train")
         rows = np.unique(train[np.linspace(0, train.size - 1, min(max_images, train.size)).astype(int)])
         images = _read_block(h5, "images", rows).astype(np.float64)
         linear_mean, linear_std = h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"]
@@ -256,7 +252,7 @@ class SpectraImages(Dataset):
         self.source, self.residual = residual_key_parts(target)
         self.mask_key = "mask" if self.source == "flux" else "mask_lowres"
         with h5py.File(path, "r") as h5:
-            self.rows = np.flatnonzero(h5["split"][()] == SPLITS[split])
+            self.rows = split_rows(h5, split)
             needs_interp = lowres_stats is not None or self.residual
             self.interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]).astype(np.float32) if needs_interp else None
         self._h5 = None

@@ -20,6 +20,11 @@ from .io import BANDS, CubeFile, InputError, atomic_output, read_h5_rows, read_s
 from .preprocessing import PreprocessingSettings, preprocess_spectra
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+def split_rows(h5: h5py.File, split: str) -> np.ndarray:
+    """Rows of ``dataset.h5`` (an open file) in ``split`` ('train', 'val' or 'test'), increasing."""
+    return np.flatnonzero(h5["split"][()] == SPLITS[split])
 REJECT_COLUMNS = ["specObjID", "stage", "reason", "file"]
 
 

@@ -98,7 +98,8 @@ class TestSpectra:
         return self.observed if kind == "observed" else self.predictors[kind]
 
 
-def _rows_by_id(ids: np.ndarray, wanted: np.ndarray, source) -> np.ndarray:
+def _rows_by_id(ids: np.ndarray, wanted: np.ndarray, source: str) -> np.ndarray:
+    """Positions in ``ids`` of the specObjIDs ``wanted``; ``source`` names the file in the error."""
     position = {int(s): i for i, s in enumerate(ids)}
     missing = [int(s) for s in wanted if int(s) not in position]
     if missing:
@@ -107,32 +108,27 @@ def _rows_by_id(ids: np.ndarray, wanted: np.ndarray, source) -> np.ndarray:
 
 
 def read_predictors(predictions_h5: str | Path, baselines_h5: str | Path | None = None, start: int = 0,
-                    stop: int | None = None, lowres: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    stop: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
     ``median`` is present when the predictions hold the candidates' median (``flux_p50``); the
-    baselines when ``baselines_h5`` is given.  ``lowres`` reads the low-resolution spectra instead
-    (the selected candidate's and the baselines'; no median).
+    baselines when ``baselines_h5`` is given.
     """
     with h5py.File(predictions_h5, "r") as pred:
         ids = pred["specobjid"][start:stop]
-        out = {"predicted": pred["flux_lowres" if lowres else "flux"][start:stop]}
-        if "flux_p50" in pred and not lowres:
+        out = {"predicted": pred["flux"][start:stop]}
+        if "flux_p50" in pred:
             out["median"] = pred["flux_p50"][start:stop]
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
-            rows = _rows_by_id(base["specobjid"][()], ids, baselines_h5)
+            rows = _rows_by_id(base["specobjid"][()], ids, str(baselines_h5))
             for name in base.attrs["baselines"]:
-                out[str(name)] = read_h5_rows(base[f"{name}_lowres" if lowres else str(name)], rows)
+                out[str(name)] = read_h5_rows(base[str(name)], rows)
     return ids, {name: out[name] for name in PREDICTORS if name in out}
 
 
 def _dataset_rows(ids: np.ndarray, data: h5py.File, predictions_h5, dataset_h5) -> np.ndarray:
-    row_of = {int(s): i for i, s in enumerate(data["specobjid"][()])}
-    missing = [int(s) for s in ids if int(s) not in row_of]
-    if missing:
-        raise ValueError(f"{predictions_h5}: {len(missing)} predicted galaxies are not in {dataset_h5} (e.g. {missing[:3]})")
-    return np.array([row_of[int(s)] for s in ids], dtype=int)
+    return _rows_by_id(data["specobjid"][()], ids, f"{dataset_h5} (galaxies of {predictions_h5})")
 
 
 def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start: int = 0, stop: int | None = None,

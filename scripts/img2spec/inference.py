@@ -243,10 +243,10 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
     import time
 
     from . import metrics, plots
-    from .dataset import SPLITS
+    from .dataset import split_rows
 
     with h5py.File(dataset_path, "r") as h5:
-        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+        rows = split_rows(h5, "test")
         images = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
         observed = h5["flux"][rows[0] : rows[-1] + 1][rows - rows[0]]
         mask = h5["mask"][rows[0] : rows[-1] + 1][rows - rows[0]]
