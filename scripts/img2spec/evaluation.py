@@ -27,8 +27,8 @@ from .toolbox.spectra import to_rest_frame
 from .toolbox.stellar import fit_rest_ppxf
 
 #: Every predictor a report compares with the observed spectra, in column order: the networks'
-#: selected candidate (the paper's prediction), the per-pixel median of the networks' candidates,
-#: and the baselines of :mod:`img2spec.baselines`.
+#: selected candidate (the paper's prediction), the per-pixel median of the networks' pooled
+#: candidates (:func:`img2spec.inference.pooled_candidates`), and the baselines of :mod:`img2spec.baselines`.
 PREDICTORS = ("predicted", "median", "mean", "knn", "truth")
 PREDICTOR_LABELS = {
     "predicted": "img2spec (selected candidate)",

@@ -133,8 +133,8 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
     Returns
     -------
     dict
-        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` percentiles
-        of the ``keep_lr·k_sr`` full-resolution candidates; ``flux_lowres`` (N, 563) the best
+        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` per-pixel
+        percentiles of the pooled candidates (:func:`pooled_candidates`); ``flux_lowres`` (N, 563) the best
         low-resolution candidate; ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
         cosine similarities; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
         ``best_sr`` (N,) index of the selected full-resolution candidate.
@@ -147,7 +147,7 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
     spacing = None if s.spacing == "auto" else s.spacing
     interp = torch.from_numpy(lowres_to_fullres(models.wave_lowres, models.wave).astype(np.float32)).to(device)
     n_low, n_full = models.wave_lowres.size, models.wave.size
-    out = {key: [] for key in ("flux", "flux_lowres", "score_lr", "score_sr", "kept_lr", "best_sr", "candidates")}
+    out = {key: [] for key in ("flux", "flux_lowres", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")}
     for start in range(0, len(ids), s.batch_galaxies):
         chunk_ids = ids[start : start + s.batch_galaxies]
         b = chunk_ids.size
@@ -155,9 +155,7 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
         pixels, features = _network_input(cdm_lr, raw, device, s.k_lr)
-        lowres = cdm_lr.schedule.sample(s.sampler, cdm_lr.ema.conditioned(pixels, features=features), (b * s.k_lr, n_low), s.steps,
-                                        _generators(s.seed, chunk_ids, 0, s.k_lr, device), device, cdm_lr.stats.standardised_range,
-                                        spacing)
+        lowres = cdm_lr.sample(pixels, features, None, s.sampler, s.steps, _generators(s.seed, chunk_ids, 0, s.k_lr, device), spacing)
         lowres_ln = cdm_lr.stats.restore(lowres)
         ranker = models.contrastive_lr
         image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
@@ -169,12 +167,12 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         # full resolution: k_sr candidates from each kept low-resolution spectrum
         condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
         pixels, features = _network_input(cdm_sr, raw, device, s.keep_lr * s.k_sr)
-        full = cdm_sr.schedule.sample(s.sampler, cdm_sr.ema.conditioned(pixels, condition, features), (condition.shape[0], n_full), s.steps,
-                                      _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), device,
-                                      cdm_sr.stats.standardised_range, spacing)
+        full = cdm_sr.sample(pixels, features, condition, s.sampler, s.steps, _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device),
+                             spacing)
+        parents = (kept_ln.reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
         full_ln = cdm_sr.stats.restore(full)
         if cdm_sr.residual:
-            full_ln = full_ln + (kept_ln.reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
+            full_ln = full_ln + parents
         full_ln = full_ln.view(b, s.keep_lr * s.k_sr, n_full)
         ranker = models.contrastive_sr
         image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
@@ -188,13 +186,28 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         out["score_sr"].append(score_sr.cpu().numpy())
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
-        out["candidates"].append(full_ln.cpu().numpy())
+        pool = pooled_candidates((lowres_ln.view(b * s.k_lr, n_low) @ interp).view(b, s.k_lr, n_full),
+                                 full_ln - parents.view(b, -1, n_full))
+        out["percentiles"].append(np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2))  # torch.quantile caps at 2**24 values
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
-    candidates = result.pop("candidates")
-    for p, band in zip(s.percentiles, np.percentile(candidates, s.percentiles, axis=1)):
-        result[f"flux_p{p:g}"] = band.astype(np.float32)
+    for i, p in enumerate(s.percentiles):
+        result[f"flux_p{p:g}"] = result["percentiles"][:, i].astype(np.float32)
+    del result["percentiles"]
     return result
+
+
+def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> torch.Tensor:
+    """Every low-resolution candidate with every full-resolution candidate's fine structure, (B, K·M, L).
+
+    ``lowres`` (B, K, L): all K low-resolution candidates interpolated to the full grid; ``fine_structure``
+    (B, M, L): each full-resolution candidate minus the interpolation of the low-resolution candidate
+    it was drawn from.  The paper's selection upsamples only the ``keep_lr`` best low-resolution
+    candidates, so percentiles of its M full-resolution candidates see 3 draws of the continuum and
+    understate its spread; the pool spans all K draws of the continuum and all M of the lines and
+    small-scale structure, and its per-pixel median estimates the conditional median spectrum.
+    """
+    return (lowres[:, :, None, :] + fine_structure[:, None, :, :]).flatten(1, 2)
 
 
 def write_prediction_fits(path: str | Path, specobjid: int, wave: np.ndarray, flux_ln: np.ndarray, bands: dict[str, np.ndarray],

@@ -293,28 +293,64 @@ class UNet1D(nn.Module):
         return self.out(h)[:, 0, :length]
 
 
-class ConditionalDenoiser(nn.Module):
-    """Image encoder + U-Net: ε(x_t, t | image[, low-resolution spectrum])."""
+class RegressionHead(nn.Module):
+    """MLP from the pooled image vector to a whole spectrum: the conditional mean E[x0 | image].
 
-    def __init__(self, encoder: ResNetEncoder, unet: UNet1D) -> None:
+    The last layer starts at zero, so the untrained head predicts the training mean (0 in the
+    standardised units the diffusion models work in).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, length: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, length))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.mlp(pooled)
+
+
+class BoundDenoiser:
+    """A denoiser bound to one batch of conditioning, with the images encoded once.
+
+    Call it on (x_t, t) for the U-Net's output.  ``mean`` (B, L) is the regression head's conditional
+    mean of the spectrum, or None for a network without one; with it the U-Net models x0 − mean.
+    """
+
+    def __init__(self, unet: "UNet1D", tokens: torch.Tensor, pooled: torch.Tensor, lowres: torch.Tensor | None,
+                 mean: torch.Tensor | None) -> None:
+        self.unet, self.tokens, self.pooled, self.lowres, self.mean = unet, tokens, pooled, lowres, mean
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        channels = [x_t] if self.lowres is None else [x_t, self.lowres]
+        return self.unet(torch.stack(channels, dim=1), t, self.tokens, self.pooled)
+
+
+class ConditionalDenoiser(nn.Module):
+    """Image encoder + U-Net: the network's output at (x_t, t | image[, low-resolution spectrum]).
+
+    With a ``regression`` head the spectrum is modelled as a regression mean plus a residual that
+    the diffusion model draws (CorrDiff, Mardani et al. 2024): the head learns E[x0 | image] with a
+    plain MSE on every training example, where diffusion training sees the conditional mean only
+    at its few high-noise steps.
+    """
+
+    def __init__(self, encoder: ResNetEncoder, unet: UNet1D, regression: RegressionHead | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.unet = unet
+        self.regression = regression
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, images: torch.Tensor, lowres: torch.Tensor | None = None,
                 features: torch.Tensor | None = None) -> torch.Tensor:
         return self.conditioned(images, lowres, features)(x_t, t)
 
-    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None, features: torch.Tensor | None = None):
-        """The network's output at (x_t, t) for fixed images (encoded once, not at every sampler step),
-        low-resolution spectra and photometric features."""
+    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None, features: torch.Tensor | None = None) -> BoundDenoiser:
+        """The denoiser for fixed images, low-resolution spectra and photometric features (encoded
+        once, not at every sampler step)."""
         tokens, pooled = self.encoder(images, features)
-
-        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            channels = [x_t] if lowres is None else [x_t, lowres]
-            return self.unet(torch.stack(channels, dim=1), t, tokens, pooled)
-
-        return denoise
+        mean = self.regression(pooled) if self.regression is not None else None
+        return BoundDenoiser(self.unet, tokens, pooled, lowres, mean)
 
 
 class ContrastiveModel(nn.Module):

@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from .data import ImageStats, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
 from .diffusion import NoiseSchedule
-from .models import ConditionalDenoiser, ContrastiveModel, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
+from .models import BoundDenoiser, ConditionalDenoiser, ContrastiveModel, RegressionHead, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
 
 NETWORKS = ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")
 
@@ -65,7 +65,8 @@ def _optimizer_with_schedule(parameters, hp: dict, optimizer_class):
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def build_denoiser(hp: dict, super_resolution: bool, feature_dim: int = 0) -> ConditionalDenoiser:
+def build_denoiser(hp: dict, super_resolution: bool, feature_dim: int = 0, length: int | None = None) -> ConditionalDenoiser:
+    """Image encoder and U-Net of a CDM; ``length`` (pixels of the spectrum) sizes the regression head, if any."""
     encoder = ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim)
     unet = UNet1D(
         in_channels=2 if super_resolution else 1,
@@ -77,7 +78,11 @@ def build_denoiser(hp: dict, super_resolution: bool, feature_dim: int = 0) -> Co
         res_blocks=hp["unet"]["res_blocks"],
         dropout=hp["unet"]["dropout"],
     )
-    return ConditionalDenoiser(encoder, unet)
+    regression = hp.get("regression")
+    if regression and length is None:
+        raise ValueError("a CDM with a regression head needs the spectrum length")
+    head = RegressionHead(encoder.out_dim, regression["hidden"], length) if regression else None
+    return ConditionalDenoiser(encoder, unet, head)
 
 
 def build_contrastive(hp: dict, feature_dim: int = 0) -> ContrastiveModel:
@@ -116,9 +121,10 @@ def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
 class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     """Conditional diffusion model (CDM_lr or CDM_sr) with EMA weights.
 
-    Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise) and ``val_mse``:
+    Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise), ``val_mse``:
     the MSE, in natural-log flux over unmasked pixels, of one DDIM sample of the EMA model per
-    validation galaxy against its observed spectrum (no best-of-k selection).
+    validation galaxy against its observed spectrum (no best-of-k selection), and for a network
+    with a regression head ``val_regression_mse``, the same for its conditional mean.
     """
 
     def __init__(self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
@@ -128,21 +134,30 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         self.super_resolution = target_of(network) == "full"
         self.residual = target_key(network, hp) == "residual"
         self.image_stats = ImageStats.from_dict(image_stats)
-        self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.schedule = NoiseSchedule.named(hp["schedule"], hp["timesteps"], hp.get("prediction", "epsilon"))
         self.stats = SpectrumStats.from_dict(stats)
         self.lowres_stats = SpectrumStats.from_dict(lowres_stats) if lowres_stats else None
+        self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features, self.stats.mean.size)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.schedule = NoiseSchedule.named(hp["schedule"], hp["timesteps"], hp.get("prediction", "epsilon"))
 
-    def _denoiser(self, net, batch):
+    @staticmethod
+    def _bind(net: ConditionalDenoiser, batch: dict) -> BoundDenoiser:
         return net.conditioned(batch["images"], batch.get("lowres"), batch.get("features"))
+
+    def _loss(self, bound: BoundDenoiser, x0: torch.Tensor, weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted MSE."""
+        if bound.mean is None:
+            return self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
+        loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
+        regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+        return loss + self.hparams.hp["regression"]["loss_weight"] * regression
 
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
         # uninterrupted one would, whatever validation and data loading consumed meanwhile
         seed = (self.hparams.seed * 1_000_003 + self.global_rank) * 1_000_003 + self.global_step
         generator = torch.Generator(device=batch["spectrum"].device).manual_seed(seed)
-        loss = self.schedule.training_loss(self._denoiser(self.net, batch), batch["spectrum"], weight=batch["weight"], generator=generator)
+        loss = self._loss(self._bind(self.net, batch), batch["spectrum"], batch["weight"], generator)
         _check_finite(loss, self.network, self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
         return loss
@@ -156,17 +171,47 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
             for ema, live in zip(self.ema.buffers(), self.net.buffers()):
                 ema.copy_(live)
 
+    @torch.no_grad()
+    def sample(self, images: torch.Tensor, features: torch.Tensor | None = None, lowres: torch.Tensor | None = None,
+               sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None) -> torch.Tensor:
+        """Standardised spectra (B, L) drawn by the EMA network for standardised ``images`` (B, 5, 64, 64).
+
+        ``features`` are the photometric features, ``lowres`` (CDM_sr) the standardised
+        low-resolution condition at full resolution; ``generator`` one torch generator or one per row.
+        x0 estimates are bounded by the training range (:meth:`SpectrumStats.standardised_range`),
+        of the whole spectrum when the network draws a residual on its regression mean.
+        """
+        bound = self.ema.conditioned(images, lowres, features)
+        shape = (images.shape[0], self.stats.mean.size)
+        low, high = self.stats.standardised_range
+        if bound.mean is None:
+            return self.schedule.sample(sampler, bound, shape, steps, generator, images.device, (low, high), spacing)
+        residual = self.schedule.sample(sampler, bound, shape, steps, generator, images.device, (low - bound.mean, high - bound.mean), spacing)
+        return bound.mean + residual
+
+    @torch.no_grad()
+    def regression_mean(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Standardised conditional mean (B, L) of the EMA network's regression head, None without one."""
+        return self.ema.conditioned(images, None, features).mean
+
     def validation_step(self, batch, batch_idx):
-        x0 = batch["spectrum"]
+        x0, weight = batch["spectrum"], batch["weight"]
         generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
-        loss = self.schedule.training_loss(self._denoiser(self.ema, batch), x0, weight=batch["weight"], generator=generator)
-        sample = self.schedule.sample_ddim(self._denoiser(self.ema, batch), tuple(x0.shape), self.hparams.hp["val_sampler_steps"],
-                                           generator=generator, device=x0.device, x0_range=self.stats.standardised_range)
-        error = (self.stats.restore(sample) - self.stats.restore(x0)) ** 2
-        mse = (error * batch["weight"]).sum() / batch["weight"].sum().clamp_min(1.0)
+        bound = self._bind(self.ema, batch)
+        loss = self._loss(bound, x0, weight, generator)
+        sample = self.sample(batch["images"], batch.get("features"), batch.get("lowres"), "ddim", self.hparams.hp["val_sampler_steps"],
+                             generator)
         n = x0.shape[0]
+
+        def log_mse(name: str, standardised: torch.Tensor) -> None:
+            error = (self.stats.restore(standardised) - self.stats.restore(x0)) ** 2
+            mse = (error * weight).sum() / weight.sum().clamp_min(1.0)
+            self.log(name, torch.nan_to_num(mse, nan=float("inf")), prog_bar=name == "val_mse", sync_dist=True, batch_size=n)
+
         self.log("val_loss", loss, sync_dist=True, batch_size=n)
-        self.log("val_mse", torch.nan_to_num(mse, nan=float("inf")), prog_bar=True, sync_dist=True, batch_size=n)
+        log_mse("val_mse", sample)
+        if bound.mean is not None:
+            log_mse("val_regression_mse", bound.mean)
 
     def configure_optimizers(self):
         return _optimizer_with_schedule(self.net.parameters(), self.hparams.hp, torch.optim.Adam)

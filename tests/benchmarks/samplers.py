@@ -18,7 +18,7 @@ import torch
 
 from img2spec.dataset import SPLITS
 from img2spec.inference import InferenceSettings, TrainedModels, network_evaluations, predict_spectra
-from img2spec.metrics import mean_relative_deviation, mse
+from img2spec.metrics import band_coverage, mean_relative_deviation, mse
 from img2spec.train import NETWORKS
 
 
@@ -38,7 +38,8 @@ def main() -> None:
         ids = h5["specobjid"][()][rows]
     models = TrainedModels.from_dataset({n: Path(args.models) / n / "last.ckpt" for n in NETWORKS}, args.dataset, args.device)
     print(f"device {args.device}, {ids.size} galaxies, 15 → 3 → 5 candidates")
-    print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}")
+    print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}"
+          f"{'median of candidates: Δ̄':>26}{'MSE':>8}{'16-84% coverage':>17}")
     for config in args.configs.split(","):
         name, steps = config.split(":")
         settings = dataclasses.replace(InferenceSettings(), sampler=name, steps=int(steps), batch_galaxies=ids.size)
@@ -47,8 +48,12 @@ def main() -> None:
         seconds = time.perf_counter() - start
         deviation = np.median(mean_relative_deviation(result["flux"], observed, mask))
         error = np.median(mse(result["flux"], observed, mask))
+        median_deviation = np.median(mean_relative_deviation(result["flux_p50"], observed, mask))
+        median_error = np.median(mse(result["flux_p50"], observed, mask))
         label = f"{name}-{steps}"
-        print(f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}", flush=True)
+        print(f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}"
+              f"{100 * median_deviation:>25.1f}%{median_error:>8.4f}"
+              f"{band_coverage(result['flux_p16'], result['flux_p84'], observed, mask):>17.3f}", flush=True)
 
 
 if __name__ == "__main__":
