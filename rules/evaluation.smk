@@ -275,6 +275,7 @@ rule evaluation_summary:
             target: f"results/evaluation/{target}/summary.json"
             for target in ("quality", "redshift", "ppxf", "indices", "bpt")
         },
+        predictions="results/predictions/summary.json",
     output:
         json="results/evaluation/summary.json",
         markdown=report(

@@ -1,7 +1,33 @@
+rule calibrate_bands:
+    input:
+        unpack(trained_models),
+        dataset="results/dataset/dataset.h5",
+    output:
+        report(
+            "results/predictions/band_calibration.json",
+            caption="../workflow/report/band_calibration.rst",
+            category="4. Inference",
+        ),
+    log:
+        "results/logs/calibrate_bands.log",
+    benchmark:
+        "results/benchmarks/calibrate_bands.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=8000,
+    params:
+        inference=config["inference"],
+    script:
+        "../scripts/calibrate_bands.py"
+
+
 rule predict:
     input:
         unpack(trained_models),
         dataset="results/dataset/dataset.h5",
+        calibration="results/predictions/band_calibration.json",
     output:
         predictions="results/predictions/test.h5",
         fits=directory("results/predictions/fits"),
@@ -35,6 +61,7 @@ rule predict_images:
         unpack(trained_models),
         cubes=lambda wildcards: config["predict_images"][wildcards.name],
         dataset="results/dataset/dataset.h5",
+        calibration="results/predictions/band_calibration.json",
     output:
         predictions="results/predictions/{name}.h5",
         rejects="results/predictions/{name}_rejects.csv",

@@ -640,7 +640,8 @@ def beats(summary: dict, challenger: str = "predicted", reference: str = "knn") 
 def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, out_md, preset: str = "tiny") -> dict:
     """Every predictor's headline numbers side by side, with the paper's, labelled with the dataset they come from.
 
-    ``summaries`` maps target names (quality, redshift, ppxf, indices, bpt) to their summary.json.
+    ``summaries`` maps target names (quality, redshift, ppxf, indices, bpt) to their summary.json,
+    and optionally ``predictions`` to the prediction summary (its uncertainty-band coverage).
     The Markdown table has one column per predictor (:data:`PREDICTORS`) and says, from the
     numbers, on which rows the networks beat the nearest-neighbour baseline.
     """
@@ -682,6 +683,14 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
         spread = summary["agn_monte_carlo_spread"]
         lines += ["", "Monte-Carlo spread of the networks' AGN scores under the paper's line errors: "
                   + ", ".join(f"{k.replace('AGN_', '')} ± {v:.2g}" for k, v in spread.items()) + "."]
+    if "predictions" in loaded and "coverage_of_16_84_band" in loaded["predictions"]:
+        band = loaded["predictions"]
+        summary["band_coverage"] = {key: band.get(key) for key in ("coverage_of_16_84_band", "coverage_of_16_84_band_as_drawn", "band_scale",
+                                                                     "coverage_of_16_84_band_by_morphology")}
+        by_morphology = ", ".join(f"{m} {v:.2f}" for m, v in band["coverage_of_16_84_band_by_morphology"].items())
+        lines += ["", f"Uncertainty band: the 16–84% band of the candidates holds {band['coverage_of_16_84_band']:.2f} of the test "
+                  f"galaxies' observed pixels (nominal 0.68; {by_morphology}); as drawn, before its calibration on validation "
+                  f"galaxies (× {band.get('band_scale', 1.0):.2f}), {band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."]
     if survey == "mock":
         truth_header = ["quantity", "observed spectrum", *(PREDICTOR_LABELS[p] for p in present)]
         lines += ["", "## Against the mock's truth", "", "| " + " | ".join(truth_header) + " |", "|" + "---|" * len(truth_header)]

@@ -24,6 +24,7 @@ from astropy.io import fits
 from .config import settings_from_section
 from .data import lowres_to_fullres
 from .io import BANDS, InputError, atomic_output
+from .metrics import band_coverage
 from .train import ContrastiveTask, DiffusionTask
 
 
@@ -44,7 +45,9 @@ class InferenceSettings:
         Steps the fast samplers visit: ``leading``, ``trailing`` or ``auto`` (trailing for x0- and
         v-prediction models, leading for ε-prediction; see :meth:`NoiseSchedule.step_sequence`).
     percentiles : tuple of float
-        Per-pixel percentiles of the full-resolution candidates.
+        Per-pixel percentiles of the pooled candidates; 50 and a pair about it (e.g. 16, 84).
+    calibration_galaxies : int
+        Validation galaxies on which the band is calibrated (:func:`band_scale`); 0 leaves it as drawn.
     batch_galaxies : int
         Galaxies processed together.
     seed : int
@@ -57,6 +60,7 @@ class InferenceSettings:
     steps: int = 10
     spacing: str = "auto"
     percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
+    calibration_galaxies: int = 32
     batch_galaxies: int = 16
     seed: int = 0
 
@@ -210,6 +214,80 @@ def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> tor
     return (lowres[:, :, None, :] + fine_structure[:, None, :, :]).flatten(1, 2)
 
 
+def band_scale(bands: dict[float, np.ndarray], observed_ln: np.ndarray, mask: np.ndarray) -> float:
+    """Factor for the bands' distances from the median that makes the outer band hold its nominal share.
+
+    Each good observed pixel above the median is measured in units of the distance from the median
+    to the highest percentile, each below it in units of the distance to the lowest; the factor is
+    the quantile of those distances at the nominal coverage (0.68 for 16–84%).  This is split
+    conformal calibration of a scaled band (Angelopoulos & Bates 2021, Sect. 2.3): fitted on galaxies
+    the networks were not trained on, it makes the band hold its nominal share of pixels of new
+    galaxies drawn alike, whatever the spread of the diffusion models' samples.
+
+    Parameters
+    ----------
+    bands : dict
+        Percentile → (N, L) natural-log flux; must hold 50 and at least one percentile on each side.
+    observed_ln, mask : (N, L)
+        Observed natural-log flux and its bad-pixel mask.
+    """
+    levels = sorted(bands)
+    if 50.0 not in bands or levels[0] >= 50 or levels[-1] <= 50:
+        raise ValueError(f"inference.percentiles {levels}: calibrating the band needs 50 and one percentile on each side of it")
+    median, lower, upper = bands[50.0], bands[levels[0]], bands[levels[-1]]
+    above = observed_ln >= median
+    width = np.where(above, upper - median, median - lower)
+    distance = np.abs(observed_ln - median) / np.maximum(width, 1e-6)
+    return float(np.quantile(distance[~mask], (levels[-1] - levels[0]) / 100))
+
+
+def scale_bands(bands: dict[float, np.ndarray], factor: float) -> dict[float, np.ndarray]:
+    """Bands with their distances from the median (percentile 50) multiplied by ``factor``."""
+    median = bands[50.0]
+    return {p: (median + factor * (band - median)).astype(band.dtype) for p, band in bands.items()}
+
+
+def _bands(result: dict[str, np.ndarray], percentiles: tuple[float, ...]) -> dict[float, np.ndarray]:
+    return {float(p): result[f"flux_p{p:g}"] for p in percentiles}
+
+
+def _apply_band_scale(result: dict[str, np.ndarray], settings: InferenceSettings, factor: float) -> None:
+    for p, band in scale_bands(_bands(result, settings.percentiles), factor).items():
+        result[f"flux_p{p:g}"] = band
+
+
+def calibrate_bands(dataset_path, checkpoints: dict, settings: InferenceSettings, out_json, device: str = "cpu") -> dict:
+    """Predict the first ``settings.calibration_galaxies`` validation galaxies and write the band's scale factor.
+
+    The JSON holds ``band_scale`` (1 when no galaxy is to be used), the galaxies used and the
+    16–84%-style band's coverage of their observed pixels before and after scaling.
+    """
+    import json
+
+    from .dataset import split_rows
+    from .io import read_h5_rows
+
+    summary = {"split": "val", "n_galaxies": 0, "band_scale": 1.0, "percentiles": list(settings.percentiles)}
+    if settings.calibration_galaxies > 0:
+        with h5py.File(dataset_path, "r") as h5:
+            rows = split_rows(h5, "val")[: settings.calibration_galaxies]
+            images, observed, mask = (read_h5_rows(h5[key], rows) for key in ("images", "flux", "mask"))
+            ids = h5["specobjid"][()][rows]
+        if rows.size == 0:
+            raise InputError(f"{dataset_path}: no validation galaxies to calibrate the uncertainty band on")
+        models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
+        bands = _bands(predict_spectra(models, images, ids, settings), settings.percentiles)
+        factor = band_scale(bands, observed, mask)
+        low, high = min(settings.percentiles), max(settings.percentiles)
+        scaled = scale_bands(bands, factor)
+        summary.update(n_galaxies=int(rows.size), band_scale=factor,
+                       coverage_before=band_coverage(bands[low], bands[high], observed, mask),
+                       coverage_after=band_coverage(scaled[low], scaled[high], observed, mask))
+    with atomic_output(out_json) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def write_prediction_fits(path: str | Path, specobjid: int, wave: np.ndarray, flux_ln: np.ndarray, bands: dict[str, np.ndarray],
                           meta: dict | None = None) -> None:
     """One predicted spectrum as a FITS binary table readable by any spectroscopic tool.
@@ -237,7 +315,7 @@ def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
     return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
 
 
-def _write_predictions(path, ids, result, wave, wave_lowres, settings: InferenceSettings) -> None:
+def _write_predictions(path, ids, result, wave, wave_lowres, settings: InferenceSettings, band_factor: float) -> None:
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
         h5["specobjid"] = np.asarray(ids, np.int64)
         h5["wave"] = wave
@@ -246,12 +324,17 @@ def _write_predictions(path, ids, result, wave, wave_lowres, settings: Inference
             h5.create_dataset(key, data=value)
         h5.attrs.update({k: v for k, v in vars(settings).items() if not isinstance(v, tuple)})
         h5.attrs["percentiles"] = settings.percentiles
+        h5.attrs["band_scale"] = band_factor
         h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
 
 
 def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, fits_dir, summary_json, figure_png,
-                    device: str = "cpu") -> dict:
-    """Predict the test split of ``dataset.h5``; write predictions, per-galaxy FITS, summary and figure."""
+                    device: str = "cpu", band_factor: float = 1.0) -> dict:
+    """Predict the test split of ``dataset.h5``; write predictions, per-galaxy FITS, summary and figure.
+
+    ``band_factor`` scales the bands' distances from the median (from :func:`calibrate_bands`); the
+    summary gives the test galaxies' band coverage before and after it.
+    """
     import json
     import time
 
@@ -272,8 +355,10 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
     start = time.perf_counter()
     result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))
     seconds = time.perf_counter() - start
-    _write_predictions(out_h5, ids, result, models.wave, models.wave_lowres, settings)
-    lo, hi = f"flux_p{settings.percentiles[0]:g}", f"flux_p{settings.percentiles[-1]:g}"
+    lo, hi = f"flux_p{min(settings.percentiles):g}", f"flux_p{max(settings.percentiles):g}"
+    coverage_as_drawn = band_coverage(result[lo], result[hi], observed, mask)
+    _apply_band_scale(result, settings, band_factor)
+    _write_predictions(out_h5, ids, result, models.wave, models.wave_lowres, settings, band_factor)
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
         bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
@@ -293,8 +378,10 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
         "median_mse": float(np.median(squared)),
         "median_mean_relative_deviation_of_candidates_median": float(np.median(
             metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))) if 50.0 in settings.percentiles else None,
-        "coverage_of_16_84_band": metrics.band_coverage(result[lo], result[hi], observed, mask),
-        "coverage_of_16_84_band_by_morphology": {m: metrics.band_coverage(result[lo][morphology == m], result[hi][morphology == m],
+        "band_scale": band_factor,
+        "coverage_of_16_84_band_as_drawn": coverage_as_drawn,
+        "coverage_of_16_84_band": band_coverage(result[lo], result[hi], observed, mask),
+        "coverage_of_16_84_band_by_morphology": {m: band_coverage(result[lo][morphology == m], result[hi][morphology == m],
                                                                           observed[morphology == m], mask[morphology == m])
                                                  for m in sorted(set(morphology))},
         "median_mean_relative_deviation_by_morphology": {m: float(np.median(deviation[morphology == m])) for m in sorted(set(morphology))},
@@ -311,11 +398,11 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
 
 
 def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, rejects_csv,
-                      device: str = "cpu") -> int:
+                      device: str = "cpu", band_factor: float = 1.0) -> int:
     """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels are listed in ``rejects_csv``.
 
-    ``dataset_path`` provides the training image statistics and wavelength grids.  Returns the
-    number of galaxies predicted.
+    ``dataset_path`` provides the training image statistics and wavelength grids; ``band_factor``
+    the band calibration (:func:`calibrate_bands`).  Returns the number of galaxies predicted.
 
     Raises
     ------
@@ -337,5 +424,6 @@ def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: Inf
     if good.size == 0:
         raise InputError(f"{cubes_path}: no cube without NaN/inf pixels")
     result = predict_spectra(models, images[good], ids[good], settings)
-    _write_predictions(out_h5, ids[good], result, models.wave, models.wave_lowres, settings)
+    _apply_band_scale(result, settings, band_factor)
+    _write_predictions(out_h5, ids[good], result, models.wave, models.wave_lowres, settings, band_factor)
     return int(good.size)
