@@ -261,3 +261,18 @@ def test_training_loss_is_zero_for_the_exact_prediction(prediction):
     assert loss.item() < 1e-6
     worse = schedule.training_loss(lambda x, t: exact(x, t) + 0.1, x0, generator=torch.Generator().manual_seed(0))
     assert worse.item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_paper_preset_has_the_papers_training_settings():
+    """Sect. 3.4: batch 512 for the low-resolution networks, 224 / 340 for the full-resolution CDM /
+    contrastive network; T = 250 cosine, EMA 0.9999, ResNet-18 in the CDMs, ResNet-50 and latent 128
+    in the contrastive networks; ε-prediction without a regression head (the paper's method)."""
+    paper = resolve_networks({"preset": "paper"})
+    assert {name: hp["batch_size"] for name, hp in paper.items()} == {"cdm_lr": 512, "contrastive_lr": 512, "cdm_sr": 224,
+                                                                       "contrastive_sr": 340}
+    for name in ("cdm_lr", "cdm_sr"):
+        hp = paper[name]
+        assert (hp["timesteps"], hp["schedule"], hp["ema_decay"], hp["image_encoder"]["depth"]) == (250, "cosine", 0.9999, 18)
+        assert hp["prediction"] == "epsilon" and hp["regression"] is None
+    for name in ("contrastive_lr", "contrastive_sr"):
+        assert (paper[name]["image_encoder"]["depth"], paper[name]["latent"]) == (50, 128)

@@ -36,7 +36,7 @@ class InferenceSettings:
     ----------
     k_lr, keep_lr, k_sr : int
         Low-resolution candidates per galaxy, how many of them are upsampled, and full-resolution
-        candidates drawn per kept one (paper: 15, 3, 5).
+        candidates drawn per kept one (paper: "several", 3, 5; Sect. 3.3).
     sampler : str
         ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
     steps : int
