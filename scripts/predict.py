@@ -1,20 +1,17 @@
 """Snakemake entry point: predict the test split's spectra from their images."""
 
-import json
 import sys
-from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
 
 import torch  # noqa: E402
 
 from img2spec.config import logged  # noqa: E402
-from img2spec.inference import InferenceSettings, predict_dataset  # noqa: E402
+from img2spec.inference import InferenceSettings, predict_dataset, read_band_scale  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     calibration = snakemake.input.get("calibration")  # noqa: F821 - absent for the image-ablation variants
-    band_factor = json.loads(Path(calibration).read_text())["band_scale"] if calibration else 1.0
     summary = predict_dataset(
         snakemake.input.dataset,  # noqa: F821
         {name: getattr(snakemake.input, name) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")},  # noqa: F821
@@ -24,6 +21,6 @@ with logged(snakemake.log[0]):  # noqa: F821
         snakemake.output.summary,  # noqa: F821
         snakemake.output.figure,  # noqa: F821
         device=snakemake.params.inference["device"],  # noqa: F821
-        band_factor=band_factor,
+        band_factor=read_band_scale(calibration) if calibration else 1.0,
     )
     print(summary)

@@ -1,20 +1,16 @@
 """Snakemake entry point: predict spectra for any file of 64×64 ugriz cubes (no spectra needed)."""
 
-import json
 import sys
-from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
 
 import torch  # noqa: E402
 
 from img2spec.config import logged  # noqa: E402
-from img2spec.inference import InferenceSettings, predict_cube_file  # noqa: E402
+from img2spec.inference import InferenceSettings, predict_cube_file, read_band_scale  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
     torch.set_num_threads(snakemake.threads)  # noqa: F821
-    calibration = snakemake.input.get("calibration")  # noqa: F821 - absent for the image-ablation variants
-    band_factor = json.loads(Path(calibration).read_text())["band_scale"] if calibration else 1.0
     predict_cube_file(
         snakemake.input.cubes,  # noqa: F821
         snakemake.input.dataset,  # noqa: F821
@@ -23,5 +19,5 @@ with logged(snakemake.log[0]):  # noqa: F821
         snakemake.output.predictions,  # noqa: F821
         snakemake.output.rejects,  # noqa: F821
         device=snakemake.params.inference["device"],  # noqa: F821
-        band_factor=band_factor,
+        band_factor=read_band_scale(snakemake.input.calibration),  # noqa: F821
     )

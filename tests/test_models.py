@@ -276,3 +276,21 @@ def test_paper_preset_has_the_papers_training_settings():
         assert hp["prediction"] == "epsilon" and hp["regression"] is None
     for name in ("contrastive_lr", "contrastive_sr"):
         assert (paper[name]["image_encoder"]["depth"], paper[name]["latent"]) == (50, 128)
+
+
+def test_repeated_conditioning_equals_encoding_each_repeat():
+    """Several candidates per image: encoding once and repeating the tokens gives what encoding every
+    repeated image gives (eval mode), rows in image-by-image order, with the regression mean along."""
+    torch.manual_seed(0)
+    net = build_denoiser(TINY["cdm_lr"], super_resolution=False, length=563).eval()
+    for layer in (net.unet.out[-1], net.regression.mlp[-1]):  # both start at zero, which would make any order pass
+        torch.nn.init.normal_(layer.weight, std=0.1)
+    images, x, t = torch.randn(2, 5, 64, 64), torch.randn(6, 563), torch.tensor([5, 60, 120, 249, 0, 30])
+    with torch.no_grad():
+        once = net.conditioned(images).repeated(3)
+        each = net.conditioned(images.repeat_interleave(3, dim=0))
+        torch.testing.assert_close(once(x, t), each(x, t), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(once.mean, each.mean)
+        tiled = net.conditioned(images.repeat(3, 1, 1, 1))
+        assert not torch.allclose(once(x, t), tiled(x, t), atol=1e-3)
+    assert once.mean.shape == (6, 563)

@@ -120,7 +120,10 @@ class NoiseSchedule:
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
     def _x0_and_eps(self, denoiser: Denoiser, x: torch.Tensor, step: int, x0_range: tuple[float, float] | None):
-        """x0̂ and ε̂ from the network's output, x0̂ clamped into ``x0_range`` (ε̂ made consistent) when given."""
+        """x0̂ and ε̂ from the network's output, x0̂ clamped into ``x0_range`` (ε̂ made consistent) when given.
+
+        The bounds are floats or tensors broadcastable to x (per-pixel bounds of a residual).
+        """
         t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
         output = denoiser(x, t)
         a_bar = float(self.alpha_bar[step])

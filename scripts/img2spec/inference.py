@@ -103,13 +103,11 @@ class TrainedModels:
         return self.cdm_lr.device
 
 
-def _network_input(task, images: np.ndarray, device, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A network's standardised images and photometric features (None without), each row repeated."""
-    pixels = torch.from_numpy(task.image_stats.apply(images)).to(device).repeat_interleave(repeats, dim=0)
+def _network_input(task, images: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A network's standardised images and photometric features (None without)."""
+    pixels = torch.from_numpy(task.image_stats.apply(images)).to(device)
     features = task.image_stats.features(images)
-    if features is not None:
-        features = torch.from_numpy(features).to(device).repeat_interleave(repeats, dim=0)
-    return pixels, features
+    return pixels, None if features is None else torch.from_numpy(features).to(device)
 
 
 def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> list[torch.Generator]:
@@ -158,9 +156,10 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         raw = images[start : start + b]
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
-        pixels, features = _network_input(cdm_lr, raw, device, s.k_lr)
-        lowres = cdm_lr.sample(pixels, features, None, s.sampler, s.steps, _generators(s.seed, chunk_ids, 0, s.k_lr, device), spacing)
+        lowres = cdm_lr.sample(*_network_input(cdm_lr, raw, device), None, s.sampler, s.steps, _generators(s.seed, chunk_ids, 0, s.k_lr, device),
+                               spacing, repeats=s.k_lr)
         lowres_ln = cdm_lr.stats.restore(lowres)
+        lowres_full = (lowres_ln @ interp).view(b, s.k_lr, n_full)
         ranker = models.contrastive_lr
         image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
         spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(lowres_ln)).view(b, s.k_lr, -1)
@@ -170,10 +169,9 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
 
         # full resolution: k_sr candidates from each kept low-resolution spectrum
         condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
-        pixels, features = _network_input(cdm_sr, raw, device, s.keep_lr * s.k_sr)
-        full = cdm_sr.sample(pixels, features, condition, s.sampler, s.steps, _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device),
-                             spacing)
-        parents = (kept_ln.reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
+        full = cdm_sr.sample(*_network_input(cdm_sr, raw, device), condition, s.sampler, s.steps,
+                             _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), spacing, repeats=s.keep_lr * s.k_sr)
+        parents = torch.gather(lowres_full, 1, kept[..., None].expand(-1, -1, n_full)).repeat_interleave(s.k_sr, dim=1).view(-1, n_full)
         full_ln = cdm_sr.stats.restore(full)
         if cdm_sr.residual:
             full_ln = full_ln + parents
@@ -190,8 +188,7 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         out["score_sr"].append(score_sr.cpu().numpy())
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
-        pool = pooled_candidates((lowres_ln.view(b * s.k_lr, n_low) @ interp).view(b, s.k_lr, n_full),
-                                 full_ln - parents.view(b, -1, n_full))
+        pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
         out["percentiles"].append(np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2))  # torch.quantile caps at 2**24 values
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
@@ -286,6 +283,13 @@ def calibrate_bands(dataset_path, checkpoints: dict, settings: InferenceSettings
     with atomic_output(out_json) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def read_band_scale(calibration_json: str | Path) -> float:
+    """The band's scale factor from a :func:`calibrate_bands` file."""
+    import json
+
+    return float(json.loads(Path(calibration_json).read_text())["band_scale"])
 
 
 def write_prediction_fits(path: str | Path, specobjid: int, wave: np.ndarray, flux_ln: np.ndarray, bands: dict[str, np.ndarray],

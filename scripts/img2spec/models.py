@@ -325,6 +325,15 @@ class BoundDenoiser:
         channels = [x_t] if self.lowres is None else [x_t, self.lowres]
         return self.unet(torch.stack(channels, dim=1), t, self.tokens, self.pooled)
 
+    def repeated(self, repeats: int, lowres: torch.Tensor | None = None) -> "BoundDenoiser":
+        """The same conditioning with each row repeated ``repeats`` times (several candidates per image,
+        the image encoded once), and ``lowres`` (B·repeats, L) per candidate when given."""
+        def rows(values):
+            return None if values is None else values.repeat_interleave(repeats, dim=0)
+
+        return BoundDenoiser(self.unet, rows(self.tokens), rows(self.pooled), lowres if lowres is not None else rows(self.lowres),
+                             rows(self.mean))
+
 
 class ConditionalDenoiser(nn.Module):
     """Image encoder + U-Net: the network's output at (x_t, t | image[, low-resolution spectrum]).

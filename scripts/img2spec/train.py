@@ -173,20 +173,27 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
 
     @torch.no_grad()
     def sample(self, images: torch.Tensor, features: torch.Tensor | None = None, lowres: torch.Tensor | None = None,
-               sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None) -> torch.Tensor:
-        """Standardised spectra (B, L) drawn by the EMA network for standardised ``images`` (B, 5, 64, 64).
+               sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None, repeats: int = 1) -> torch.Tensor:
+        """Standardised spectra (B·repeats, L) drawn by the EMA network for standardised ``images`` (B, 5, 64, 64).
 
-        ``features`` are the photometric features, ``lowres`` (CDM_sr) the standardised
-        low-resolution condition at full resolution; ``generator`` one torch generator or one per row.
-        x0 estimates are bounded by the training range (:meth:`SpectrumStats.standardised_range`),
-        of the whole spectrum when the network draws a residual on its regression mean.
+        ``features`` are the photometric features; each image is encoded once and gets ``repeats``
+        draws (rows ordered image by image).  ``lowres`` (B·repeats, L) is CDM_sr's standardised
+        low-resolution condition at full resolution, one per draw; ``generator`` one torch generator
+        or one per draw.
         """
-        bound = self.ema.conditioned(images, lowres, features)
-        shape = (images.shape[0], self.stats.mean.size)
+        bound = self.ema.conditioned(images, None, features).repeated(repeats, lowres)
+        return self.draw(bound, sampler, steps, generator, spacing)
+
+    def draw(self, bound: BoundDenoiser, sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None) -> torch.Tensor:
+        """Standardised spectra from a denoiser bound to its conditioning; x0 estimates are bounded by the
+        training range (:meth:`SpectrumStats.standardised_range`), of the whole spectrum when the
+        network draws a residual on its regression mean."""
+        shape = (bound.tokens.shape[0], self.stats.mean.size)
         low, high = self.stats.standardised_range
+        device = bound.tokens.device
         if bound.mean is None:
-            return self.schedule.sample(sampler, bound, shape, steps, generator, images.device, (low, high), spacing)
-        residual = self.schedule.sample(sampler, bound, shape, steps, generator, images.device, (low - bound.mean, high - bound.mean), spacing)
+            return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
+        residual = self.schedule.sample(sampler, bound, shape, steps, generator, device, (low - bound.mean, high - bound.mean), spacing)
         return bound.mean + residual
 
     @torch.no_grad()
@@ -199,8 +206,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
         bound = self._bind(self.ema, batch)
         loss = self._loss(bound, x0, weight, generator)
-        sample = self.sample(batch["images"], batch.get("features"), batch.get("lowres"), "ddim", self.hparams.hp["val_sampler_steps"],
-                             generator)
+        sample = self.draw(bound, "ddim", self.hparams.hp["val_sampler_steps"], generator)
         n = x0.shape[0]
 
         def log_mse(name: str, standardised: torch.Tensor) -> None:
