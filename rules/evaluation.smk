@@ -4,6 +4,7 @@ rule evaluation_quality:
         predictions="results/predictions/test.h5",
         baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",
+        redshifts="results/evaluation/redshift/galaxies.csv",
     output:
         summary=report(
             "results/evaluation/quality/summary.json",
@@ -27,6 +28,8 @@ rule evaluation_quality:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        preprocessing=config["preprocessing"],
     script:
         "../scripts/evaluate_quality.py"
 
@@ -72,6 +75,7 @@ rule fit_chunk:
         predictions="results/predictions/test.h5",
         baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",
+        redshifts="results/evaluation/redshift/galaxies.csv",
         library=f"resources/templates/{config['evaluation']['library']}.npz",
     output:
         "results/evaluation/fits/chunk{chunk}.parquet",

@@ -11,6 +11,8 @@ from img2spec.evaluation import quality  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
     truth = snakemake.input.get("truth")  # noqa: F821
+    preprocessing = snakemake.params.preprocessing  # noqa: F821
     summary = quality(snakemake.input.predictions, snakemake.input.dataset, Path(snakemake.output.summary).parent, truth,  # noqa: F821
-                      snakemake.input.baselines)  # noqa: F821
+                      snakemake.input.baselines, snakemake.input.redshifts,  # noqa: F821
+                      tuple(preprocessing["norm_window"]), preprocessing["norm_frame"])
     print(summary["all"])

@@ -132,3 +132,37 @@ def test_inverse_variance_states_the_scatter_of_preprocessed_noise():
     assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
     # without the smoothing's correlations the rebinned variance would be off by ~30% at the red end
     assert abs(ratio[-500:].mean() - 1) < 0.08 and abs(ratio[:500].mean() - 1) < 0.08
+
+
+def test_shift_to_redshift_moves_a_line_and_back(ngc3522_path):
+    """A spectrum moved by +3,000 km/s has its lines 1% redder; moving it back restores it."""
+    result, _ = pp.preprocess_spectra([read_sdss_spectrum(ngc3522_path)])
+    wave, log_flux = result.wave, result.flux.astype(np.float64)
+    z = 0.0041
+    z_moved = (1 + z) * (1 + 3000.0 / pp.C_KMS) - 1
+    moved, invalid = pp.shift_to_redshift(wave, log_flux, z, z_moved)
+    assert invalid[0, :40].all() and not invalid[0, 100:].any()  # the blue end has no source
+    window = (wave > 5100) & (wave < 5250)  # Mg b: the absorption minimum moves by Δλ = λ v/c
+    minimum = lambda f: wave[window][np.argmin(f[window])]  # noqa: E731
+    assert minimum(moved[0]) - minimum(log_flux[0]) == pytest.approx(minimum(log_flux[0]) * 3000.0 / pp.C_KMS, abs=2.0)
+    norm = (wave >= 6900) & (wave <= 6950)
+    assert np.mean(np.exp(moved[0, norm])) == pytest.approx(np.mean(np.exp(log_flux[0, norm])), rel=1e-9)
+    back, invalid_back = pp.shift_to_redshift(wave, np.nan_to_num(moved), z_moved, z)
+    inner = ~invalid_back[0] & (wave > 4100)
+    assert np.abs(back[0, inner] - log_flux[0, inner]).max() < 0.02
+    same, _ = pp.shift_to_redshift(wave, log_flux, z, z)
+    assert np.allclose(same, log_flux, atol=1e-12)
+    nothing, all_invalid = pp.shift_to_redshift(wave, log_flux, np.nan, z)
+    assert all_invalid.all() and np.isnan(nothing).all()
+
+
+def test_rest_frame_normalisation_window_follows_the_redshift(ngc3522_path):
+    spectrum = read_sdss_spectrum(ngc3522_path)
+    settings = pp.PreprocessingSettings(norm_frame="rest")
+    result, rejects = pp.preprocess_spectra([spectrum], settings)
+    window = np.array(settings.norm_window) * (1 + spectrum.meta["z"])
+    inside = (result.wave >= window[0]) & (result.wave <= window[1])
+    assert not rejects and np.mean(np.exp(result.flux[0, inside])) == pytest.approx(1.0, rel=1e-6)
+    no_z = spectrum._replace(meta={k: v for k, v in spectrum.meta.items() if k != "z"})
+    _, rejects = pp.preprocess_spectra([no_z], settings)
+    assert rejects and "no redshift" in rejects[0][1]

@@ -1,8 +1,12 @@
 """Evaluation targets: each reads predictions and observations and writes a summary, tables and figures.
 
 Observed and predicted spectra go through the same code; the predicted ones are weighted with the
-observed spectrum's inverse variance (the noise a real spectrum of that galaxy would have), and
-fitted at the catalog redshift except in :func:`redshift`, which measures it.
+observed spectrum's inverse variance (the noise a real spectrum of that galaxy would have).  Each
+spectrum is analysed at its own redshift, as the paper does (Sect. 5.1 and 5.3): :func:`redshift`
+runs first and measures it on every kind of spectrum; the observed spectra stay at the catalog
+redshift.  :func:`quality` compares a prediction with the observation after moving it from its
+measured redshift to the observed one, and the fits of :func:`fit_chunk` put each spectrum in the
+rest frame of its own redshift.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pandas as pd
 
 from . import metrics, plots
 from .io import atomic_output, read_h5_rows
+from .preprocessing import shift_to_redshift
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
 from .toolbox.firefly import fit_rest_firefly
@@ -145,6 +150,35 @@ def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start:
                            _morphology_from_flags(data["catalog"], rows), catalog)
 
 
+def redshifts_of_kinds(redshift_csv: str | Path | None, ids: np.ndarray, z_spec: np.ndarray, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The redshift each kind of spectrum of galaxies ``ids`` is analysed at.
+
+    The observed spectra are at the catalog redshift ``z_spec``; every other kind at the redshift
+    :func:`redshift` measured on it (column ``<kind>_z`` of ``redshift_csv``, NaN where that fit
+    failed).  Without ``redshift_csv`` every kind is at ``z_spec`` (the pre-alignment behaviour,
+    kept for spectra whose redshift is known).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it lacks a galaxy or a kind.
+    """
+    if redshift_csv is None:
+        return {kind: np.asarray(z_spec, dtype=np.float64) for kind in kinds}
+    table = pd.read_csv(redshift_csv).set_index("specObjID")
+    missing = [int(s) for s in ids if int(s) not in table.index]
+    if missing:
+        raise ValueError(f"{redshift_csv}: no redshift of {len(missing)} galaxies (e.g. specObjID {missing[:3]})")
+    out = {"observed": np.asarray(z_spec, dtype=np.float64)}
+    for kind in kinds:
+        if kind == "observed":
+            continue
+        if f"{kind}_z" not in table:
+            raise ValueError(f"{redshift_csv}: no column {kind}_z (redshifts of the {kind} spectra)")
+        out[kind] = table.loc[ids, f"{kind}_z"].to_numpy(np.float64)
+    return {kind: out[kind] for kind in kinds}
+
+
 def _morphology_from_flags(catalog_group: h5py.Group, rows: np.ndarray) -> np.ndarray:
     """Galaxy Zoo class per object: elliptical, spiral or uncertain (from the catalog's flags)."""
     labels = np.full(rows.size, "uncertain", dtype=object)
@@ -154,9 +188,27 @@ def _morphology_from_flags(catalog_group: h5py.Group, rows: np.ndarray) -> np.nd
     return labels
 
 
+#: Per-galaxy agreement scores of :func:`quality`; ``<score>_as_predicted`` is the same before alignment.
+QUALITY_SCORES = ("mean_relative_deviation", "mse", "chi2_per_pixel")
+
+
+def _scores(predicted: np.ndarray, observed: np.ndarray, ivar: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {"mean_relative_deviation": metrics.mean_relative_deviation(predicted, observed, mask),
+            "mse": metrics.mse(predicted, observed, mask),
+            "chi2_per_pixel": metrics.chi2_per_pixel(predicted, observed, ivar, mask)}
+
+
 def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | Path, truth_parquet: str | Path | None = None,
-            baselines_h5: str | Path | None = None) -> dict:
-    """Spectral agreement of every predictor's test spectra with the observed ones (the paper's Sect. 4.1, Figure 5).
+            baselines_h5: str | Path | None = None, redshift_csv: str | Path | None = None,
+            norm_window: tuple[float, float] = (6900.0, 6950.0), norm_frame: str = "observed") -> dict:
+    """Spectral agreement of every predictor's test spectra with the observed ones (the paper's Sect. 5.1, Figure 5).
+
+    As the paper does, each predicted spectrum is first moved from the redshift measured on it
+    (``redshift_csv``, the redshift target's table) to the observed spectrum's, and renormalised in
+    the normalisation window (:func:`img2spec.preprocessing.shift_to_redshift`); pixels it does not
+    cover are left out.  The scores are also given as predicted, without the move
+    (``*_as_predicted``).  A prediction whose redshift could not be measured has NaN aligned
+    scores and is counted in ``n_without_redshift``.
 
     Writes ``galaxies.csv`` (Δ̄, MSE, χ²/N of the networks' prediction and, prefixed by the
     predictor's name, of the others, and morphology per galaxy), ``summary.json`` (medians overall
@@ -170,12 +222,17 @@ def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | P
     with h5py.File(dataset_h5, "r") as data:
         rows = _dataset_rows(ids, data, predictions_h5, dataset_h5)
         observed, mask, ivar = (read_h5_rows(data[name], rows) for name in ("flux", "mask", "ivar"))
+        wave, z_spec = data["wave"][()], data["z_spec"][()][rows]
         table = pd.DataFrame({"specObjID": ids, "galaxy_zoo": _morphology_from_flags(data["catalog"], rows)})
+    z_of = redshifts_of_kinds(redshift_csv, ids, z_spec, tuple(predictors))
     for name, predicted in predictors.items():
         prefix = "" if name == "predicted" else f"{name}_"
-        table[f"{prefix}mean_relative_deviation"] = metrics.mean_relative_deviation(predicted, observed, mask)
-        table[f"{prefix}mse"] = metrics.mse(predicted, observed, mask)
-        table[f"{prefix}chi2_per_pixel"] = metrics.chi2_per_pixel(predicted, observed, ivar, mask)
+        aligned, uncovered = shift_to_redshift(wave, predicted, z_of[name], z_spec, norm_window, norm_frame)
+        table[f"{prefix}z"] = z_of[name]
+        for score, values in _scores(predicted, observed, ivar, mask).items():
+            table[f"{prefix}{score}_as_predicted"] = values
+        for score, values in _scores(np.nan_to_num(aligned), observed, ivar, mask | uncovered).items():
+            table[f"{prefix}{score}"] = np.where(np.isfinite(z_of[name]), values, np.nan)
     groups = {"galaxy_zoo": table["galaxy_zoo"]}
     if truth_parquet is not None:
         truth = pd.read_parquet(truth_parquet).set_index("specObjID")
@@ -183,19 +240,23 @@ def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | P
         groups["truth_morphology"] = table["truth_morphology"]
     table.to_csv(out_dir / "galaxies.csv", index=False)
 
-    def headline(selection: pd.Series, prefix: str = "") -> dict:
-        sub = table[selection]
-        deviation = sub[f"{prefix}mean_relative_deviation"]
+    def medians(sub: pd.DataFrame, prefix: str, suffix: str) -> dict:
+        deviation = sub[f"{prefix}mean_relative_deviation{suffix}"]
         return {
-            "n": int(len(sub)),
             "median_mean_relative_deviation": float(deviation.median()),
-            "fraction_below_10pct": float((deviation < 0.1).mean()),
-            "median_mse": float(sub[f"{prefix}mse"].median()),
-            "median_chi2_per_pixel": float(sub[f"{prefix}chi2_per_pixel"].median()),
+            "fraction_below_10pct": float((deviation < 0.1).sum() / max(len(sub), 1)),
+            "median_mse": float(sub[f"{prefix}mse{suffix}"].median()),
+            "median_chi2_per_pixel": float(sub[f"{prefix}chi2_per_pixel{suffix}"].median()),
         }
 
+    def headline(selection: pd.Series, prefix: str = "") -> dict:
+        sub = table[selection]
+        return {"n": int(len(sub)), **medians(sub, prefix, ""), "n_without_redshift": int(sub[f"{prefix}z"].isna().sum()),
+                "as_predicted": medians(sub, prefix, "_as_predicted")}
+
     everything = table["specObjID"].notna()
-    summary: dict = {"all": headline(everything)}
+    summary: dict = {"alignment": "each prediction moved from its measured redshift to the observed spectrum's (paper Sect. 5.1)"
+                     if redshift_csv is not None else "none: every spectrum at the catalog redshift", "all": headline(everything)}
     for key, labels in groups.items():
         summary[key] = {str(label): headline(labels == label) for label in sorted(labels.unique())}
     summary["predictors"] = {}
@@ -231,7 +292,8 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     """Redshifts measured on every predictor's and, as a reference, the observed test spectra; the paper's Sect. 4.2.
 
     Writes ``galaxies.csv``, ``summary.json`` (σ_MAD of Δz/(1+z), bias, outlier fraction
-    |Δz| > ``outlier`` per kind) and ``redshift.png`` (Figure 6, the networks' prediction).
+    |Δz|/(1+z) > ``outlier`` per kind, as the paper's Figure 6) and ``redshift.png`` (Figure 6, the
+    networks' prediction).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +314,7 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     summary = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
     for kind in spectra.kinds:
         dz = table[f"{kind}_dz"]
-        outliers = ~(np.abs(table[f"{kind}_z"] - table["z_spec"]) <= options["outlier"])  # a failed fit counts as an outlier
+        outliers = ~(np.abs(dz) <= options["outlier"])  # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
         summary[kind] = {
             "failed": int((table[f"{kind}_error"] != "").sum()),
             "sigma_mad": metrics.sigma_mad(dz),
@@ -305,24 +367,33 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
 
 
 def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettings, chunk: int, out_path,
-              baselines_h5=None) -> pd.DataFrame:
+              baselines_h5=None, redshift_csv=None) -> pd.DataFrame:
     """Fit the observed spectra and every predictor's spectra of test galaxies ``chunk·chunk_size`` onwards.
 
-    A galaxy whose fit fails keeps its row, with the reason in ``error`` and NaN values; the
-    others go on.  Writes a parquet table, one row per galaxy and kind.  The predictors of
+    Each spectrum is fitted in the rest frame of its own redshift (:func:`redshifts_of_kinds`,
+    recorded in ``z_fit``): the observed one at the catalog's, a predicted one at the redshift
+    measured on it, as the paper (Sect. 5.3).  A galaxy whose fit fails, or whose spectrum has
+    no measured redshift, keeps its row, with the reason in ``error`` and NaN values; the others
+    go on.  Writes a parquet table, one row per galaxy and kind.  The predictors of
     :data:`UNBOOTSTRAPPED` are fitted without bootstrap refits.
     """
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
     templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=list(settings.ages_gyr))
+    z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
     rows = []
     for i in range(len(spectra)):
         for kind in spectra.kinds:
             flux = spectra.spectra(kind)[i]
             name = f"{kind} spectrum of specObjID {spectra.ids[i]}"
-            row = {"specObjID": int(spectra.ids[i]), "kind": kind, "galaxy_zoo": spectra.galaxy_zoo[i], "error": ""}
+            z = float(z_of[kind][i])
+            row = {"specObjID": int(spectra.ids[i]), "kind": kind, "galaxy_zoo": spectra.galaxy_zoo[i], "error": "", "z_fit": z}
+            if not np.isfinite(z):
+                row["error"] = f"{name}: no redshift could be measured on it ({redshift_csv}), so it has no rest frame to be fitted in"
+                rows.append(row)
+                continue
             try:
-                row.update(fit_galaxy(spectra.wave, flux, spectra.ivar[i], spectra.z[i], templates, settings, settings.seed + start + i, name,
+                row.update(fit_galaxy(spectra.wave, flux, spectra.ivar[i], z, templates, settings, settings.seed + start + i, name,
                                       bootstrap=kind not in UNBOOTSTRAPPED))
             except Exception as err:  # noqa: BLE001 - any fit failure is recorded for this galaxy; the others go on
                 row["error"] = f"{name}: {type(err).__name__}: {err}"
@@ -586,6 +657,9 @@ HEADLINES = (
     ("fraction with Δ̄ < 10%", None, False, ("quality", "predictors", "{p}", "all", "fraction_below_10pct")),
     ("median MSE of ln flux", None, True, ("quality", "predictors", "{p}", "all", "median_mse")),
     ("median χ²/N", None, True, ("quality", "predictors", "{p}", "all", "median_chi2_per_pixel")),
+    ("median Δ̄ without redshift alignment", None, True, ("quality", "predictors", "{p}", "all", "as_predicted",
+                                                        "median_mean_relative_deviation")),
+    ("median MSE without redshift alignment", None, True, ("quality", "predictors", "{p}", "all", "as_predicted", "median_mse")),
     ("redshift σ_MAD of Δz/(1+z)", 0.0118, True, ("redshift", "{p}", "sigma_mad")),
     ("redshift outlier fraction", None, True, ("redshift", "{p}", "outlier_fraction")),
     ("pPXF [M/H] within 0.1 dex", 0.86, False, ("ppxf", "predictors", "{p}", "metallicity", "fraction_within_0.1")),

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage, sparse
+from scipy.interpolate import make_interp_spline
 
 from .config import settings_from_section
 from .io import Spectrum
@@ -41,6 +42,10 @@ class PreprocessingSettings:
         First and last pixel centre and pixel size of the output grid [Å, observed frame].
     norm_window : tuple of float
         Wavelength range whose mean flux is set to 1 [Å].
+    norm_frame : {"observed", "rest"}
+        Frame of ``norm_window``: ``"observed"`` as the published code (the default, which the
+        networks of every preset were measured with), ``"rest"`` as the paper's Sect. 2 states
+        (the window moves with each spectrum's catalog redshift).
     lowres_factor : int
         Output pixels averaged into one low-resolution pixel (8 → 563 pixels of 8 Å).
     log_floor : float
@@ -59,6 +64,7 @@ class PreprocessingSettings:
     wave_max: float = 8499.0
     dwave: float = 1.0
     norm_window: tuple[float, float] = (6900.0, 6950.0)
+    norm_frame: str = "observed"
     lowres_factor: int = 8
     log_floor: float = 1e-2
     max_bad_fraction: float = 0.3
@@ -157,6 +163,81 @@ def lowres_bin_means(values: np.ndarray, factor: int) -> np.ndarray:
     starts = np.arange(0, values.shape[-1], factor)
     counts = np.diff(np.append(starts, values.shape[-1]))
     return np.add.reduceat(values, starts, axis=-1) / counts
+
+
+def normalisation_window(window: tuple[float, float], frame: str, z: np.ndarray | float) -> np.ndarray:
+    """Observed-frame normalisation window [Å] per spectrum, (N, 2).
+
+    ``frame="observed"`` uses ``window`` as it is for every spectrum (the published code);
+    ``frame="rest"`` places the rest-frame ``window`` at each spectrum's redshift ``z``, as the
+    paper's Sect. 2 describes (6900–6950 Å rest frame).
+    """
+    z = np.atleast_1d(np.asarray(z, dtype=np.float64))
+    if frame == "observed":
+        return np.broadcast_to(np.asarray(window, dtype=np.float64), (z.size, 2)).copy()
+    if frame == "rest":
+        return np.asarray(window, dtype=np.float64)[None, :] * (1.0 + z[:, None])
+    raise ValueError(f"normalisation frame must be 'observed' or 'rest', got {frame!r}")
+
+
+def shift_to_redshift(
+    wave: np.ndarray,
+    log_flux: np.ndarray,
+    z_from: np.ndarray,
+    z_to: np.ndarray,
+    window: tuple[float, float] = (6900.0, 6950.0),
+    frame: str = "observed",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move normalised log spectra from redshift ``z_from`` to ``z_to`` on the same wavelength grid.
+
+    What the paper does before comparing a predicted spectrum with the observed one pixel by pixel
+    (Sect. 5.1: "we shift the anticipated redshift of the artificial spectra to match the true
+    redshift"): the flux at observed wavelength λ becomes the input's at λ (1 + z_from)/(1 + z_to),
+    interpolated with a cubic spline in ln flux.  The result is then scaled so that its mean in the
+    normalisation window (:func:`normalisation_window` at ``z_to``) is the input's mean in its own
+    window (at ``z_from``): the move neither creates nor hides an error of the input's normalisation,
+    and a spectrum normalised by preprocessing at ``z_from`` comes out as preprocessing would
+    normalise it at ``z_to``.
+
+    Parameters
+    ----------
+    wave : ndarray, (L,)
+        Observed-frame wavelength grid [Å], increasing.
+    log_flux : ndarray, (N, L)
+        Natural log of normalised flux.
+    z_from, z_to : ndarray, (N,)
+        Redshift each spectrum is at, and the one to move it to.  A non-finite ``z_from`` gives a
+        row that is all invalid.
+    window, frame
+        The normalisation window [Å] and its frame, as in :class:`PreprocessingSettings`.
+
+    Returns
+    -------
+    shifted : ndarray, (N, L)
+        Natural log of the moved, renormalised flux; NaN where invalid.
+    invalid : ndarray of bool, (N, L)
+        True where the source wavelength falls outside ``wave`` (or ``z_from`` is not finite).
+    """
+    log_flux = np.atleast_2d(np.asarray(log_flux, dtype=np.float64))
+    z_from = np.broadcast_to(np.asarray(z_from, dtype=np.float64), log_flux.shape[:1])
+    z_to = np.broadcast_to(np.asarray(z_to, dtype=np.float64), log_flux.shape[:1])
+    shifted = np.full_like(log_flux, np.nan)
+    invalid = np.ones(log_flux.shape, dtype=bool)
+    usable = np.isfinite(z_from) & np.isfinite(z_to)
+    source_windows = normalisation_window(window, frame, np.where(usable, z_from, 0.0))
+    target_windows = normalisation_window(window, frame, np.where(usable, z_to, 0.0))
+    for row in np.flatnonzero(usable):
+        source = wave * (1.0 + z_from[row]) / (1.0 + z_to[row])
+        inside = (source >= wave[0]) & (source <= wave[-1])
+        values = make_interp_spline(wave, log_flux[row], k=3)(source[inside])
+        in_source = (wave >= source_windows[row, 0]) & (wave <= source_windows[row, 1])
+        in_target = (wave[inside] >= target_windows[row, 0]) & (wave[inside] <= target_windows[row, 1])
+        if not (in_source.any() and in_target.any()):
+            continue
+        level = np.log(np.mean(np.exp(log_flux[row, in_source])) / np.mean(np.exp(values[in_target])))
+        shifted[row, inside] = values + level
+        invalid[row] = ~inside
+    return shifted, invalid
 
 
 @dataclass
@@ -269,17 +350,24 @@ def preprocess_spectra(
     var_out = (propagation @ var.T).T / width**2
     mask = (weights_t @ bad.T.astype(np.float64)).T > 0
 
-    in_window = (wave_out >= s.norm_window[0]) & (wave_out <= s.norm_window[1])
-    norm = flux_out[:, in_window].mean(axis=1)
-    bad_window = mask[:, in_window].mean(axis=1)
+    z = np.array([float(spectra[i].meta.get("z", np.nan)) for i in kept]) if s.norm_frame == "rest" else np.zeros(n)
+    windows = normalisation_window(s.norm_window, s.norm_frame, z)
+    in_window = (wave_out[None, :] >= windows[:, :1]) & (wave_out[None, :] <= windows[:, 1:])
+    n_window = np.maximum(in_window.sum(axis=1), 1)
+    norm = np.where(in_window, flux_out, 0.0).sum(axis=1) / n_window
+    bad_window = np.where(in_window, mask, False).sum(axis=1) / n_window
     accept = np.ones(n, dtype=bool)
     for row in range(n):
         reason = None
         if all_bad[row]:
             reason = f"no good pixel in {s.wave_min:g}-{s.wave_max:g} A"
+        elif not np.isfinite(z[row]):
+            reason = "no redshift in the file, which the rest-frame normalisation window needs"
+        elif not in_window[row].any():
+            reason = f"normalisation window {windows[row, 0]:.0f}-{windows[row, 1]:.0f} A is outside the wavelength grid"
         elif bad_window[row] > s.max_bad_norm_fraction:
             reason = (
-                f"normalisation window {s.norm_window[0]:g}-{s.norm_window[1]:g} A is "
+                f"normalisation window {windows[row, 0]:.0f}-{windows[row, 1]:.0f} A is "
                 f"{100 * bad_window[row]:.0f}% masked"
             )
         elif not np.isfinite(norm[row]) or norm[row] <= 0:
