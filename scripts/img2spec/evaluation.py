@@ -29,7 +29,7 @@ from .toolbox.firefly import fit_rest_firefly
 from .toolbox.indices import indices_of_rest
 from .toolbox.lines import CLASSES, LINES, bpt_class, lines_measured, measure_lines
 from .toolbox.spectra import to_rest_frame
-from .toolbox.stellar import fit_rest_ppxf
+from .toolbox.stellar import FitMasks, fit_rest_ppxf
 
 #: Every predictor a report compares with the observed spectra, in column order: the networks'
 #: selected candidate (the paper's prediction), the per-pixel median of the networks' pooled
@@ -56,13 +56,21 @@ class EvaluationSettings:
     seed: int = 0
     library: str = "m11_miles"
     ages_gyr: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
-    ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50})
+    ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
+                                                "interstellar_masks": dict(FitMasks().interstellar), "sky_lines": FitMasks().sky_lines})
     firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
     redshift: dict = field(default_factory=lambda: {"library": "miuscat", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
     lines: dict = field(default_factory=lambda: {
         "continuum": "firefly", "min_snr": 3.0, "min_ew": 1.0, "draws": 5000, "ew_error": 1.0,
         "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}})
     resolving_power: float = 1500.0
+
+    @property
+    def fit_masks(self) -> FitMasks:
+        """The pPXF fit's interstellar and sky-line windows and its clipping."""
+        options = {**EvaluationSettings.__dataclass_fields__["ppxf"].default_factory(), **self.ppxf}
+        return FitMasks({name: tuple(window) for name, window in options["interstellar_masks"].items()}, tuple(options["sky_lines"]),
+                        float(options["sky_half_width"]), bool(options["clean"]))
 
     @classmethod
     def from_config(cls, section: dict, resolving_power: float) -> "EvaluationSettings":
@@ -341,12 +349,14 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
     row: dict = {}
     spectrum = to_rest_frame(wave, flux, ivar, z, settings.resolving_power, templates.velscale, name=name)
     started = time.perf_counter()
-    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], settings.ppxf["bootstrap"] if bootstrap else 0, seed)
+    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], settings.ppxf["bootstrap"] if bootstrap else 0, seed,
+                             settings.fit_masks)
     row["ppxf_seconds"] = time.perf_counter() - started
     for key in PPXF_COLUMNS:
         row[f"ppxf_{key}"] = ppxf_fit[key]
         row[f"ppxf_{key}_err"] = ppxf_fit[f"{key}_err"]
     row["ppxf_chi2_per_pixel"] = ppxf_fit["chi2_per_pixel"]
+    row["ppxf_n_masked"], row["ppxf_n_clipped"] = ppxf_fit["n_masked"], ppxf_fit["n_clipped"]
     started = time.perf_counter()
     ff = fit_rest_firefly(spectrum, templates, ppxf_fit["sigma_star"], settings.firefly["hpf_width"], settings.firefly["beam"],
                           settings.firefly["max_components"], settings.firefly["bootstrap"] if bootstrap else 0, seed)

@@ -54,6 +54,9 @@ class RestSpectrum:
         Pixel width [km/s].
     resolving_power : float
         λ / FWHM of the line-spread function.
+    z : float
+        Redshift the spectrum was moved to the rest frame from (to place observed-frame features
+        such as sky lines).
     """
 
     wave: np.ndarray
@@ -61,6 +64,7 @@ class RestSpectrum:
     ivar: np.ndarray
     velscale: float
     resolving_power: float
+    z: float = 0.0
 
     @property
     def good(self) -> np.ndarray:
@@ -169,7 +173,7 @@ def to_rest_frame(
     right = np.clip(np.searchsorted(rest, out_wave), 1, rest.size - 1)
     usable = good[right] & good[right - 1] & (variance > 0)
     out_ivar = np.where(usable, 1.0 / np.where(usable, variance, 1.0), 0.0)
-    return RestSpectrum(out_wave, np.where(usable, out_flux, 0.0) * (1.0 + z), out_ivar / (1.0 + z) ** 2, velscale, resolving_power)
+    return RestSpectrum(out_wave, np.where(usable, out_flux, 0.0) * (1.0 + z), out_ivar / (1.0 + z) ** 2, velscale, resolving_power, z)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,19 @@ through pPXF's ``dust`` keyword, and the gas emission lines of :func:`ppxf.ppxf_
 as component 1; no polynomials, so the continuum shape is the dust's.  Weights are regularised
 (``regul``) over the age × [M/H] grid.  Errors come from a wild bootstrap (Davidson & Flachaire
 2008): the residuals, multiplied by random signs, are added to the best fit and refitted.
+
+Pixels that no stellar template can describe are left out, as the MaNGA DAP's stellar-kinematics
+module does (:class:`FitMasks`): interstellar absorption of Na D and Ca H+K in the rest frame, the
+residuals of strong sky lines at their observed wavelengths, and outliers clipped iteratively by
+pPXF's ``clean`` (3σ).  Interstellar Na D, which can be as deep as the stellar line, otherwise pulls
+σ* far from the stars' value.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 from ppxf.ppxf import attenuation, ppxf
@@ -35,6 +42,48 @@ EMISSION_LINES_AIR = {
 }
 
 
+@dataclass(frozen=True)
+class FitMasks:
+    """Pixels a pPXF fit leaves out (the workflow's ``evaluation.ppxf`` section, config/README.md).
+
+    Attributes
+    ----------
+    interstellar : dict of str to (float, float)
+        Rest-frame air windows [Å] of interstellar absorption: Na D 5889.95/5895.92 and Ca K
+        3933.66, Ca H 3968.47, each wide enough for the line at R = 1500 and a few hundred km/s
+        of gas motion.
+    sky_lines : tuple of float
+        Observed-frame air wavelengths [Å] of sky lines whose subtraction residuals SDSS spectra
+        keep: [O I] 5577.34, Na D 5889.95/5895.92, [O I] 6300.30 and 6363.78.
+    sky_half_width : float
+        Half-width [Å] of the window masked around each sky line (the DAP masks 5570–5586 Å).
+    clean : bool
+        Clip outliers iteratively (pPXF's ``clean``, 3σ) in the best fit; the bootstrap refits keep
+        the pixels it kept.
+    """
+
+    interstellar: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "NaD": (5880.0, 5906.0), "CaK": (3926.0, 3942.0), "CaH": (3961.0, 3976.0)})
+    sky_lines: tuple[float, ...] = (5577.34, 5889.95, 5895.92, 6300.30, 6363.78)
+    sky_half_width: float = 8.0
+    clean: bool = True
+
+    @classmethod
+    def none(cls) -> "FitMasks":
+        """No masks and no clipping: every pixel with positive inverse variance is fitted."""
+        return cls(interstellar={}, sky_lines=(), clean=False)
+
+    def masked(self, spectrum: RestSpectrum) -> np.ndarray:
+        """True for the pixels of ``spectrum`` (rest-frame air) inside an interstellar or sky window."""
+        out = np.zeros(spectrum.wave.size, dtype=bool)
+        for lo, hi in self.interstellar.values():
+            out |= (spectrum.wave >= lo) & (spectrum.wave <= hi)
+        observed = spectrum.wave * (1.0 + spectrum.z)
+        for line in self.sky_lines:
+            out |= np.abs(observed - line) <= self.sky_half_width
+        return out
+
+
 def fit_window(spectrum: RestSpectrum, templates: TemplateGrid) -> tuple[float, float]:
     """Rest wavelengths [Å] the spectrum can be fitted over: inside the templates by a velocity margin."""
     margin = np.exp(VELOCITY_MARGIN_KMS / 299792.458)
@@ -47,7 +96,7 @@ def _noise(ivar: np.ndarray) -> np.ndarray:
     return np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), 1.0)
 
 
-def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels):
+def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=False):
     n_stars = templates_columns.shape[1]
     component = np.array([0] * n_stars + [1] * gas.shape[1])
     stars = component == 0
@@ -70,6 +119,7 @@ def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, star
         regul=regul,
         reg_dim=templates.flux.shape[1:],
         goodpixels=goodpixels,
+        clean=clean,
         quiet=True,
     )
 
@@ -93,6 +143,7 @@ def fit_rest_ppxf(
     regul: float = 10.0,
     bootstrap: int = 50,
     seed: int = 0,
+    masks: FitMasks = FitMasks(),
 ) -> dict:
     """pPXF fit of a :class:`RestSpectrum`.
 
@@ -107,13 +158,16 @@ def fit_rest_ppxf(
         Wild-bootstrap refits for the errors (the paper: 50; 0 skips them).
     seed : int
         Seed of the bootstrap's random signs.
+    masks : FitMasks
+        Interstellar and sky-line windows left out, and whether outliers are clipped.
 
     Returns
     -------
     dict
         ``sigma_star`` and ``velocity`` [km/s], light-weighted ``log_age`` [log yr] and
         ``metallicity`` [M/H] [dex], ``ebv`` (stellar E(B−V) [mag]), each with ``<key>_err`` from
-        the bootstrap; ``chi2_per_pixel``, ``n_pixels``; arrays on the rest-frame air grid
+        the bootstrap; ``chi2_per_pixel`` and ``n_pixels`` over the pixels fitted,
+        ``n_masked`` (windows) and ``n_clipped`` (outliers); arrays on the rest-frame air grid
         ``wave``: ``flux``, ``ivar``, ``bestfit``, ``stellar_model``, ``gas_model``; ``gas_flux``
         and ``gas_flux_err`` per line [flux × Å]; ``light_weights`` (n_age, n_met); and
         ``model_intrinsic`` on ``model_wave``, the attenuated stellar model without the LOSVD,
@@ -124,19 +178,23 @@ def fit_rest_ppxf(
     lo, hi = fit_window(spectrum, templates)
     keep = (spectrum.wave >= lo) & (spectrum.wave <= hi)
     wave, flux, ivar = spectrum.wave[keep], spectrum.flux[keep], spectrum.ivar[keep]
-    spectrum = RestSpectrum(wave, flux, ivar, spectrum.velscale, spectrum.resolving_power)
+    spectrum = RestSpectrum(wave, flux, ivar, spectrum.velscale, spectrum.resolving_power, spectrum.z)
     scale = float(np.median(flux[ivar > 0]))
     if not scale > 0:
         raise ValueError("spectrum has no positive flux to fit")
     galaxy, noise = flux / scale, _noise(ivar) / scale
-    goodpixels = np.flatnonzero(ivar > 0)
+    in_window = masks.masked(spectrum)
+    goodpixels = np.flatnonzero((ivar > 0) & ~in_window)
+    if goodpixels.size == 0:
+        raise ValueError("no pixel left to fit outside the masks")
     with contextlib.redirect_stdout(io.StringIO()):  # emission_lines lists the lines it made
         gas, gas_names, _ = emission_lines(np.log(templates.wave), [wave[0], wave[-1]], lambda w: w / spectrum.resolving_power)
     columns = templates.columns
     n_stars = columns.shape[1]
     start = {"v": 0.0, "sigma": 150.0, "gas_sigma": 100.0, "a_v": 0.3}
-    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels)
+    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=masks.clean)
     best = _properties(pp, templates, n_stars)
+    kept = np.asarray(pp.goodpixels)
 
     rng = np.random.default_rng(seed)
     residual = galaxy - pp.bestfit
@@ -144,20 +202,23 @@ def fit_rest_ppxf(
     draws = []
     for _ in range(bootstrap):
         signs = rng.choice([-1.0, 1.0], size=galaxy.size)
-        refit = _single_fit(columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, goodpixels)
+        refit = _single_fit(columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, kept)
         draws.append(_properties(refit, templates, n_stars))
 
     weights = pp.weights[:n_stars] * scale
     a_v = best["ebv"] * CALZETTI_RV
     model_intrinsic = (templates.columns @ weights) * attenuation(templates.wave, a_v)
     gas_model = pp.gas_bestfit * scale if pp.gas_bestfit is not None else np.zeros_like(flux)
-    good = ivar > 0
+    good = np.zeros(flux.size, dtype=bool)
+    good[kept] = True
     result = dict(best)
     for key in ("velocity", "sigma_star", "log_age", "metallicity", "ebv"):
         result[f"{key}_err"] = float(np.std([d[key] for d in draws], ddof=1)) if bootstrap > 1 else np.nan
     result.update(
         chi2_per_pixel=float(np.sum((flux - pp.bestfit * scale)[good] ** 2 * ivar[good]) / good.sum()),
         n_pixels=int(good.sum()),
+        n_masked=int(np.sum(in_window & (ivar > 0))),
+        n_clipped=int(goodpixels.size - kept.size),
         bootstrap=bootstrap,
         templates=templates.name,
         wave=wave,
@@ -200,7 +261,7 @@ def fit_ppxf(
     resolving_power : float
         λ / FWHM of the spectrum.
     **options
-        ``regul``, ``bootstrap``, ``seed`` of :func:`fit_rest_ppxf`.
+        ``regul``, ``bootstrap``, ``seed``, ``masks`` of :func:`fit_rest_ppxf`.
 
     Returns
     -------
