@@ -58,7 +58,7 @@ from img2spec.evaluation import n_chunks  # noqa: E402
 
 NETWORKS = resolve_networks(config["training"])
 ABLATION_VARIANTS = variants(
-    config["ablation"]["resolutions"], config["ablation"]["bands"]
+    config["ablation"]["resolutions"], config["ablation"]["band_variants"]
 )
 ABLATION_VARIANT = VARIANT.pattern.strip("^$")
 

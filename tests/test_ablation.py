@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from img2spec.ablation import parse_variant, rest_frame_mse, transform_images, variant_dataset, variants
+from img2spec.ablation import TABLE3_BAND_VARIANTS, parse_variant, rest_frame_mse, transform_images, variant_dataset, variants
 from img2spec.dataset import SPLITS
 
 
@@ -37,7 +37,8 @@ def test_band_variants_remove_colour():
 
 
 def test_variant_names():
-    assert variants([64, 8], ["ugriz", "g"]) == ["64px_ugriz", "8px_ugriz", "64px_g"]
+    assert variants([64, 8], ["64px_ugriz", "1px_g"]) == ["64px_ugriz", "8px_ugriz", "1px_g"]
+    assert variants([64], list(TABLE3_BAND_VARIANTS)) == ["64px_ugriz", "32px_gri", "16px_gri", "1px_mean", "1px_g"]
     assert parse_variant("16px_mean") == (16, "mean")
     for bad in ("12px_ugriz", "16px_uv", "16_ugriz"):
         with pytest.raises(ValueError, match=bad):

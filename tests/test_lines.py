@@ -50,7 +50,11 @@ def test_a_line_lost_in_the_noise_makes_a_galaxy_passive():
     flux, ivar, continuum, _ = hand_made(-0.5, -0.3, 12.0, snr=100.0)
     fluxes = {"Hbeta": np.array([4.0]), "OIII_5007": np.array([0.1]), "Halpha": np.array([12.0]), "NII_6584": np.array([3.0])}
     errors = {name: np.array([0.2]) for name in LINES}  # [O III] at S/N 0.5
-    assert bpt_class(fluxes, np.array([12.0]), lines_measured(fluxes, errors))[0] == "passive"
+    assert bpt_class(fluxes, np.array([12.0]), lines_measured(fluxes, errors, rule="snr"))[0] == "passive"
+    # the paper's rule has no S/N threshold: a weak but positive line keeps the galaxy on the diagram
+    assert bpt_class(fluxes, np.array([12.0]), lines_measured(fluxes, errors, rule="positive"))[0] == "star-forming"
+    fluxes["OIII_5007"] = np.array([-0.1])  # nothing left after the continuum
+    assert bpt_class(fluxes, np.array([12.0]), lines_measured(fluxes, errors, rule="positive"))[0] == "passive"
 
 
 def test_confusion_matrix_of_identical_classes_is_diagonal():

@@ -47,7 +47,7 @@ TINY = {
     "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
     "evaluation": {"chunk_size": 4, "ppxf": {"bootstrap": 1}, "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
                    "lines": {"draws": 50}},
-    "ablation": {"resolutions": [64, 4], "bands": ["mean"], "inference": {"k_lr": 1, "k_sr": 1}},
+    "ablation": {"resolutions": [64, 4], "band_variants": ["1px_mean"], "inference": {"k_lr": 1, "k_sr": 1}},
 }
 
 
@@ -78,7 +78,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     ablation = _snakemake(workdir, "results/ablation/summary.json", "--cores", "2", "--configfile", "tiny.yaml")
     assert ablation.returncode == 0, ablation.stderr[-4000:]
     table = pd.read_csv(workdir / "results/ablation/table.csv")
-    assert table["variant"].tolist() == ["64px_ugriz", "4px_ugriz", "64px_mean"] and (table["n"] == 6).all()
+    assert table["variant"].tolist() == ["64px_ugriz", "4px_ugriz", "1px_mean"] and (table["n"] == 6).all()
 
     # the ablation is off the default graph, so it is named as a target to be reported too
     report = _snakemake(workdir, "all", "results/ablation/summary.json", "--report", "results/report.html", "--configfile", "tiny.yaml")

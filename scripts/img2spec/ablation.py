@@ -43,9 +43,13 @@ def parse_variant(name: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def variants(resolutions: list[int], band_sets: list[str]) -> list[str]:
-    """All-band variants at each resolution, then each band set at full resolution (Table 3's rows)."""
-    names = [variant_name(r, "ugriz") for r in resolutions] + [variant_name(64, b) for b in band_sets]
+#: The band rows of the paper's Table 3: gri at 32 × 32 and 16 × 16, one band (the mean of ugriz, or g) at 1 × 1.
+TABLE3_BAND_VARIANTS = ("32px_gri", "16px_gri", "1px_mean", "1px_g")
+
+
+def variants(resolutions: list[int], band_variants: list[str]) -> list[str]:
+    """All-band variants at each resolution, then the band variants as named (Table 3's rows)."""
+    names = [variant_name(r, "ugriz") for r in resolutions] + list(band_variants)
     for name in names:
         parse_variant(name)
     return list(dict.fromkeys(names))

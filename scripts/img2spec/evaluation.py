@@ -61,7 +61,7 @@ class EvaluationSettings:
     firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
     redshift: dict = field(default_factory=lambda: {"library": "miuscat", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
     lines: dict = field(default_factory=lambda: {
-        "continuum": "firefly", "min_snr": 3.0, "min_ew": 1.0, "draws": 5000, "ew_error": 1.0,
+        "continuum": "firefly", "min_snr": 3.0, "detection": "positive", "min_ew": 1.0, "draws": 5000, "ew_error": 1.0,
         "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}})
     resolving_power: float = 1500.0
 
@@ -626,7 +626,8 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     ids = fits["specObjID"].unique()
     kinds = kinds_in(fits)
     inputs = {kind: _line_inputs(fits, kind, options["continuum"], ids) for kind in kinds}
-    measured = {kind: lines_measured(inputs[kind]["fluxes"], inputs[kind]["errors"], options["min_snr"]) for kind in kinds}
+    measured = {kind: lines_measured(inputs[kind]["fluxes"], inputs[kind]["errors"], options["min_snr"], options.get("detection", "positive"))
+                for kind in kinds}
     classes = {kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options["min_ew"]) for kind in kinds}
     table = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
     matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], CLASSES)

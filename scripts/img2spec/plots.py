@@ -325,7 +325,9 @@ def ablation(table: pd.DataFrame, path: str | Path) -> None:
     axes[0].errorbar(by_resolution["resolution"], by_resolution["mean_mse"], by_resolution["sem_mse"], marker="o")
     axes[0].set(xscale="log", xlabel="pixels per side (same field of view)", ylabel="mean MSE, rest 4000–7000 Å")
     axes[0].set_xticks(by_resolution["resolution"], by_resolution["resolution"].astype(str))
-    by_bands = table[table["resolution"] == 64]
-    axes[1].bar(by_bands["bands"], by_bands["mean_mse"], yerr=by_bands["sem_mse"])
-    axes[1].set(xlabel="bands (64 × 64 pixels)")
+    by_bands = table[(table["bands"] != "ugriz") | (table["resolution"] == 64)]
+    labels = [f"{r}×{r} {b}" for r, b in zip(by_bands["resolution"], by_bands["bands"])]
+    axes[1].bar(labels, by_bands["mean_mse"], yerr=by_bands["sem_mse"])
+    axes[1].set(xlabel="resolution and bands")
+    axes[1].tick_params(axis="x", labelrotation=30)
     _save(fig, path)

@@ -3,9 +3,12 @@
 Hβ, [O III]4959,5007, Hα and [N II]6548,6584 are fitted as Gaussians with one velocity and one
 intrinsic σ, the doublets at their atomic ratios (2.98 and 2.94), on the continuum-subtracted
 spectrum convolved with the instrument.  EW(Hα) is measured with specutils on the spectrum divided
-by the stellar continuum.  The classes follow Doorenbos, Sextl et al. (2024): passive when EW(Hα)
-< 1 Å or any of the four lines is not measured (S/N below ``min_snr``), otherwise star-forming
-below the Kauffmann et al. (2003) line and AGN on or above it (composites count as AGN).
+by the stellar continuum.  The classes follow Doorenbos, Sextl et al. (2024), Sect. 5.7 and Figure
+12: passive when EW(Hα) < 1 Å or any of the four lines is missing, otherwise star-forming below the
+Kauffmann et al. (2003) line and AGN on or above it (composites count as AGN).  The paper calls a
+line missing when no emission is left after subtracting the continuum, "independent of any S/N
+ratio, which is not available in predicted spectra" (:data:`DETECTION_RULES` ``"positive"``); a
+S/N threshold (``"snr"``) is the alternative.
 """
 
 from __future__ import annotations
@@ -99,12 +102,22 @@ def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuu
     return result
 
 
-def lines_measured(fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray], min_snr: float = 3.0) -> np.ndarray:
-    """True where all four lines have a positive flux at least ``min_snr`` times its error."""
+#: When a line counts as present: any emission left after the continuum (the paper), or S/N ≥ ``min_snr``.
+DETECTION_RULES = ("positive", "snr")
+
+
+def lines_measured(fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray], min_snr: float = 3.0,
+                   rule: str = "positive") -> np.ndarray:
+    """True where all four lines are present: a positive flux (``rule="positive"``, the paper's) or,
+    with ``rule="snr"``, a positive flux at least ``min_snr`` times its error."""
+    if rule not in DETECTION_RULES:
+        raise ValueError(f"line detection rule must be one of {DETECTION_RULES}, got {rule!r}")
     measured = None
     for name in LINES:
         f, e = np.asarray(fluxes[name], float), np.asarray(errors[name], float)
-        ok = (f > 0) & np.isfinite(e) & (f >= min_snr * e)
+        ok = np.isfinite(f) & (f > 0)
+        if rule == "snr":
+            ok &= np.isfinite(e) & (f >= min_snr * e)
         measured = ok if measured is None else measured & ok
     return measured
 
