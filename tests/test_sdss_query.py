@@ -89,7 +89,7 @@ def test_chunks_are_retried_cached_and_joined(tmp_path):
         server.failures[3002] = 2
         catalog = query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
         assert len(server.requests) == 3 + 2
-        assert "s.z > 0.05 AND s.z <= 0.15" in server.requests[0]
+        assert "S.z >= 0.05" in server.requests[0] and "S.z <= 0.15" in server.requests[0]
         assert len(catalog) == 18 and catalog["specObjID"].is_monotonic_increasing
         assert {"specObjID", "plate", "mjd", "fiberID", "z", "velDisp", "elliptical"} <= set(catalog.columns)
         assert catalog["specObjID"].dtype.kind == "i" and sorted(catalog["plate"].unique()) == list(range(3000, 3006))
@@ -113,8 +113,8 @@ def test_a_chunk_that_keeps_failing_is_reported_and_the_others_stay_cached(tmp_p
 @pytest.mark.parametrize("bad", ["0.1; DROP TABLE SpecObj", None, float("nan"), True])
 def test_only_numbers_reach_the_sql(bad):
     with pytest.raises(InputError, match="not a finite number"):
-        render_query(TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=30,
-                     petro_mag_min=10, petro_mag_max=17.77)
+        render_query(TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=20,
+                     petro_mag_max=17.8)
 
 
 class FakeCasJobs:
@@ -219,3 +219,40 @@ def test_casjobs_sql_errors_reach_the_user(tmp_path):
             casjobs_runner(url, "wrong", sleep=lambda _: None, log=lambda _: None)("SELECT 1")
     with pytest.raises(InputError, match="needs a SciServer token"):
         casjobs_runner("http://127.0.0.1:9", "")
+
+
+#: Every cut of the paper's Appendix B, as printed there (column prefixes and spaces aside).
+APPENDIX_B_CUTS = (
+    "S.class = 'GALAXY'", "P.mode = 1", "S.instrument = 'SDSS'",
+    "(flags_r & 0x20) = 0", "(flags_r & 0x80000) = 0", "((flags_r & 0x400000000000) = 0 OR P.psfmagerr_r <= 0.2)",
+    "(flags_r & 0x800000000000) = 0", "(flags_r & 0x100000000000) = 0", "((flags_r & 0x100000000000) = 0 OR (flags_r & 0x1000) = 0)",
+    "(flags_r & 0x10000000) != 0", "(flags_r & 0x40000) = 0", "(flags_r & 0x80) = 0",
+    *(f"P.{quantity}_{band}>0" for quantity in ("petroRad", "petroR90", "fiberMag", "modelMag", "cmodelMag") for band in "ugriz"),
+    *(f"P.{quantity}_{band}<20" for quantity in ("petroRad", "petroR90") for band in "ugriz"),
+    "S.z >= 0.05", "S.z <= 0.15",
+)
+APPENDIX_B_TABLES = ("SpecObj", "PhotoObjAll", "zooSpec", "stellarMassFSPSGranWideDust", "stellarMassFSPSGranWideNoDust",
+                     "stellarMassPassivePort")
+
+
+def _normalised(sql: str) -> str:
+    """Comments dropped, table prefixes dropped, no spaces, lower case."""
+    text = " ".join(line.split("--")[0] for line in sql.splitlines())
+    return re.sub(r"\b[A-Z]{1,3}\.", "", text).replace(" ", "").lower()
+
+
+def test_the_query_is_appendix_b_column_for_column_with_every_cut():
+    from img2spec.io import FRAME_COLUMNS, SAMPLE_COLUMNS
+
+    settings = QuerySettings()
+    sql = render_query(TEMPLATE, z_min=settings.z_min, z_max=settings.z_max, petro_rad_max=settings.petro_rad_max,
+                       petro_mag_max=settings.petro_mag_max, specobjid_min=1, specobjid_max=2)
+    flat = " ".join(line.split("--")[0] for line in sql.splitlines())
+    select = re.search(r"SELECT(.*?)FROM", flat, re.S).group(1)
+    names = [re.split(r"\s+AS\s+|\.", item.strip())[-1] for item in select.split(",")]
+    assert names == [*SAMPLE_COLUMNS, *FRAME_COLUMNS]
+    for cut in APPENDIX_B_CUTS:
+        assert _normalised(cut) in _normalised(sql), cut
+    joined = re.findall(r"(?:FROM|JOIN)\s+(\w+)", flat)
+    assert sorted(joined) == sorted(APPENDIX_B_TABLES)
+    assert "{" not in sql

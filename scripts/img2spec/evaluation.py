@@ -533,6 +533,10 @@ def indices(fits: pd.DataFrame, out_dir) -> dict:
     return summary
 
 
+#: The catalog's photometric stellar mass of the mass–metallicity figure: Maraston et al. (2009), as the paper's Figure 9.
+STELLAR_MASS = "logMass_Maraston09"
+
+
 def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     """Mass–metallicity, the age–metallicity–dust degeneracy (Figure 10) and bimodality (Figure 11).
 
@@ -545,7 +549,8 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     with h5py.File(dataset_h5, "r") as data:
         row_of = {int(s): i for i, s in enumerate(data["specobjid"][()])}
         rows = np.array([row_of[int(s)] for s in ids])
-        catalog = pd.DataFrame({name: data["catalog"][name][()][rows] for name in ("logMass", "modelMag_u", "modelMag_r")}, index=ids)
+        catalog = pd.DataFrame({name: data["catalog"][name][()][rows] for name in (STELLAR_MASS, "modelMag_u", "modelMag_r")}, index=ids)
+    catalog = catalog.rename(columns={STELLAR_MASS: "logMass"})
     catalog["u_minus_r"] = catalog["modelMag_u"] - catalog["modelMag_r"]
     table = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
     for column in ("ppxf_log_age", "ppxf_metallicity", "ppxf_ebv", "ppxf_sigma_star", "firefly_log_age", "firefly_metallicity",

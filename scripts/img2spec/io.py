@@ -24,6 +24,23 @@ from astropy.io import fits
 
 #: Band order of every cube handled by img2spec.
 BANDS = ("u", "g", "r", "i", "z")
+#: Columns of a sample catalog, in order: those of the paper's Appendix B query
+#: (``resources/sql/sample.sql``), then what img2spec adds (plate, mjd, fiberID name the spec-lite
+#: file; petroMag_r is the cut that stands in for the paper's private object list).  The mock
+#: survey writes exactly these.
+SAMPLE_COLUMNS = (
+    "specObjID", "objID", "ra", "dec",
+    "firstRelease", "programname", "instrument", "run2d",
+    "z", "zErr", "velDisp", "velDispErr",
+    *(f"petroRad_{b}" for b in BANDS), *(f"petroR90_{b}" for b in BANDS), *(f"fiberMag_{b}" for b in BANDS),
+    "extinction_r", "plateSN2",
+    *(f"modelMag_{b}" for b in BANDS), *(f"cModelMag_{b}" for b in BANDS),
+    "p_mg", "p_el_debiased", "p_cs_debiased", "spiral", "elliptical", "uncertain",
+    "logMass_Maraston09", "logMass_ConroyDust", "logMass_ConroyNoDust",
+    "plate", "mjd", "fiberID", "petroMag_r",
+)
+#: Columns the query adds for building cubes from SDSS frames (``sdss.cubes.source: frames``); the mock has no frames.
+FRAME_COLUMNS = ("run", "rerun", "camcol", "field")
 
 #: SDSS spectral pixel-mask bit that marks pixels without data.
 NODATA_BIT = 1 << 24

@@ -235,9 +235,12 @@ class QuerySettings:
     Attributes
     ----------
     z_min, z_max : float
-        Redshift range (z_min < z ≤ z_max).
-    petro_rad_max, petro_mag_min, petro_mag_max : float
-        Sanity limits on the Petrosian radius [″] and r magnitude.
+        Redshift range, z_min ≤ z ≤ z_max as the Appendix B query (its text says 0.05 < z ≤ 0.15).
+    petro_rad_max : float
+        Upper limit of the Petrosian radius and of petroR90 in every band [″] (the paper's Appendix B: 20).
+    petro_mag_max : float
+        Upper limit of the dereddened Petrosian r magnitude, the selection of the Pasquet et al. (2019)
+        cubes that stands in for the paper's private object list (17.8).
     plate_min, plate_max, plates_per_chunk : int
         Plates covered and plates per query: each chunk is a specObjID range of whole plates (at
         most 640 fibers each), far below SkyServer's row limit.
@@ -254,9 +257,8 @@ class QuerySettings:
 
     z_min: float = 0.05
     z_max: float = 0.15
-    petro_rad_max: float = 30.0
-    petro_mag_min: float = 10.0
-    petro_mag_max: float = 17.77
+    petro_rad_max: float = 20.0
+    petro_mag_max: float = 17.8
     plate_min: int = 266
     plate_max: int = 3000
     plates_per_chunk: int = 100
@@ -317,7 +319,7 @@ def query_catalog(template: str, settings: QuerySettings, cache_dir: str | Path,
             parts.append(pd.read_csv(cached))
             continue
         sql = render_query(template, z_min=settings.z_min, z_max=settings.z_max, petro_rad_max=settings.petro_rad_max,
-                           petro_mag_min=settings.petro_mag_min, petro_mag_max=settings.petro_mag_max,
+                           petro_mag_max=settings.petro_mag_max,
                            specobjid_min=encode_specobjid(lo, 0, 50000, 0), specobjid_max=encode_specobjid(hi + 1, 0, 50000, 0) - 1)
         delay = settings.backoff
         for attempt in range(1, settings.retries + 2):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
-from ..io import BANDS, NODATA_BIT, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
+from ..io import BANDS, NODATA_BIT, SAMPLE_COLUMNS, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
 from ..preprocessing import LOG10_STEP
 from ..templates import SSPLibrary
@@ -332,6 +332,9 @@ class MockSurvey:
         f18 = mag_to_nanomaggies(18.0) * 3.631e-29 * C_ANGSTROM_PER_S / 6200.0**2 / 1e-17
         sky_6200 = np.interp(6200.0, wave, sky)
         gain = obs.snr_r18**2 * (f18 + sky_6200) / f18**2
+        # SDSS's plateSN2 is (S/N)² per pixel at a fiber magnitude of about 20.2; here at 6200 Å in r
+        f20 = mag_to_nanomaggies(20.2) * 3.631e-29 * C_ANGSTROM_PER_S / 6200.0**2 / 1e-17
+        plate_sn2 = gain * f20**2 / (f20 + sky_6200)
         x = (np.log10(wave) - np.log10(wave).mean()) / np.ptp(np.log10(wave)) * 2
         calib = 1 + obs.calibration_error * (rng.normal(size=(n, 1)) * x + rng.normal(size=(n, 1)) * (x**2 - 1 / 3))
         variance = (np.clip(noiseless, 0, None) + sky[None, :]) / gain
@@ -345,7 +348,8 @@ class MockSurvey:
         and_mask |= np.where(flagged, 1 << 18, 0)  # FULLREJECT
         ivar = np.where(and_mask == 0, 1.0 / variance, 0.0)
         flux = np.where(covered, flux, 0.0)
-        return {"flux": flux, "ivar": ivar, "and_mask": and_mask, "sky": np.broadcast_to(sky, flux.shape)}
+        return {"flux": flux, "ivar": ivar, "and_mask": and_mask, "sky": np.broadcast_to(sky, flux.shape),
+                "plate_sn2": np.full(n, plate_sn2)}
 
     # ------------------------------------------------------------------ images
     def images(
@@ -462,24 +466,37 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
         "zErr": z_err,
         "velDisp": spectra["sigma_star"] + rng.normal(0, 1, n) * vdisp_err,
         "velDispErr": vdisp_err,
-        "petroRad_r": gal["petroRad"],
-        "petroR50_r": gal["petroR50"],
-        "petroR90_r": gal["petroR90"],
-        "petroMag_r": gal["petroMag_r"],
+        "firstRelease": np.full(n, "DR8"),
+        "programname": np.full(n, "legacy"),
+        "instrument": np.full(n, "SDSS"),
+        "run2d": np.full(n, "26"),
+        "plateSN2": spectra["plate_sn2"],
     }
+    # the mock renders one light profile for all bands, so the Petrosian radii are the same in each
+    for band in BANDS:
+        catalog[f"petroRad_{band}"] = gal["petroRad"]
+        catalog[f"petroR90_{band}"] = gal["petroR90"]
+    catalog["petroMag_r"] = gal["petroMag_r"]
     for b, band in enumerate(BANDS):
         catalog[f"fiberMag_{band}"] = asinh_mag(fiber_obs)[:, b]
         catalog[f"modelMag_{band}"] = asinh_mag(model_obs)[:, b]
         catalog[f"cModelMag_{band}"] = asinh_mag(model_obs)[:, b]
+    log_mass = gal["logmass"] + rng.normal(0, 0.1, n)
     catalog.update(
         extinction_r=gal["extinction_r"],
-        elliptical=(p_el > 0.8).astype(int),
+        # Galaxy Zoo: the mock has no merger votes; the flags follow the 0.8 debiased-vote threshold
+        p_mg=np.zeros(n),
+        p_el_debiased=p_el,
+        p_cs_debiased=p_cs,
         spiral=(p_cs > 0.8).astype(int),
+        elliptical=(p_el > 0.8).astype(int),
         uncertain=((p_el <= 0.8) & (p_cs <= 0.8)).astype(int),
-        p_el=p_el,
-        p_cs=p_cs,
-        logMass=gal["logmass"] + rng.normal(0, 0.1, n),
+        # one photometric mass with 0.1 dex scatter stands for all three SDSS mass tables
+        logMass_Maraston09=log_mass,
+        logMass_ConroyDust=log_mass,
+        logMass_ConroyNoDust=log_mass,
     )
+    catalog = {name: catalog[name] for name in SAMPLE_COLUMNS}
     truth = {
         "specObjID": specobjid,
         "z": gal["z"],
