@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from img2spec.config import resolve_networks  # noqa: E402
 from img2spec.ablation import VARIANT, variants  # noqa: E402
 from img2spec.evaluation import n_chunks  # noqa: E402
+from img2spec.templates import LIBRARIES as WHEEL_LIBRARIES  # noqa: E402
 
 NETWORKS = resolve_networks(config["training"])
 ABLATION_VARIANTS = variants(

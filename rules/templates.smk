@@ -1,11 +1,12 @@
-rule mock_templates:
+rule ssp_library:
     output:
-        miuscat="resources/templates/miuscat.npz",
-        m11_miles="resources/templates/m11_miles.npz",
+        "resources/templates/{library}.npz",
     log:
-        "results/logs/mock_templates.log",
+        "results/logs/ssp_library/{library}.log",
     benchmark:
-        "results/benchmarks/mock_templates.tsv"
+        "results/benchmarks/ssp_library/{library}.tsv"
+    wildcard_constraints:
+        library="|".join(WHEEL_LIBRARIES),
     conda:
         "../envs/mock.yaml"
     threads: 1
@@ -14,7 +15,7 @@ rule mock_templates:
     params:
         templates=config["templates"],
     script:
-        "../scripts/mock_templates.py"
+        "../scripts/ssp_library.py"
 
 
 rule sps_templates:

@@ -221,7 +221,7 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
     assert (score["moved"]["mean_relative_deviation_as_predicted"] > 1.5 * score["moved"]["mean_relative_deviation"]).all()
 
     settings = EvaluationSettings()
-    templates = prepare_templates(load_library(m11_npz), settings.resolving_power, ages_gyr=list(settings.ages_gyr))
+    templates = prepare_templates(load_library(m11_npz), settings.resolving_power, ages_gyr=settings.ages_gyr)
     # both fitted over the same rest-frame range: the moved one has no source blueward, the unmoved one loses its red end
     weights = {"unmoved": np.where(wave > wave[-1] * (1 + z[0]) / (1 + z_moved[0]), 0.0, ivar[0]),
                "moved": np.where(uncovered[0], 0.0, ivar[0])}

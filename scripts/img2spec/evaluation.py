@@ -54,12 +54,12 @@ class EvaluationSettings:
 
     chunk_size: int = 32
     seed: int = 0
-    library: str = "m11_miles"
-    ages_gyr: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
+    library: str = "bc03"
+    ages_gyr: tuple[float, ...] | None = None
     ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
                                                 "interstellar_masks": dict(FitMasks().interstellar), "sky_lines": FitMasks().sky_lines})
     firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
-    redshift: dict = field(default_factory=lambda: {"library": "miuscat", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
+    redshift: dict = field(default_factory=lambda: {"library": "bc03", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
     lines: dict = field(default_factory=lambda: {
         "continuum": "firefly", "min_snr": 3.0, "detection": "positive", "min_ew": 1.0, "draws": 5000, "ew_error": 1.0,
         "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}})
@@ -389,7 +389,7 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
     """
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
-    templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=list(settings.ages_gyr))
+    templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr))
     z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
     rows = []
     for i in range(len(spectra)):

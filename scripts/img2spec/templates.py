@@ -1,7 +1,7 @@
 """Simple-stellar-population template libraries from the sdss-mangadap distribution.
 
-The MaNGA DAP wheel on PyPI carries the MIUSCAT (Vazdekis et al. 2012) and M11-MILES (Maraston &
-Strömbäck 2011) SSP spectra as FITS files.  Installing the package would pin an old ppxf, so img2spec
+The MaNGA DAP wheel on PyPI carries the MIUSCAT (Vazdekis et al. 2012), M11-MILES (Maraston &
+Strömbäck 2011) and BC03 (Bruzual & Charlot 2003, the MPA-JHU selection) SSP spectra as FITS files.  Installing the package would pin an old ppxf, so img2spec
 downloads the wheel with ``pip download`` (whatever index the user's pip is configured for), checks
 its SHA-256, and reads only the data files out of the archive.
 """
@@ -23,15 +23,19 @@ from astropy.io import fits
 from .io import InputError, atomic_output
 from .download import RateLimiter, RetryPolicy, fetch_with_retries
 
-#: Library name → (folder inside the wheel, FWHM [Å] of the spectra, filename parser).
+#: Library name → (folder inside the wheel, FWHM [Å] of the spectra).  MIUSCAT is the mock's truth.
+#: M11-MILES: [Z/H] −0.3, 0, +0.3, ages 6.5 Myr–15 Gyr at solar but from 0.1 Gyr at +0.3, Salpeter
+#: IMF.  BC03: [Z/H] −0.7, −0.4, 0, +0.4, ten ages 5 Myr–10 Gyr at every metallicity, Chabrier IMF.
 LIBRARIES = {
     "miuscat": ("mangadap/data/spectral_templates/miuscat/", 2.51),
     "m11_miles": ("mangadap/data/spectral_templates/m11_miles/", 2.54),
+    "bc03": ("mangadap/data/spectral_templates/bc03_mpajhu/", 2.30),
 }
 
 _MIUSCAT_NAME = re.compile(r"Iun1\.30Z([mp])(\d+\.\d+)T(\d+\.\d+)\.fits$")
 _M11_NAME = re.compile(r"_age_(\d+\.\d+)_z_(\d+\.\d+)\.fits$")
-#: Metal mass fraction of the Sun adopted by Maraston & Strömbäck (2011).
+_BC03_NAME = re.compile(r"BC03_z(\d+\.\d+)_a(\d+\.\d+)\.fits$")
+#: Metal mass fraction of the Sun adopted by Maraston & Strömbäck (2011) and by Bruzual & Charlot (2003).
 M11_Z_SUN = 0.02
 
 
@@ -142,6 +146,10 @@ def _parse(name: str, filename: str) -> tuple[float, float] | None:
         if m:
             sign = -1.0 if m.group(1) == "m" else 1.0
             return float(m.group(3)), sign * float(m.group(2))
+    elif name == "bc03":
+        m = _BC03_NAME.search(filename)
+        if m:
+            return float(m.group(2)), float(np.log10(float(m.group(1)) / M11_Z_SUN))
     else:
         m = _M11_NAME.search(filename)
         if m:

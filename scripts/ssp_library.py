@@ -1,4 +1,4 @@
-"""Snakemake entry point: SSP template libraries from the sdss-mangadap wheel → compact npz files."""
+"""Snakemake entry point: one SSP template library out of the sdss-mangadap wheel → a compact npz file."""
 
 import sys
 
@@ -11,7 +11,6 @@ with logged(snakemake.log[0]):  # noqa: F821
     cfg = snakemake.params.templates  # noqa: F821
     wheel = fetch_wheel(cfg["package"], cfg["version"], cfg["sha256"], cfg["download_dir"])
     print(f"verified {wheel}")
-    for name, path in snakemake.output.items():  # noqa: F821
-        library = library_from_wheel(wheel, name)
-        library.save(path)
-        print(f"{name}: {library.flux.shape[0]} SSPs, {library.wave_air[0]:.0f}-{library.wave_air[-1]:.0f} A -> {path}")
+    library = library_from_wheel(wheel, snakemake.wildcards.library)  # noqa: F821
+    library.save(snakemake.output[0])  # noqa: F821
+    print(f"{library.name}: {library.flux.shape[0]} SSPs, {library.wave_air[0]:.0f}-{library.wave_air[-1]:.0f} A -> {snakemake.output[0]}")  # noqa: F821
