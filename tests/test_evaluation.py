@@ -190,6 +190,9 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
             "AGN accuracy; ties on: fraction with Δ̄ < 10%, median χ²/N.") in markdown
     assert ("the 16–84% band of the candidates holds 0.66 of the test galaxies' observed pixels (nominal 0.68; elliptical 0.70, "
             "spiral 0.63); as drawn, before its calibration on validation galaxies (× 1.37), 0.51.") in markdown
+    methods = markdown.split("## How each number is computed")[1]
+    from img2spec.evaluation import HEADLINES
+    assert all(f"| {label} |" in methods for label, *_ in HEADLINES)  # every headline row says how it was computed
 
 
 def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(tiny_dataset, m11_npz, tmp_path):
