@@ -1,8 +1,5 @@
 """Helpers shared by the rules: where each survey's products live, and the default targets."""
 
-import sys
-from pathlib import Path
-
 
 def survey_dir():
     """Folder holding the input survey's catalog, spectra and cubes (mock or sdss)."""
@@ -51,7 +48,6 @@ def default_targets():
     return targets
 
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from img2spec.config import resolve_networks  # noqa: E402
 from img2spec.ablation import VARIANT, variants  # noqa: E402
 from img2spec.evaluation import n_chunks  # noqa: E402

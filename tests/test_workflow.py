@@ -111,6 +111,10 @@ def _declared_report_files() -> list[str]:
         ({"survey": "sdss9"}, "is not one of \\['mock', 'sdss'\\]"),
         ({"mock": {"n_galaxy": 10}}, "'n_galaxy' was unexpected"),
         ({"dataset": {"n_val": -1}}, "less than the minimum"),
+        ({"inference": {"k_lr": 2, "keep_lr": 3}}, "inference.keep_lr: keeps 3 of k_lr = 2"),
+        ({"mock": {"population": {"z_min": 0.15, "z_max": 0.1}}}, "mock.population.z_min: 0.15 must be below"),
+        ({"dataset": {"n_val": 2000, "n_test": 1000}}, "leaves no training galaxy of mock.n_galaxies = 3000"),
+        ({"preprocessing": {"r_out": 2500}}, "preprocessing.r_out: 2500 must be below r_in"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
@@ -120,6 +124,17 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
     assert re.search(message, result.stdout + result.stderr)
     with pytest.raises(ConfigError, match=message):
         validate_config(bad)
+
+
+def test_nested_command_line_values_are_typed_and_network_keys_closed(tmp_path):
+    """--config training='{devices: 4}' arrives as the string '4' from Snakemake; a misspelt network key is not ignored."""
+    workdir = _workdir(tmp_path, {})
+    typed = _snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config", "training={preset: paper, accelerator: gpu, devices: 4}")
+    assert typed.returncode == 0, typed.stderr[-2000:]
+    misspelt = _snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config",
+                          "training={networks: {contrastive_lr: {learning_rat: 0.001}}}")
+    assert misspelt.returncode != 0
+    assert re.search(r"training\.networks\.contrastive_lr: .*'learning_rat' was unexpected", misspelt.stdout + misspelt.stderr)
 
 
 def test_lint_and_format_are_clean():

@@ -35,18 +35,119 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _validate(instance: Any, schema_path: Path, what: str) -> None:
+def _validate(instance: Any, schema_path: Path, what: str, prefix: str = "") -> None:
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
         for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            where = ".".join([prefix, *map(str, err.absolute_path)] if prefix else map(str, err.absolute_path)) or "(top level)"
             allowed = err.schema.get("enum") if isinstance(err.schema, dict) else None
             hint = f" (allowed: {allowed})" if allowed else ""
             lines.append(f"{what} key {where}: {err.message}{hint}")
         raise ConfigError("\n".join(lines))
+
+
+_SCALAR_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None), "array": list, "object": dict}
+
+
+def _resolved(schema: dict, root: dict) -> dict:
+    """``schema`` with its local ``$ref`` followed and its ``allOf`` parts' properties merged in."""
+    if "$ref" in schema:
+        target = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = {**_resolved(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+    if "allOf" in schema:
+        properties = dict(schema.get("properties", {}))
+        for part in schema["allOf"]:
+            properties.update(_resolved(part, root).get("properties", {}))
+        schema = {**schema, "properties": properties}
+    return schema
+
+
+def coerce_strings(instance: Any, schema: dict, root: dict | None = None) -> Any:
+    """``instance`` with strings turned into the non-string types its schema asks for, where they parse as such.
+
+    Snakemake passes the values of nested ``--config`` dictionaries as strings
+    (``--config training='{devices: 4}'`` gives ``"4"``); each such string is read as YAML and kept
+    only if the result has a type the schema allows.  Everything else is left for validation to judge.
+    """
+    root = schema if root is None else root
+    schema = _resolved(schema, root)
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = coerce_strings(value, sub, root)
+        return instance
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(item, schema["items"], root) for item in instance]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(instance, str) and "string" not in types and any(t in _SCALAR_TYPES for t in types):
+        try:
+            parsed = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        if isinstance(parsed, str) and ("number" in types or "integer" in types):
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)  # YAML 1.1 reads 2e-4 (no dot) as a string
+        wanted = tuple(_SCALAR_TYPES[t] for t in types if t in _SCALAR_TYPES)
+        if isinstance(parsed, wanted) and not (isinstance(parsed, bool) and bool not in wanted):
+            return coerce_strings(parsed, schema, root)
+    return instance
+
+
+def _ordered(config: dict, path: str, low: Any, high: Any, strict: bool = True) -> str | None:
+    if low is None or high is None:
+        return None
+    if low < high or (not strict and low <= high):
+        return None
+    return f"config key {path}: {low} must be {'below' if strict else 'at most'} {high}"
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Cross-field checks the schema cannot express, on a validated config (defaults filled).
+
+    Raises
+    ------
+    ConfigError
+        Listing every inconsistent pair of keys.
+    """
+    problems = []
+    inference = config["inference"]
+    problems.append(_ordered(config, "inference.keep_lr", inference["keep_lr"], inference["k_lr"], strict=False)
+                    and f"config key inference.keep_lr: keeps {inference['keep_lr']} of k_lr = {inference['k_lr']} candidates; "
+                    "it must be at most k_lr")
+    ablation = config.get("ablation", {}).get("inference", {})
+    if "keep_lr" in ablation or "k_lr" in ablation:
+        keep, k = ablation.get("keep_lr", inference["keep_lr"]), ablation.get("k_lr", inference["k_lr"])
+        problems.append(keep > k and f"config key ablation.inference.keep_lr: {keep} must be at most ablation.inference.k_lr = {k}")
+    mock = config["mock"]
+    problems.append(_ordered(config, "mock.population.z_min", mock["population"]["z_min"], mock["population"]["z_max"])
+                    and f"config key mock.population.z_min: {mock['population']['z_min']} must be below mock.population.z_max = "
+                    f"{mock['population']['z_max']}")
+    query = config["sdss"]["query"]
+    problems.append(_ordered(config, "sdss.query.z_min", query["z_min"], query["z_max"]))
+    redshift = config["evaluation"]["redshift"]
+    problems.append(_ordered(config, "evaluation.redshift.z_min", redshift["z_min"], redshift["z_max"]))
+    pre = config["preprocessing"]
+    problems.append(_ordered(config, "preprocessing.wave_min", pre["wave_min"], pre["wave_max"]))
+    problems.append(_ordered(config, "preprocessing.norm_window", *pre["norm_window"]))
+    problems.append(_ordered(config, "preprocessing.r_out", pre["r_out"], pre["r_in"])
+                    and f"config key preprocessing.r_out: {pre['r_out']} must be below r_in = {pre['r_in']} (the spectra are degraded)")
+    dataset = config["dataset"]
+    if config["survey"] == "mock" and dataset["n_val"] + dataset["n_test"] >= mock["n_galaxies"]:
+        problems.append(f"config key dataset.n_val + dataset.n_test: {dataset['n_val']} + {dataset['n_test']} leaves no training "
+                        f"galaxy of mock.n_galaxies = {mock['n_galaxies']}")
+    problems = [p for p in problems if p]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -57,8 +158,10 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     ConfigError
         Naming the offending key path and what the schema allows there.
     """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    coerce_strings(config, schema)
     _validate(config, schema_path, "config")
-    return config
+    return check_config(config)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -85,8 +188,9 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
     path = Path(presets_dir) / f"{training.get('preset', 'tiny')}.yaml"
     if not path.exists():
         raise ConfigError(f"config key training.preset: no preset file {path}")
-    networks = _merge(yaml.safe_load(path.read_text()), training.get("networks", {}))
-    _validate(networks, NETWORKS_SCHEMA_PATH, f"preset {path.stem}")
+    overrides = coerce_strings(training.get("networks", {}), yaml.safe_load(NETWORKS_SCHEMA_PATH.read_text()))
+    networks = _merge(yaml.safe_load(path.read_text()), overrides)
+    _validate(networks, NETWORKS_SCHEMA_PATH, f"(preset {path.stem} with overrides)", prefix="training.networks")
     return networks
 
 

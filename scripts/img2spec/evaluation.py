@@ -57,7 +57,8 @@ class EvaluationSettings:
     library: str = "bc03"
     ages_gyr: tuple[float, ...] | None = None
     ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
-                                                "interstellar_masks": dict(FitMasks().interstellar), "sky_lines": FitMasks().sky_lines})
+                                                "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
+                                                "sky_lines": list(FitMasks().sky_lines)})
     firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
     redshift: dict = field(default_factory=lambda: {"library": "bc03", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
     lines: dict = field(default_factory=lambda: {
