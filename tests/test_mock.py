@@ -208,3 +208,10 @@ def test_mock_outputs_are_read_like_sdss(mock_dir):
     assert spec.meta["specobjid"] == row.specObjID and spec.meta["z"] == pytest.approx(row.z)
     assert spec.wave[0] == pytest.approx(10**3.5798, rel=1e-6) and spec.wave[-1] == pytest.approx(10**3.9638, rel=1e-6)
     assert 5 < np.median(spec.flux[~spec.bad] * np.sqrt(spec.ivar[~spec.bad])) < 60
+
+
+def test_a_selection_nothing_passes_stops_naming_the_keys(mock_survey, tmp_path):
+    population = dataclasses.replace(mock_survey.settings.population, petro_r_limit=12.0, logmass_max=9.5)
+    settings = dataclasses.replace(mock_survey.settings, n_galaxies=4, batch_size=4, population=population)
+    with pytest.raises(ValueError, match="kept none of .* mock.population.petro_r_limit"):
+        generate(MockSurvey(mock_survey.model, settings, mock_survey.filters), tmp_path / "none")

@@ -174,11 +174,14 @@ class MockSurvey:
         fainter than the limit even at log M/L_r = −0.4 (per mass formed; the population never
         goes below −0.05); before the costly Petrosian measurement, those whose total r magnitude
         is 0.5 mag fainter than the limit (a Petrosian flux is ≥ 80% of the total for n ≤ 4).
+        An empty dict when no galaxy survives them.
         """
         gal = pop.draw_galaxies(n, self.model.ages, self.settings.population, rng)
         cosmo = self.settings.population.cosmology
         brightest_r = 4.65 - 2.5 * (gal["logmass"] + 0.4) + cosmo.distmod(gal["z"]).value
         possible = brightest_r <= self.settings.population.petro_r_limit + 0.5
+        if not possible.any():
+            return {}
         gal = {key: value[possible] for key, value in gal.items()}
         n = possible.sum()
         gal["dl_cm"] = cosmo.luminosity_distance(gal["z"]).value * MPC_CM
@@ -189,6 +192,8 @@ class MockSurvey:
         r = BANDS.index("r")
         total_r = asinh_mag(gal["flux_nmgy"].sum(1))[:, r] - gal["extinction_r"]
         bright = total_r <= self.settings.population.petro_r_limit + 0.5
+        if not bright.any():
+            return {}
         gal = {key: value[bright] for key, value in gal.items()}
         geom = self.geometry(gal)
         psf_r = self.settings.observation.psf_fwhm[r]
@@ -533,6 +538,10 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
     return pd.DataFrame(catalog), pd.DataFrame(truth)
 
 
+#: Consecutive draws that select no galaxy after which the mock gives up (a configuration nothing passes).
+MAX_EMPTY_DRAWS = 20
+
+
 def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
     """Generate the mock survey and write it below ``out_dir``.
 
@@ -547,16 +556,23 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     cubes = np.lib.format.open_memmap(cube_tmp, mode="w+", dtype=np.float32, shape=(n_total, 64, 64, 5))
     catalogs, truths = [], []
-    n_done, n_drawn = 0, 0
+    n_done, n_drawn, empty_draws = 0, 0, 0
     obs = settings.observation
     writer = SpecLiteWriter()
     try:
         while n_done < n_total:
             candidates = survey.draw_candidates(settings.batch_size * 8, rng)
             n_drawn += settings.batch_size * 8
-            keep = np.flatnonzero(survey.select(candidates))[: min(settings.batch_size, n_total - n_done)]
+            selected = survey.select(candidates) if candidates else np.zeros(0, dtype=bool)
+            keep = np.flatnonzero(selected)[: min(settings.batch_size, n_total - n_done)]
             if keep.size == 0:
+                empty_draws += 1
+                if empty_draws >= MAX_EMPTY_DRAWS:
+                    raise ValueError(
+                        f"the mock's selection kept none of {empty_draws * settings.batch_size * 8} drawn galaxies; loosen "
+                        "mock.population.petro_r_limit, or change mock.population.z_min/z_max or logmass_min/logmass_max")
                 continue
+            empty_draws = 0
             gal = {k: v[keep] for k, v in candidates.items()}
             spectra = survey.fiber_spectra(gal, rng)
             gal["flux_nmgy"][:, 1] += spectra["line_sf_nmgy"]
