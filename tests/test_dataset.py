@@ -83,20 +83,23 @@ def test_bad_objects_are_rejected_with_reasons_and_the_rest_goes_on(damaged_surv
     reasons = dict(zip(rejects["specObjID"], rejects["reason"]))
     for sid, expected in broken.items():
         assert expected in reasons[sid], (sid, reasons.get(sid))
-    assert rejects["reason"].str.contains("duplicate specObjID").sum() == 1
+    duplicated = rejects.loc[rejects["reason"].str.contains("duplicate specObjID"), "specObjID"]
+    assert len(duplicated) == 1
     assert set(rejects.loc[rejects["stage"] == "spectrum", "file"].str.len() > 0) == {True}
-    n_good = 48 - 5  # broken objects among the 48 originals
-    assert summary["n_objects"] == n_good
+    n_good = 48 - 4  # broken objects among the 48 originals; the duplicated one keeps its first row
+    assert summary["n_objects"] == n_good and summary["n_rejected"] == len(broken)
     assert summary["splits"] == {"train": n_good - 10, "val": 4, "test": 6}
+    assert summary["rejects_by_reason"]["catalog: duplicate specObjID (catalog row #; the first row is kept)"] == 1
     with h5py.File(tmp_path / "dataset.h5") as h5:
         ids = set(h5["specobjid"][()].tolist())
         assert not ids & set(broken)
+        assert int(duplicated.iloc[0]) in ids
         assert np.isfinite(h5["images"][()]).all()
 
 
 def test_too_many_rejects_fail_loudly_and_write_nothing(damaged_survey, tmp_path):
     root, _ = damaged_survey
-    with pytest.raises(TooManyRejects, match="rejected .* allowed"):
+    with pytest.raises(TooManyRejects, match="rejected .* allowed.*'spectrum: file not found"):
         _build(root, tmp_path, max_reject_fraction=0.02)
     assert not (tmp_path / "dataset.h5").exists()
     assert not list(tmp_path.glob(".dataset.h5*"))

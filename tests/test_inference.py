@@ -64,14 +64,16 @@ def test_prediction_is_deterministic_and_independent_of_batching(models_and_imag
 
 def test_new_images_are_predicted_and_bad_input_rejected(models_and_images, trained_checkpoints, tiny_dataset, tmp_path):
     models, images, ids = models_and_images
-    cubes = np.moveaxis(images[:3], 1, -1).copy()
+    cubes = np.moveaxis(images[:4], 1, -1).copy()
     cubes[1, 5, 5, 2] = np.nan
-    labels = np.rec.fromarrays([ids[:3]], names="specObjID")
+    cubes[3] = 0.0  # an empty cutout
+    labels = np.rec.fromarrays([ids[:4]], names="specObjID")
     write_cube_file(tmp_path / "new.npz", cubes, labels)
     n = predict_cube_file(tmp_path / "new.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "new.h5", tmp_path / "rejects.csv")
     assert n == 2
     rejects = pd.read_csv(tmp_path / "rejects.csv")
-    assert rejects["specObjID"].tolist() == [ids[1]] and "non-finite" in rejects["reason"][0]
+    assert rejects["specObjID"].tolist() == [ids[1], ids[3]]
+    assert "non-finite pixels in band(s) r" in rejects["reason"][0] and "band(s) ugriz all zero" in rejects["reason"][1]
     with h5py.File(tmp_path / "new.h5") as h5:
         assert h5["specobjid"][()].tolist() == [ids[0], ids[2]] and h5["flux"].shape == (2, 4500)
     np.savez(tmp_path / "four_bands.npz", cube=np.zeros((2, 64, 64, 4), np.float32), labels=labels[:2])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -108,6 +110,12 @@ def test_compressed_and_hdf5_cube_files(tmp_path):
     npz = tmp_path / "c.npz"
     np.savez_compressed(npz, cube=cubes, labels=_labels([1, 2]))
     np.testing.assert_array_equal(io.open_cube_file(npz, cache_dir=tmp_path / "cache").read(slice(0, 2))[1, 4], cubes[1, :, :, 4])
+    before = sorted(tmp_path.iterdir())
+    with io.open_cube_file(npz) as cube_file:  # no cache given: unpacked into a temporary folder, not beside the input
+        np.testing.assert_array_equal(cube_file.read(slice(1, 2))[0, 2], cubes[1, :, :, 2])
+        scratch = Path(cube_file._scratch.name)
+        assert scratch.exists() and sorted(tmp_path.iterdir()) == before
+    assert not scratch.exists()
     h5 = tmp_path / "c.h5"
     with h5py.File(h5, "w") as f:
         f["cube"] = cubes
@@ -122,12 +130,29 @@ def test_compressed_and_hdf5_cube_files(tmp_path):
         ((2, 64, 64, 4), None, "expected \\(N, 64, 64, 5\\)"),
         ((2, 5, 64, 64), None, "expected \\(N, 64, 64, 5\\)"),
         ((2, 64, 64, 5), ["g", "r", "i", "z", "u"], "expected \\['u', 'g'"),
+        ((2, 32, 32, 5), None, "has shape \\(2, 32, 32, 5\\); expected \\(N, 64, 64, 5\\)"),
+        ((0, 64, 64, 5), None, "holds no cubes"),
     ],
 )
 def test_cube_file_rejects_wrong_shape_or_band_order(tmp_path, cube_shape, bands, message):
+    import h5py
+
     path = tmp_path / "bad.npz"
     extra = {} if bands is None else {"bands": np.array(bands)}
-    np.savez(path, cube=np.zeros(cube_shape, np.float32), labels=_labels([1, 2]), **extra)
+    np.savez(path, cube=np.zeros(cube_shape, np.float32), labels=_labels([1, 2][: cube_shape[0]]), **extra)
     with pytest.raises(io.InputError, match=message) as info:
         io.open_cube_file(path)
     assert "bad.npz" in str(info.value)
+    if bands is None:  # the same shape in an HDF5 file
+        with h5py.File(tmp_path / "bad.h5", "w") as h5:
+            h5["cube"], h5["specObjID"] = np.zeros(cube_shape, np.float32), np.arange(cube_shape[0])
+        with pytest.raises(io.InputError, match=message) as info:
+            io.open_cube_file(tmp_path / "bad.h5")
+        assert "bad.h5" in str(info.value)
+
+
+def test_a_file_that_is_not_hdf5_gets_an_error_naming_it(tmp_path):
+    path = tmp_path / "cubes.h5"
+    path.write_text("specObjID,u,g,r,i,z\n")
+    with pytest.raises(io.InputError, match="cubes.h5: not a readable HDF5 file"):
+        io.open_cube_file(path)

@@ -115,6 +115,7 @@ def _declared_report_files() -> list[str]:
         ({"mock": {"population": {"z_min": 0.15, "z_max": 0.1}}}, "mock.population.z_min: 0.15 must be below"),
         ({"dataset": {"n_val": 2000, "n_test": 1000}}, "leaves no training galaxy of mock.n_galaxies = 3000"),
         ({"preprocessing": {"r_out": 2500}}, "preprocessing.r_out: 2500 must be below r_in"),
+        ({"predict_images": {"test": "cubes.npz"}}, "predict_images.test: the name 'test' belongs to the test split"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):

@@ -144,6 +144,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     if config["survey"] == "mock" and dataset["n_val"] + dataset["n_test"] >= mock["n_galaxies"]:
         problems.append(f"config key dataset.n_val + dataset.n_test: {dataset['n_val']} + {dataset['n_test']} leaves no training "
                         f"galaxy of mock.n_galaxies = {mock['n_galaxies']}")
+    if "test" in config.get("predict_images", {}):
+        problems.append("config key predict_images.test: the name 'test' belongs to the test split's predictions "
+                        "(results/predictions/test.h5); give the cube file another name")
     problems = [p for p in problems if p]
     if problems:
         raise ConfigError("\n".join(problems))

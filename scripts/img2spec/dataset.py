@@ -8,6 +8,8 @@ with its reason; nothing is dropped silently.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,7 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .io import BANDS, CubeFile, InputError, atomic_output, read_h5_rows, read_sdss_spectrum, spectrum_path
+from .io import BANDS, CubeFile, InputError, atomic_output, image_problem, read_h5_rows, read_sdss_spectrum, spectrum_path
 from .preprocessing import PreprocessingSettings, preprocess_spectra
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -32,8 +34,17 @@ class TooManyRejects(RuntimeError):
     """More objects were rejected than the configured fraction allows."""
 
 
+#: How a reject's reason starts when it is a repeated row whose first row is kept.
+DUPLICATE = "duplicate specObjID"
+
+
 def _reject(specobjid, stage: str, reason: str, file: str = "") -> dict:
     return {"specObjID": int(specobjid), "stage": stage, "reason": reason, "file": str(file)}
+
+
+def reason_kind(stage: str, reason: str) -> str:
+    """A reject's reason with its object-specific numbers blanked, so that reasons of one kind group together."""
+    return f"{stage}: " + re.sub(r"\d+(\.\d+)?", "#", reason)
 
 
 def read_catalog(path: str | Path) -> pd.DataFrame:
@@ -61,7 +72,7 @@ def deduplicate(catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Keep the first row of each specObjID; list the others as rejects."""
     dup = catalog["specObjID"].duplicated(keep="first")
     rejects = [
-        _reject(sid, "catalog", f"duplicate specObjID (catalog row {row})")
+        _reject(sid, "catalog", f"{DUPLICATE} (catalog row {row}; the first row is kept)")
         for row, sid in zip(np.flatnonzero(dup), catalog.loc[dup, "specObjID"])
     ]
     return catalog.loc[~dup].reset_index(drop=True), rejects
@@ -164,18 +175,6 @@ def assign_splits(specobjid: np.ndarray, n_val: int, n_test: int, seed: int) -> 
     return split
 
 
-def _image_problem(cube: np.ndarray) -> str | None:
-    """Why a (5, 64, 64) cube cannot be used, or None."""
-    finite = np.isfinite(cube)
-    if not finite.all():
-        bands = [BANDS[b] for b in range(len(BANDS)) if not finite[b].all()]
-        return f"non-finite pixels in band(s) {''.join(bands)}"
-    empty = [BANDS[b] for b in range(len(BANDS)) if not np.any(cube[b])]
-    if empty:
-        return f"band(s) {''.join(empty)} all zero (missing band)"
-    return None
-
-
 def build_dataset(
     catalog: pd.DataFrame,
     spectra_h5: str | Path,
@@ -225,10 +224,10 @@ def build_dataset(
     cube_rows: dict[int, int] = {}
     for i, sid in enumerate(cubes.specobjid):
         if int(sid) in cube_rows:
-            rejects.append(_reject(sid, "images", f"duplicate specObjID in cube file (rows {cube_rows[int(sid)]} and {i})", cubes.path))
+            rejects.append(_reject(sid, "images", f"{DUPLICATE} in cube file (row {i}; row {cube_rows[int(sid)]} is kept)", cubes.path))
         else:
             cube_rows[int(sid)] = i
-    rejected = {r["specObjID"] for r in rejects}
+    rejected = {r["specObjID"] for r in rejects if not r["reason"].startswith(DUPLICATE)}
 
     keep = []
     for sid in catalog["specObjID"].to_numpy().astype(int):
@@ -248,19 +247,21 @@ def build_dataset(
         ids = keep[start : start + settings.chunk_size]
         block = cubes.read(np.array([cube_rows[int(s)] for s in ids]))
         for j, cube in enumerate(block):
-            problem = _image_problem(cube)
+            problem = image_problem(cube)
             if problem:
                 good[start + j] = False
                 rejects.append(_reject(ids[j], "images", problem, cubes.path))
     keep = keep[good]
 
-    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).drop_duplicates("specObjID")
-    fraction = len(rejects_df) / max(n_catalog, 1)
+    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    n_rejected = int(rejects_df.loc[~rejects_df["reason"].str.startswith(DUPLICATE), "specObjID"].nunique())
+    kinds = pd.Series([reason_kind(st, re_) for st, re_ in zip(rejects_df["stage"], rejects_df["reason"])], dtype=object)
+    fraction = n_rejected / max(n_catalog, 1)
     if fraction > settings.max_reject_fraction:
-        by_reason = rejects_df["reason"].value_counts().head(5).to_dict()
+        by_kind = kinds.value_counts().head(5).to_dict()
         raise TooManyRejects(
-            f"{len(rejects_df)} of {n_catalog} objects rejected ({100 * fraction:.1f}% > "
-            f"{100 * settings.max_reject_fraction:.1f}% allowed); most common reasons: {by_reason}"
+            f"{n_rejected} of {n_catalog} objects rejected ({100 * fraction:.1f}% > "
+            f"{100 * settings.max_reject_fraction:.1f}% allowed); most common kinds of reason: {by_kind}"
         )
 
     keep = np.sort(keep)
@@ -269,9 +270,9 @@ def build_dataset(
     summary = _write_dataset(out_path, keep, split, cat, spectra_h5, spec_row, cubes, cube_rows, settings, log)
     summary.update(
         n_catalog=n_catalog,
-        n_rejected=int(len(rejects_df)),
+        n_rejected=n_rejected,
         rejects_by_stage=rejects_df["stage"].value_counts().to_dict(),
-        rejects_by_reason=rejects_df["reason"].value_counts().to_dict(),
+        rejects_by_reason=kinds.value_counts().to_dict(),
         n_cubes_without_catalog_row=int(len(set(cube_rows) - set(catalog["specObjID"].astype(int)))),
     )
     return summary, rejects_df

@@ -23,7 +23,7 @@ from astropy.io import fits
 
 from .config import settings_from_section
 from .data import lowres_to_fullres
-from .io import BANDS, InputError, atomic_output
+from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .train import ContrastiveTask, DiffusionTask
 
@@ -120,11 +120,18 @@ def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> l
     return generators
 
 
-def check_images(images: np.ndarray, source: str) -> np.ndarray:
-    """Indices of usable cubes in (N, 5, 64, 64); raises for a wrong shape, lists NaN cubes' problem."""
+def check_images(images: np.ndarray, source: str) -> dict[int, str]:
+    """Why each unusable cube of (N, 5, 64, 64) cannot be used (:func:`img2spec.io.image_problem`), by index.
+
+    Raises
+    ------
+    InputError
+        Naming ``source``, for an array of the wrong shape.
+    """
     if images.ndim != 4 or images.shape[1:] != (len(BANDS), 64, 64):
         raise InputError(f"{source}: images have shape {images.shape}; expected (N, 5, 64, 64) ugriz")
-    return np.flatnonzero(np.isfinite(images).all(axis=(1, 2, 3)))
+    problems = {i: image_problem(cube) for i, cube in enumerate(images)}
+    return {i: problem for i, problem in problems.items() if problem}
 
 
 @torch.no_grad()
@@ -403,7 +410,8 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
 
 def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, rejects_csv,
                       device: str = "cpu", band_factor: float = 1.0) -> int:
-    """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels are listed in ``rejects_csv``.
+    """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels or a band all zero are
+    listed in ``rejects_csv`` with the reason, and the others go on.
 
     ``dataset_path`` provides the training image statistics and wavelength grids; ``band_factor``
     the band calibration (:func:`calibrate_bands`).  Returns the number of galaxies predicted.
@@ -421,12 +429,13 @@ def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: Inf
     with open_cube_file(cubes_path) as cubes:
         images = cubes.read(slice(0, len(cubes)))
         ids = cubes.specobjid.copy()
-    good = check_images(images, str(cubes_path))
-    bad = np.setdiff1d(np.arange(ids.size), good)
-    pd.DataFrame({"specObjID": ids[bad], "reason": ["non-finite pixels in the cube"] * bad.size,
+    problems = check_images(images, str(cubes_path))
+    bad = np.array(sorted(problems), dtype=int)
+    good = np.setdiff1d(np.arange(ids.size), bad)
+    pd.DataFrame({"specObjID": ids[bad], "reason": [problems[i] for i in bad],
                   "file": [str(cubes_path)] * bad.size}).to_csv(rejects_csv, index=False)
     if good.size == 0:
-        raise InputError(f"{cubes_path}: no cube without NaN/inf pixels")
+        raise InputError(f"{cubes_path}: no usable cube (e.g. specObjID {ids[bad[0]]}: {problems[bad[0]]})")
     result = predict_spectra(models, images[good], ids[good], settings)
     _apply_band_scale(result, settings, band_factor)
     _write_predictions(out_h5, ids[good], result, models.wave, models.wave_lowres, settings, band_factor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 import threading
 import warnings
 import zipfile
@@ -386,7 +387,8 @@ class CubeFile:
     """Lazily read 5-band image cubes from a Pasquet-layout ``.npz`` or an HDF5 file.
 
     The pixel array is memory-mapped (uncompressed npz, HDF5) so files far larger than memory can be
-    read in chunks; a compressed npz is first unpacked to ``cache_dir`` in a streaming copy.
+    read in chunks; a compressed npz is first unpacked in a streaming copy to ``cache_dir`` or to a
+    temporary folder removed on :meth:`close`, never beside the input.
 
     Attributes
     ----------
@@ -402,6 +404,7 @@ class CubeFile:
     labels: np.ndarray
     _pixels: Any = field(repr=False)
     _h5: Any = field(default=None, repr=False)
+    _scratch: Any = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.specobjid.size)
@@ -421,6 +424,9 @@ class CubeFile:
     def close(self) -> None:
         if self._h5 is not None:
             self._h5.close()
+        if self._scratch is not None:
+            self._pixels = None  # release the memory map before its file goes
+            self._scratch.cleanup()
 
     def __enter__(self) -> "CubeFile":
         return self
@@ -429,13 +435,31 @@ class CubeFile:
         self.close()
 
 
+#: Pixels per side of an image cube (Pasquet et al. 2019).
+CUBE_SIZE = 64
+
+
 def _check_cube_shape(path: Path, shape: tuple[int, ...], bands: list[str] | None) -> None:
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != len(BANDS):
+    if len(shape) != 4 or shape[1:] != (CUBE_SIZE, CUBE_SIZE, len(BANDS)):
         raise InputError(
-            f"{path}: cube array has shape {shape}; expected (N, 64, 64, 5) with ugriz last"
+            f"{path}: cube array has shape {shape}; expected (N, {CUBE_SIZE}, {CUBE_SIZE}, {len(BANDS)}) with ugriz last"
         )
+    if shape[0] == 0:
+        raise InputError(f"{path}: the cube array holds no cubes")
     if bands is not None and [b.strip().lower() for b in bands] != list(BANDS):
         raise InputError(f"{path}: bands are {bands}; expected {list(BANDS)} in this order")
+
+
+def image_problem(cube: np.ndarray) -> str | None:
+    """Why a (5, 64, 64) ugriz cube cannot be used (non-finite pixels, a band all zero), or None."""
+    finite = np.isfinite(cube)
+    if not finite.all():
+        bands = [BANDS[b] for b in range(len(BANDS)) if not finite[b].all()]
+        return f"non-finite pixels in band(s) {''.join(bands)}"
+    empty = [BANDS[b] for b in range(len(BANDS)) if not np.any(cube[b])]
+    if empty:
+        return f"band(s) {''.join(empty)} all zero (missing band)"
+    return None
 
 
 def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> CubeFile:
@@ -447,7 +471,7 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
         ``.npz`` (Pasquet layout: ``cube`` (N,64,64,5), ``labels`` with ``specObjID``, optional
         ``bands``) or ``.h5``/``.hdf5`` with datasets ``cube`` (N,64,64,5) and ``specObjID``.
     cache_dir : path-like, optional
-        Where a compressed npz is unpacked (default: beside the file).
+        Where a compressed npz is unpacked (default: a temporary folder, removed on close).
 
     Raises
     ------
@@ -458,13 +482,20 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     if not path.exists():
         raise InputError(f"{path}: cube file not found")
     if path.suffix.lower() in (".h5", ".hdf5"):
-        h5 = h5py.File(path, "r")
+        try:
+            h5 = h5py.File(path, "r")
+        except OSError as err:
+            raise InputError(f"{path}: not a readable HDF5 file ({err})") from err
         for key in ("cube", "specObjID"):
             if key not in h5:
                 h5.close()
                 raise InputError(f"{path}: HDF5 cube file lacks dataset {key!r}")
         bands = h5["cube"].attrs.get("bands")
-        _check_cube_shape(path, h5["cube"].shape, None if bands is None else [str(b) for b in bands])
+        try:
+            _check_cube_shape(path, h5["cube"].shape, None if bands is None else [str(b) for b in bands])
+        except InputError:
+            h5.close()
+            raise
         ids = np.asarray(h5["specObjID"][()], dtype=np.int64)
         labels = np.rec.fromarrays([ids], names="specObjID")
         return CubeFile(path, ids, labels, h5["cube"], h5)
@@ -487,8 +518,12 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     except ValueError as err:
         raise InputError(f"{path}: specObjID values are not integers") from err
     pixels = _npz_member_memmap(path, "cube.npy")
+    scratch = None
     if pixels is None:
-        cache = Path(cache_dir) if cache_dir else path.parent
+        if cache_dir is None:
+            scratch = tempfile.TemporaryDirectory(prefix="img2spec-cubes-")
+        cache = Path(cache_dir) if cache_dir is not None else Path(scratch.name)
+        cache.mkdir(parents=True, exist_ok=True)
         unpacked = cache / f"{path.stem}.cube.npy"
         if not unpacked.exists() or unpacked.stat().st_mtime < path.stat().st_mtime:
             with zipfile.ZipFile(path) as archive, archive.open("cube.npy") as src:
@@ -496,10 +531,16 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
                     while chunk := src.read(1 << 24):
                         dst.write(chunk)
         pixels = np.load(unpacked, mmap_mode="r")
-    _check_cube_shape(path, pixels.shape, bands)
-    if pixels.shape[0] != ids.size:
-        raise InputError(f"{path}: {pixels.shape[0]} cubes but {ids.size} labels")
-    return CubeFile(path, ids, labels, pixels)
+    try:
+        _check_cube_shape(path, pixels.shape, bands)
+        if pixels.shape[0] != ids.size:
+            raise InputError(f"{path}: {pixels.shape[0]} cubes but {ids.size} labels")
+    except InputError:
+        if scratch is not None:
+            del pixels
+            scratch.cleanup()
+        raise
+    return CubeFile(path, ids, labels, pixels, _scratch=scratch)
 
 
 def write_cube_file(path: str | os.PathLike, cubes: np.ndarray, labels: np.ndarray) -> None:
