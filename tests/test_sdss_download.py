@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import shutil
 import threading
 import time
@@ -54,6 +56,13 @@ class FakeSAS:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if fault == "drip":  # a byte stream that never stalls long enough for a socket timeout
+                    with contextlib.suppress(OSError):
+                        for start in range(0, len(body), 256):
+                            self.wfile.write(body[start : start + 256])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    return
                 self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -119,6 +128,39 @@ def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp
     assert not list(dest.rglob("*.part")), "temporary files left behind"
 
 
+def test_a_slow_drip_hits_the_request_deadline_and_is_retried(sas_tree, tmp_path):
+    root, catalog = sas_tree
+    with FakeSAS(root) as sas:
+        settings = DownloadSettings(sas.base_url, requests_per_second=200, retries=2, backoff=0.01, timeout=0.5, deadline=1.0)
+        row = next(catalog.itertuples())
+        sas.faults[_key(sas.base_url, row)] = ["drip"]
+        started = time.monotonic()
+        counts = download_spectra(catalog.head(1), tmp_path / "spectra", settings, tmp_path / "m.csv", tmp_path / "f.csv",
+                                  log=lambda _: None, sleep=lambda _: None)
+        assert time.monotonic() - started < 5.0  # the whole drip would take longer than 10 s
+    assert counts == {"fetched": 1, "already_present": 0, "failed": 0, "requests": 2}
+
+
+def test_malformed_rows_and_stale_partial_files(sas_tree, tmp_path):
+    """A row whose plate is not a number is listed as a failure and the others go on; a kill's leftovers are removed."""
+    root, catalog = sas_tree
+    dest = tmp_path / "spectra"
+    stale = dest / "0266" / ".spec-0266-51602-0001.fits.4242.1.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a file")
+    bad = catalog.head(3).astype({"plate": object})
+    bad.loc[bad.index[1], "plate"] = "12a"
+    with FakeSAS(root) as sas:
+        settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.5)
+        counts = download_spectra(bad, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None)
+    assert counts["fetched"] == 2 and counts["failed"] == 1
+    failures = pd.read_csv(tmp_path / "f.csv")
+    assert failures["specObjID"].astype(str).tolist() == [str(bad.iloc[1].specObjID)]
+    assert "malformed catalog row" in failures["reason"][0] and "plate='12a'" in failures["reason"][0]
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 2
+    assert not stale.exists()
+
+
 def test_permanent_failures_are_recorded_and_too_many_fail_the_run(sas_tree, tmp_path):
     root, catalog = sas_tree
     ghost = catalog.iloc[[0]].assign(specObjID=1, plate=9999)
@@ -171,6 +213,7 @@ def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree
     mock_catalog = pd.read_csv(mock_dir / "catalog.csv").set_index("specObjID")
     full = catalog.merge(mock_catalog.drop(columns=["plate", "mjd", "fiberID"]), left_on="specObjID", right_index=True, how="left")
     full["z"] = full["z"].fillna(0.004)
+    # the two real spectra have no run2d in this catalog: their downloads use sdss.download.run2d
     full.to_csv(work / "resources" / "sdss" / "catalog.csv", index=False)
     with open_cube_file(mock_dir / "cubes.npz") as cubes:
         rows = np.flatnonzero(np.isin(cubes.specobjid, catalog["specObjID"]))

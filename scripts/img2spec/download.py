@@ -32,13 +32,16 @@ class RetryPolicy:
     backoff, max_backoff : float
         First back-off and its cap [s]; each retry doubles it, with ±50% jitter.
     timeout : float
-        Socket timeout per request [s].
+        Socket timeout of each read [s]: the longest the server may stay silent.
+    deadline : float
+        Longest a whole request may take [s], however steadily the server trickles bytes.
     """
 
     retries: int = 5
     backoff: float = 1.0
     max_backoff: float = 60.0
     timeout: float = 60.0
+    deadline: float = 600.0
 
 
 class RateLimiter:
@@ -68,16 +71,19 @@ class _Permanent(Exception):
     pass
 
 
-def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], timeout: float) -> None:
+def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], timeout: float, deadline: float) -> None:
+    started = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
             with atomic_output(target) as tmp:
                 with open(tmp, "wb") as fh:
                     received = 0
-                    while chunk := response.read(1 << 16):
+                    while chunk := response.read1(1 << 16):  # read1: what has arrived, so the deadline is checked often
                         fh.write(chunk)
                         received += len(chunk)
+                        if time.monotonic() - started > deadline:
+                            raise _Transient(f"no complete body within the {deadline:g} s deadline ({received} bytes)")
                 if expected is not None and received != int(expected):
                     raise _Transient(f"truncated body ({received} of {expected} bytes)")
                 problem = validate(tmp)
@@ -92,6 +98,15 @@ def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], 
         raise _Transient(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from err
 
 
+def clear_partial_downloads(root: str | Path) -> int:
+    """Remove the temporary files that a killed run left below ``root`` (:func:`img2spec.io.atomic_output`'s
+    ``.<name>.<pid>.<thread>.part``); returns how many.  Safe because Snakemake refuses a second run in the folder."""
+    stale = list(Path(root).rglob(".*.part")) if Path(root).exists() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def fetch_with_retries(url: str, target: Path, validate: Callable[[Path], str | None], settings: RetryPolicy,
                        limiter: RateLimiter, sleep: Callable[[float], None] = time.sleep) -> tuple[str | None, int]:
     """Download ``url`` to ``target`` (atomically, validated); returns (failure reason or None, requests made).
@@ -104,7 +119,7 @@ def fetch_with_retries(url: str, target: Path, validate: Callable[[Path], str | 
     for attempt in range(1, settings.retries + 2):
         limiter.acquire()
         try:
-            _fetch_once(url, target, validate, settings.timeout)
+            _fetch_once(url, target, validate, settings.timeout, settings.deadline)
             return None, attempt
         except _Permanent as err:
             return str(err), attempt

@@ -27,7 +27,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
-from .download import RateLimiter, fetch_with_retries
+from .download import RateLimiter, clear_partial_downloads, fetch_with_retries
 from .io import BANDS, InputError, atomic_output, read_sdss_spectrum, spectrum_path
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
@@ -53,7 +53,7 @@ class DownloadSettings:
         Parallel downloads.
     requests_per_second : float
         Upper bound on the rate of requests of all workers together.
-    retries, backoff, max_backoff, timeout
+    retries, backoff, max_backoff, timeout, deadline
         As in :class:`img2spec.download.RetryPolicy`.
     max_failure_fraction : float
         The run fails when more of the catalog could not be fetched.
@@ -67,6 +67,7 @@ class DownloadSettings:
     backoff: float = 1.0
     max_backoff: float = 60.0
     timeout: float = 60.0
+    deadline: float = 600.0
     max_failure_fraction: float = 0.05
 
 
@@ -112,15 +113,27 @@ def download_spectra(
         If the failed fraction exceeds ``settings.max_failure_fraction`` (after writing both tables).
     """
     dest_root = Path(dest_root).resolve()
+    if removed := clear_partial_downloads(dest_root):
+        log(f"removed {removed} partial file(s) an interrupted run left in {dest_root}")
     limiter = RateLimiter(settings.requests_per_second)
     lock = threading.Lock()
     counts = {"fetched": 0, "already_present": 0, "failed": 0, "requests": 0}
     manifest, failures = [], []
 
     def job(row) -> None:
-        sid = int(row.specObjID)
-        run2d = str(getattr(row, "run2d", settings.run2d))
-        url = spectrum_url(settings.base_url, run2d, row.plate, row.mjd, row.fiberID)
+        try:
+            sid = int(row.specObjID)
+            run2d = getattr(row, "run2d", None)
+            run2d = settings.run2d if run2d is None or pd.isna(run2d) else str(run2d)
+            url = spectrum_url(settings.base_url, run2d, row.plate, row.mjd, row.fiberID)
+        except (TypeError, ValueError):
+            reason = (f"malformed catalog row: specObjID={row.specObjID!r}, plate={row.plate!r}, mjd={row.mjd!r}, "
+                      f"fiberID={row.fiberID!r} are not all integers")
+            with lock:
+                counts["failed"] += 1
+                failures.append([str(row.specObjID), "", reason, 0])
+            log(reason)
+            return
         target = spectrum_path(dest_root, row.plate, row.mjd, row.fiberID).resolve()
         if dest_root not in target.parents:
             raise InputError(f"specObjID {sid}: path {target} escapes {dest_root}")
@@ -149,7 +162,7 @@ def download_spectra(
     with atomic_output(manifest_path) as tmp:
         pd.DataFrame(sorted(manifest), columns=MANIFEST_COLUMNS).to_csv(tmp, index=False)
     with atomic_output(failures_path) as tmp:
-        pd.DataFrame(sorted(failures), columns=FAILURE_COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(sorted(failures, key=lambda f: str(f[0])), columns=FAILURE_COLUMNS).to_csv(tmp, index=False)
     if counts["failed"] > settings.max_failure_fraction * max(len(rows), 1):
         reasons = pd.Series([f[2] for f in failures]).value_counts().head(5).to_dict()
         raise TooManyFailures(f"{counts['failed']} of {len(rows)} spectra could not be fetched; reasons: {reasons}")
