@@ -57,7 +57,7 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
         or if specObjID is not an integer column.
     """
     try:
-        catalog = pd.read_csv(path)
+        catalog = pd.read_csv(path, dtype={"run2d": str})  # a reduction name ("26", "v5_13_2"), never a number
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"{path}: unreadable catalog ({err})") from err
     missing = [c for c in ("specObjID", "plate", "mjd", "fiberID", "z") if c not in catalog.columns]
