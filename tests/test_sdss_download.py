@@ -210,7 +210,7 @@ def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree
     work = tmp_path / "work"
     shutil.copytree(REPO / "config", work / "config")
     (work / "resources" / "sdss").mkdir(parents=True)
-    mock_catalog = pd.read_csv(mock_dir / "catalog.csv").set_index("specObjID")
+    mock_catalog = pd.read_csv(mock_dir / "catalog.csv", dtype={"run2d": str}).set_index("specObjID")
     full = catalog.merge(mock_catalog.drop(columns=["plate", "mjd", "fiberID"]), left_on="specObjID", right_index=True, how="left")
     full["z"] = full["z"].fillna(0.004)
     # the two real spectra have no run2d in this catalog: their downloads use sdss.download.run2d
