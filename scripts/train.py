@@ -15,8 +15,7 @@ from img2spec.train import train_network  # noqa: E402
 with logged(snakemake.log[0]):  # noqa: F821
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     out_dir = Path(snakemake.output.last).parent  # noqa: F821
-    resume = out_dir / "last.ckpt"
     run = dict(snakemake.params.run)  # noqa: F821
     train_network(snakemake.input.dataset, snakemake.wildcards.network, snakemake.params.hp, run, out_dir,  # noqa: F821
-                  resume=resume if resume.exists() else None, progress=False)
+                  progress=False)
     loss_curve(snakemake.output.metrics, snakemake.wildcards.network, snakemake.output.figure)  # noqa: F821

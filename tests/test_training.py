@@ -13,7 +13,10 @@ import torch
 
 from img2spec.config import resolve_networks, validate_config
 from img2spec.data import ImageStats
-from img2spec.train import CheckpointOnSigterm, DiffusionTask, train_network
+from pytorch_lightning.callbacks import Callback
+
+import img2spec.train as train_module
+from img2spec.train import CheckpointOnSigterm, DiffusionTask, TrainingInterrupted, build_trainer, train_network
 
 TINY = resolve_networks(validate_config({})["training"])
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 3}
@@ -28,13 +31,45 @@ def _hp(network, **changes):
     return hp
 
 
+class _SigtermAt(Callback):
+    """Sends this process a SIGTERM after training step ``step``, as a cluster's pre-emption warning would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            signal.raise_signal(signal.SIGTERM)
+
+
+@pytest.fixture()
+def sigterm_at(monkeypatch):
+    """Make the next training receive a SIGTERM after the given step."""
+    def arm(step: int) -> None:
+        def build(*args, **kwargs):
+            trainer = build_trainer(*args, **kwargs)
+            trainer.callbacks.insert(0, _SigtermAt(step))
+            return trainer
+        monkeypatch.setattr(train_module, "build_trainer", build)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    yield arm
+    signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("network", ["cdm_lr", "contrastive_lr"])
-def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp_path):
+def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp_path, sigterm_at, monkeypatch):
     torch.set_num_threads(1)
     hp = _hp(network, max_steps=10)
     straight = train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "a", progress=False)
-    train_network(str(tiny_dataset), network, _hp(network, max_steps=5), RUN, tmp_path / "b", progress=False)
-    resumed = train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "b", resume=tmp_path / "b" / "last.ckpt", progress=False)
+    assert not (tmp_path / "a" / "resume").exists()  # a finished training leaves no resume state
+    sigterm_at(4)
+    with pytest.raises(TrainingInterrupted, match=f"{network}: stopped at step 4 of 10"):
+        train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "b", progress=False)
+    assert (tmp_path / "b" / "resume" / "last.ckpt").exists() and not (tmp_path / "b" / "last.ckpt").exists()
+    monkeypatch.undo()
+    resumed = train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "b", progress=False)
     assert resumed.global_step == straight.global_step == 10
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
@@ -53,18 +88,16 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny_dataset):
         task.training_step(batch, 0)
 
 
-def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
+def test_sigterm_writes_a_checkpoint_once(tmp_path):
     callback = CheckpointOnSigterm(tmp_path / "last.ckpt")
     saved = []
-    trainer = SimpleNamespace(is_global_zero=True, world_size=1, should_stop=False, save_checkpoint=saved.append)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        callback.on_fit_start(trainer, None)
-        signal.raise_signal(signal.SIGTERM)
-        callback.on_train_batch_end(trainer, None, None, None, 0)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert saved == [tmp_path / "last.ckpt"] and trainer.should_stop
+    trainer = SimpleNamespace(received_sigterm=False, global_step=3, save_checkpoint=saved.append)
+    callback.on_train_batch_end(trainer, None, None, None, 0)
+    assert saved == []
+    trainer.received_sigterm = True
+    callback.on_train_batch_end(trainer, None, None, None, 0)
+    callback.on_train_batch_end(trainer, None, None, None, 1)
+    assert saved == [tmp_path / "last.ckpt"] and callback.saved_at == 3
 
 
 def test_nan_validation_metric_is_never_best():
@@ -80,9 +113,21 @@ def test_nan_validation_metric_is_never_best():
     assert torch.isinf(logged["val_mse"])  # NaN would stay "best" under mode=min; inf never does
 
 
-def test_resume_keeps_the_metrics_history(tiny_dataset, tmp_path):
-    train_network(str(tiny_dataset), "contrastive_lr", _hp("contrastive_lr", max_steps=5), RUN, tmp_path, progress=False)
-    train_network(str(tiny_dataset), "contrastive_lr", _hp("contrastive_lr", max_steps=10), RUN, tmp_path,
-                  resume=tmp_path / "last.ckpt", progress=False)
+def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(tiny_dataset, tmp_path, sigterm_at, monkeypatch):
+    hp = _hp("contrastive_lr", max_steps=10)
+    sigterm_at(6)
+    with pytest.raises(TrainingInterrupted):
+        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
+    monkeypatch.undo()
+    train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
     steps = pd.read_csv(tmp_path / "metrics.csv").dropna(subset=["val_loss"])["step"].tolist()
     assert steps == [0, 4, 9]
+    sigterm_at(2)
+    with pytest.raises(TrainingInterrupted):
+        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
+    monkeypatch.undo()
+    logged = []
+    train_network(str(tiny_dataset), "contrastive_lr", _hp("contrastive_lr", max_steps=10, learning_rate=5e-4), RUN, tmp_path,
+                  progress=False, log=logged.append)  # the saved state belongs to another learning rate
+    assert any("starting afresh" in line for line in logged)
+    assert pd.read_csv(tmp_path / "metrics.csv")["step"].min() == 0

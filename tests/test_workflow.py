@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from img2spec.config import ConfigError, load_config, validate_config
@@ -103,6 +107,67 @@ def _declared_report_files() -> list[str]:
             for network in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr"):
                 expanded.append(path.replace("{code}", code).replace("{network}", network))
     return sorted({p for p in expanded if "sdss" not in p})
+
+
+def _train_process(snakemake: subprocess.Popen):
+    """The training script a running snakemake started, once it has started."""
+    import psutil
+
+    for child in psutil.Process(snakemake.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any(part.endswith("train.py") for part in child.cmdline()):
+                return child
+    return None
+
+
+def _interrupt_training(workdir: Path, target: str, signum: int) -> subprocess.CompletedProcess:
+    """Run snakemake for ``target`` and send its training process ``signum`` once a resume checkpoint exists."""
+    checkpoint = workdir / "results/models/contrastive_lr/resume/last.ckpt"
+    seen = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+    command = SNAKEMAKE + ["--snakefile", str(REPO / "workflow" / "Snakefile"), target, "--cores", "1", "--configfile", "tiny.yaml"]
+    with subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None:
+            if checkpoint.exists() and checkpoint.stat().st_mtime_ns != seen and (trainer := _train_process(run)):
+                time.sleep(0.2)  # let the checkpoint be written out
+                trainer.send_signal(signum)
+                break
+            time.sleep(0.02)
+        out, err = run.communicate(timeout=300)
+    return subprocess.CompletedProcess(command, run.returncode, out, err)
+
+
+def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, mangadap_wheel):
+    """Snakemake deletes a failed job's outputs; the resume state survives and the rerun continues exactly."""
+    network = {"max_steps": 60, "batch_size": 8, "val_every_steps": 20, "checkpoint_every_steps": 20}
+    config = {key: TINY[key] for key in ("templates", "mock", "dataset")} | {"training": {"networks": {"contrastive_lr": network}}}
+    workdir = _workdir(tmp_path, config)
+    target = "results/models/contrastive_lr/last.ckpt"
+    straight = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    reference = torch.load(workdir / target, map_location="cpu", weights_only=False)["state_dict"]
+    assert not (workdir / "results/models/contrastive_lr/resume").exists()
+    shutil.rmtree(workdir / "results/models/contrastive_lr")
+
+    killed = _interrupt_training(workdir, target, signal.SIGKILL)
+    assert killed.returncode != 0 and not (workdir / target).exists()
+    saved_at = torch.load(workdir / "results/models/contrastive_lr/resume/last.ckpt", weights_only=False)["global_step"]
+    terminated = _interrupt_training(workdir, target, signal.SIGTERM)
+    assert terminated.returncode != 0, "an unfinished training must not look finished"
+    log = (workdir / "results/logs/train_contrastive_lr.log").read_text()
+    assert "resuming contrastive_lr from" in log and "TrainingInterrupted: contrastive_lr: stopped at step" in log
+    stopped_at = torch.load(workdir / "results/models/contrastive_lr/resume/last.ckpt", weights_only=False)["global_step"]
+    assert saved_at < stopped_at < 60
+
+    finished = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming contrastive_lr from" in (workdir / "results/logs/train_contrastive_lr.log").read_text()
+    resumed = torch.load(workdir / target, map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in reference.items():
+        assert torch.equal(value, resumed[name]), name
+    metrics = pd.read_csv(workdir / "results/models/contrastive_lr/metrics.csv").dropna(subset=["val_loss"])
+    assert metrics["step"].tolist() == [0, 19, 39, 59]
+    assert not (workdir / "results/models/contrastive_lr/resume").exists()
 
 
 @pytest.mark.parametrize(

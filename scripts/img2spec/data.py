@@ -310,9 +310,14 @@ class ShardedEpochSampler(Sampler):
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
         self.epoch = 0
         self.per_rank = -(-n // world_size)
+        self._skip = (None, 0)  # (epoch, items of it already consumed) of a run resumed mid-epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, items: int) -> None:
+        """Leave out the first ``items`` of this process's share of ``epoch``: a run resumed mid-epoch."""
+        self._skip = (epoch, items)
 
     def __len__(self) -> int:
         return self.per_rank
@@ -320,7 +325,31 @@ class ShardedEpochSampler(Sampler):
     def __iter__(self):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
         order = np.resize(order, self.per_rank * self.world_size)  # pad by wrapping so shards are equal
-        return iter([(int(i), self.epoch) for i in order[self.rank :: self.world_size]])
+        share = order[self.rank :: self.world_size]
+        if self._skip[0] == self.epoch:
+            share = share[self._skip[1] :]
+            self._skip = (None, 0)
+        return iter([(int(i), self.epoch) for i in share])
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader whose position within an epoch is saved with the checkpoint and restored.
+
+    Lightning treats a loader with ``state_dict``/``load_state_dict`` as resumable; without one, a run
+    resumed mid-epoch would start the epoch again and see other batches than the uninterrupted run.
+    ``batches_done`` is set after every training batch (:class:`img2spec.train.EpochPosition`).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_done = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches_done": int(self.batches_done)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batches_done = state["batches_done"]
+        self.sampler.resume_at(state["epoch"], state["batches_done"] * self.batch_size)
 
 
 class SpectraDataModule(pl.LightningDataModule):
@@ -340,7 +369,7 @@ class SpectraDataModule(pl.LightningDataModule):
                                 crop_pad=self.crop_pad, seed=self.seed)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size if train else self.val_batch_size,
             sampler=sampler,

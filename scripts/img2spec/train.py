@@ -2,16 +2,26 @@
 
 Lightning gives CPU, one GPU, DDP over GPUs and nodes (SLURM included), bf16 mixed precision,
 checkpointing and resume without code of our own.  What is ours: exponential moving average (EMA)
-weights, a finite-loss guard, a SIGTERM checkpoint, RNG state in checkpoints (exact resume), and a
-validation metric that is never NaN-best.
+weights, a finite-loss guard, a SIGTERM checkpoint, RNG state in checkpoints (exact resume), a
+validation metric that is never NaN-best, and resume state that survives the workflow.
+
+Snakemake deletes a job's declared outputs before it runs the job again, so everything a resumed
+training needs lives in ``<out_dir>/resume/`` (:data:`RESUME_DIR`), which no rule declares: the
+periodic and SIGTERM checkpoints, the metrics so far and a fingerprint of what is trained.  Only a
+finished training writes the declared ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` and removes
+the resume state; an interrupted one raises :class:`TrainingInterrupted` (a non-zero exit, so the
+workflow reruns it), and the rerun continues from the saved step when the fingerprint still matches.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import math
 import random
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,12 +32,19 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from .data import ImageStats, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
+from .data import ImageStats, ResumableLoader, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
 from .diffusion import NoiseSchedule
 from .models import BoundDenoiser, ConditionalDenoiser, ContrastiveModel, RegressionHead, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
 
 NETWORKS = ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")
+#: Folder below a network's output folder holding the state of an unfinished training.
+RESUME_DIR = "resume"
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped before ``max_steps`` (SIGTERM); its state is saved for the next run."""
 
 
 def target_of(network: str) -> str:
@@ -162,9 +179,13 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # EMA with the usual warm-up, so short runs are not dominated by the random start
-        decay = min(self.hparams.hp["ema_decay"], (1 + self.global_step) / (10 + self.global_step))
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # the EMA follows each optimizer step here, before any on_train_batch_end checkpoint is written,
+        # so a resumed run's EMA is the uninterrupted one's; the warm-up keeps short runs from being
+        # dominated by the random start (step counts the optimizer steps done, this one included)
+        step = self.global_step + 1
+        decay = min(self.hparams.hp["ema_decay"], (1 + step) / (10 + step))
         with torch.no_grad():
             for ema, live in zip(self.ema.parameters(), self.net.parameters()):
                 ema.lerp_(live, 1 - decay)
@@ -251,24 +272,30 @@ class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
         return _optimizer_with_schedule(self.model.parameters(), self.hparams.hp, torch.optim.AdamW)
 
 
+class EpochPosition(Callback):
+    """Tell a :class:`img2spec.data.ResumableLoader` how many batches of the epoch are done, for its state."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loader = trainer.train_dataloader
+        if isinstance(loader, ResumableLoader):
+            loader.batches_done = batch_idx + 1
+
+
 class CheckpointOnSigterm(Callback):
-    """On SIGTERM (e.g. SLURM pre-emption) write ``last.ckpt`` after the current batch and stop."""
+    """Write ``path`` after the training batch during which a SIGTERM (e.g. SLURM pre-emption) arrived.
+
+    Lightning's own SIGTERM handler then ends the fit with ``SIGTERMException`` right after that
+    batch's hooks, which :func:`train_network` turns into :class:`TrainingInterrupted`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.received = False
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero or trainer.world_size > 1:
-            signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.received = True
+        self.saved_at: int | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.received:
+        if trainer.received_sigterm and self.saved_at is None:
             trainer.save_checkpoint(self.path)
-            trainer.should_stop = True
+            self.saved_at = trainer.global_step
 
 
 def make_task(network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None,
@@ -295,7 +322,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = True) -> pl.Trainer:
-    """Lightning trainer for one network.
+    """Lightning trainer for one network, checkpointing and logging into ``out_dir``.
 
     ``hp``: the network's hyperparameters (``max_steps``, ``val_every_steps``, ``checkpoint_every_steps``);
     ``run``: ``accelerator``, ``devices``, ``num_nodes``, ``precision``.
@@ -318,7 +345,8 @@ def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = Tru
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=CSVLogger(out_dir, name="", version=""),
-        callbacks=[checkpoints, CheckpointOnSigterm(out_dir / "last.ckpt")] + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
+        callbacks=[EpochPosition(), checkpoints, CheckpointOnSigterm(out_dir / "last.ckpt")]
+        + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
         enable_progress_bar=progress,
         use_distributed_sampler=False,
         log_every_n_steps=max(1, min(10, hp["val_every_steps"])),
@@ -326,22 +354,82 @@ def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = Tru
     )
 
 
-def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, resume: str | Path | None = None,
-                  progress: bool = True) -> pl.LightningModule:
-    """Train one network on ``dataset_path``; writes ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` to ``out_dir``."""
+def training_fingerprint(dataset_path: str | Path, network: str, hp: dict, run: dict) -> str:
+    """What a saved training state belongs to: the network, its hyperparameters, the seed and the dataset file."""
+    stat = Path(dataset_path).stat()
+    identity = {"network": network, "hp": hp, "seed": run["seed"], "dataset": [str(Path(dataset_path).resolve()), stat.st_size,
+                                                                              stat.st_mtime_ns]}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume_state(resume_dir: Path, fingerprint: str, log) -> Path | None:
+    """The checkpoint to resume from, or None (no state, or state of another training, which is removed)."""
+    saved = resume_dir / "fingerprint.json"
+    if not saved.exists():
+        if resume_dir.exists():
+            shutil.rmtree(resume_dir)
+        return None
+    if json.loads(saved.read_text()).get("fingerprint") != fingerprint:
+        log(f"{resume_dir}: saved state belongs to other hyperparameters or another dataset; starting afresh")
+        shutil.rmtree(resume_dir)
+        return None
+    last = resume_dir / "last.ckpt"
+    if not last.exists():
+        return None
+    try:  # a kill while the checkpoint was being written leaves it truncated
+        torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - whatever makes it unreadable, the training starts afresh
+        log(f"{last}: unreadable ({type(err).__name__}); starting afresh")
+        shutil.rmtree(resume_dir)
+        return None
+    return last
+
+
+def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, progress: bool = True,
+                  log=print) -> pl.LightningModule:
+    """Train one network on ``dataset_path``; writes ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` to ``out_dir``.
+
+    Resumes from ``out_dir/resume/`` when an earlier run of the same training left its state there
+    (module docstring).
+
+    Raises
+    ------
+    TrainingInterrupted
+        When a SIGTERM stopped the training before ``max_steps``; the state is in ``out_dir/resume/``.
+    """
+    out_dir = Path(out_dir)
+    resume_dir = out_dir / RESUME_DIR
+    fingerprint = training_fingerprint(dataset_path, network, hp, run)
+    resume = _resume_state(resume_dir, fingerprint, log)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    (resume_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "network": network}))
     pl.seed_everything(run["seed"], workers=True, verbose=False)
     stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
     data = SpectraDataModule(dataset_path, target_key(network, hp), hp["batch_size"], stats, images, lowres_stats,
                              num_workers=run["num_workers"], seed=run["seed"], crop_pad=hp["crop_pad"])
     task = make_task(network, hp, stats, images, lowres_stats, run["seed"])
-    trainer = build_trainer(out_dir, hp, run, progress)
-    metrics = Path(out_dir) / "metrics.csv"
+    trainer = build_trainer(resume_dir, hp, run, progress)
+    metrics = resume_dir / "metrics.csv"
     # Lightning's CSV logger starts metrics.csv afresh; a resumed run keeps the rows before it
     previous = pd.read_csv(metrics) if resume is not None and metrics.exists() else None
     if resume is None:
         trainer.validate(task, datamodule=data, verbose=False)  # the untrained model's metrics, at step 0
-    trainer.fit(task, datamodule=data, ckpt_path=str(resume) if resume else None)
-    if previous is not None and trainer.is_global_zero:
+    else:
+        log(f"resuming {network} from {resume}")
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=str(resume) if resume else None)
+        stopped = None
+    except SIGTERMException as err:
+        stopped = err
+    if not trainer.is_global_zero:
+        return task
+    if previous is not None and metrics.exists():
         current = pd.read_csv(metrics)
         pd.concat([previous[previous["step"] < current["step"].min()], current]).to_csv(metrics, index=False)
+    if stopped is not None or trainer.global_step < hp["max_steps"]:
+        raise TrainingInterrupted(f"{network}: stopped at step {trainer.global_step} of {hp['max_steps']}; "
+                                  f"the next run resumes from {resume_dir / 'last.ckpt'}") from stopped
+    for name in ("last.ckpt", "best.ckpt", "metrics.csv"):
+        shutil.copy2(resume_dir / name, out_dir / name)
+    shutil.rmtree(resume_dir)
     return task
