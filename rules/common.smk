@@ -88,6 +88,12 @@ def mock_truth(wildcards):
     )
 
 
+def kinematics_library(wildcards):
+    """The library of the stellar-kinematics fit, when it is not the population fit's."""
+    name = config["evaluation"]["kinematics_library"]
+    return {"kinematics": f"resources/templates/{name}.npz"} if name else {}
+
+
 def fit_chunks():
     """The fitting jobs' tables: the test split in chunks of ``evaluation.chunk_size`` galaxies."""
     count = n_chunks(config["dataset"]["n_test"], config["evaluation"]["chunk_size"])

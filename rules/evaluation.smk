@@ -72,6 +72,7 @@ rule evaluation_redshift:
 
 rule fit_chunk:
     input:
+        unpack(kinematics_library),
         predictions="results/predictions/test.h5",
         baselines="results/baselines/test.h5",
         dataset="results/dataset/dataset.h5",

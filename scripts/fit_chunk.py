@@ -11,5 +11,5 @@ with logged(snakemake.log[0]):  # noqa: F821
     settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)  # noqa: F821
     table = fit_chunk(snakemake.input.predictions, snakemake.input.dataset, snakemake.input.library, settings,  # noqa: F821
                       int(snakemake.wildcards.chunk), snakemake.output[0], snakemake.input.baselines,  # noqa: F821
-                      snakemake.input.redshifts)  # noqa: F821
+                      snakemake.input.redshifts, snakemake.input.get("kinematics"))  # noqa: F821
     print(f"{len(table)} fits, {int((table['error'] != '').sum())} failed")

@@ -55,6 +55,7 @@ class EvaluationSettings:
     chunk_size: int = 32
     seed: int = 0
     library: str = "bc03"
+    kinematics_library: str | None = "m11_miles"
     ages_gyr: tuple[float, ...] | None = None
     ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
                                                 "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
@@ -342,16 +343,24 @@ FIREFLY_COLUMNS = ("log_age", "metallicity", "ebv")
 INDEX_COLUMNS = ("Mg_b", "Fe5270", "Fe5335", "H_beta", "MgFe_prime", "Dn4000")
 
 
-def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, seed: int, name: str, bootstrap: bool = True) -> dict:
+def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, seed: int, name: str, bootstrap: bool = True,
+               kinematic_templates=None) -> dict:
     """pPXF, then the FIREFLY method at pPXF's σ*, then indices with the pPXF stellar model.
 
-    ``bootstrap=False`` skips both fitters' bootstrap refits (NaN errors).
+    With ``kinematic_templates``, pPXF runs twice, as the MaNGA DAP does: the stellar velocity and
+    σ* (with their bootstrap errors) from those templates, then populations, dust and gas from
+    ``templates`` with the kinematics held fixed; a library too broad for the spectrum's resolution
+    (BC03, 3 Å) then still gives populations without biasing σ*.  ``bootstrap=False`` skips the
+    fitters' bootstrap refits (NaN errors).
     """
     row: dict = {}
     spectrum = to_rest_frame(wave, flux, ivar, z, settings.resolving_power, templates.velscale, name=name)
+    refits = settings.ppxf["bootstrap"] if bootstrap else 0
     started = time.perf_counter()
-    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], settings.ppxf["bootstrap"] if bootstrap else 0, seed,
-                             settings.fit_masks)
+    kinematics = None
+    if kinematic_templates is not None:
+        kinematics = fit_rest_ppxf(spectrum, kinematic_templates, 0.0, refits, seed, settings.fit_masks)
+    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], refits, seed, settings.fit_masks, kinematics)
     row["ppxf_seconds"] = time.perf_counter() - started
     for key in PPXF_COLUMNS:
         row[f"ppxf_{key}"] = ppxf_fit[key]
@@ -378,7 +387,7 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
 
 
 def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettings, chunk: int, out_path,
-              baselines_h5=None, redshift_csv=None) -> pd.DataFrame:
+              baselines_h5=None, redshift_csv=None, kinematics_npz=None) -> pd.DataFrame:
     """Fit the observed spectra and every predictor's spectra of test galaxies ``chunk·chunk_size`` onwards.
 
     Each spectrum is fitted in the rest frame of its own redshift (:func:`redshifts_of_kinds`,
@@ -386,11 +395,13 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
     measured on it, as the paper (Sect. 5.3).  A galaxy whose fit fails, or whose spectrum has
     no measured redshift, keeps its row, with the reason in ``error`` and NaN values; the others
     go on.  Writes a parquet table, one row per galaxy and kind.  The predictors of
-    :data:`UNBOOTSTRAPPED` are fitted without bootstrap refits.
+    :data:`UNBOOTSTRAPPED` are fitted without bootstrap refits.  With ``kinematics_npz`` the stellar
+    kinematics come from that library (:func:`fit_galaxy`).
     """
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
     templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr))
+    kinematic_templates = None if kinematics_npz is None else prepare_templates(load_library(kinematics_npz), settings.resolving_power)
     z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
     rows = []
     for i in range(len(spectra)):
@@ -405,7 +416,7 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
                 continue
             try:
                 row.update(fit_galaxy(spectra.wave, flux, spectra.ivar[i], z, templates, settings, settings.seed + start + i, name,
-                                      bootstrap=kind not in UNBOOTSTRAPPED))
+                                      bootstrap=kind not in UNBOOTSTRAPPED, kinematic_templates=kinematic_templates))
             except Exception as err:  # noqa: BLE001 - any fit failure is recorded for this galaxy; the others go on
                 row["error"] = f"{name}: {type(err).__name__}: {err}"
                 print(row["error"])

@@ -25,11 +25,14 @@ from .download import RateLimiter, RetryPolicy, fetch_with_retries
 
 #: Library name → (folder inside the wheel, FWHM [Å] of the spectra).  MIUSCAT is the mock's truth.
 #: M11-MILES: [Z/H] −0.3, 0, +0.3, ages 6.5 Myr–15 Gyr at solar but from 0.1 Gyr at +0.3, Salpeter
-#: IMF.  BC03: [Z/H] −0.7, −0.4, 0, +0.4, ten ages 5 Myr–10 Gyr at every metallicity, Chabrier IMF.
+#: IMF.  BC03: [Z/H] −0.7, −0.4, 0, +0.4, ten ages 5 Myr–10 Gyr at every metallicity, Chabrier IMF,
+#: at the 3 Å of Bruzual & Charlot (2003) (the DAP's configuration says 2.3 Å, but fits of MIUSCAT and
+#: M11-MILES galaxies of known σ* come out up to 80% low with that value); broader than R = 1500 blue
+#: of 4500 Å, so the pipeline takes stellar kinematics from M11-MILES (``evaluation.kinematics_library``).
 LIBRARIES = {
     "miuscat": ("mangadap/data/spectral_templates/miuscat/", 2.51),
     "m11_miles": ("mangadap/data/spectral_templates/m11_miles/", 2.54),
-    "bc03": ("mangadap/data/spectral_templates/bc03_mpajhu/", 2.30),
+    "bc03": ("mangadap/data/spectral_templates/bc03_mpajhu/", 3.0),
 }
 
 _MIUSCAT_NAME = re.compile(r"Iun1\.30Z([mp])(\d+\.\d+)T(\d+\.\d+)\.fits$")

@@ -96,7 +96,8 @@ def _noise(ivar: np.ndarray) -> np.ndarray:
     return np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), 1.0)
 
 
-def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=False):
+def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=False,
+                fix_stars=False):
     n_stars = templates_columns.shape[1]
     component = np.array([0] * n_stars + [1] * gas.shape[1])
     stars = component == 0
@@ -120,6 +121,7 @@ def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, star
         reg_dim=templates.flux.shape[1:],
         goodpixels=goodpixels,
         clean=clean,
+        fixed=[[True, True], [False, False]] if fix_stars else None,
         quiet=True,
     )
 
@@ -144,6 +146,7 @@ def fit_rest_ppxf(
     bootstrap: int = 50,
     seed: int = 0,
     masks: FitMasks = FitMasks(),
+    kinematics: dict | None = None,
 ) -> dict:
     """pPXF fit of a :class:`RestSpectrum`.
 
@@ -160,6 +163,10 @@ def fit_rest_ppxf(
         Seed of the bootstrap's random signs.
     masks : FitMasks
         Interstellar and sky-line windows left out, and whether outliers are clipped.
+    kinematics : dict, optional
+        The stars' ``velocity`` and ``sigma_star`` [km/s] (with their ``*_err``) from an earlier
+        fit, held fixed: the MaNGA DAP's two steps, kinematics with a library of adequate
+        resolution, then populations with another (:func:`img2spec.evaluation.fit_galaxy`).
 
     Returns
     -------
@@ -191,8 +198,10 @@ def fit_rest_ppxf(
         gas, gas_names, _ = emission_lines(np.log(templates.wave), [wave[0], wave[-1]], lambda w: w / spectrum.resolving_power)
     columns = templates.columns
     n_stars = columns.shape[1]
-    start = {"v": 0.0, "sigma": 150.0, "gas_sigma": 100.0, "a_v": 0.3}
-    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=masks.clean)
+    fixed = kinematics is not None
+    start = {"v": kinematics["velocity"] if fixed else 0.0, "sigma": kinematics["sigma_star"] if fixed else 150.0,
+             "gas_sigma": 100.0, "a_v": 0.3}
+    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=masks.clean, fix_stars=fixed)
     best = _properties(pp, templates, n_stars)
     kept = np.asarray(pp.goodpixels)
 
@@ -202,7 +211,7 @@ def fit_rest_ppxf(
     draws = []
     for _ in range(bootstrap):
         signs = rng.choice([-1.0, 1.0], size=galaxy.size)
-        refit = _single_fit(columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, kept)
+        refit = _single_fit(columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, kept, fix_stars=fixed)
         draws.append(_properties(refit, templates, n_stars))
 
     weights = pp.weights[:n_stars] * scale
@@ -214,6 +223,9 @@ def fit_rest_ppxf(
     result = dict(best)
     for key in ("velocity", "sigma_star", "log_age", "metallicity", "ebv"):
         result[f"{key}_err"] = float(np.std([d[key] for d in draws], ddof=1)) if bootstrap > 1 else np.nan
+    if fixed:
+        for key in ("velocity", "sigma_star"):
+            result[key], result[f"{key}_err"] = kinematics[key], kinematics.get(f"{key}_err", np.nan)
     result.update(
         chi2_per_pixel=float(np.sum((flux - pp.bestfit * scale)[good] ** 2 * ivar[good]) / good.sum()),
         n_pixels=int(good.sum()),
