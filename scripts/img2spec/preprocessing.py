@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import sparse
 from scipy.interpolate import make_interp_spline
 
 from .config import settings_from_section

@@ -22,7 +22,6 @@ import json
 import math
 import random
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
