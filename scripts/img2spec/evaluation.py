@@ -56,6 +56,7 @@ class EvaluationSettings:
     seed: int = 0
     library: str = "bc03"
     kinematics_library: str | None = "m11_miles"
+    kinematics_ages_gyr: tuple[float, ...] | None = (0.1, 0.3, 1.0, 3.0, 10.0)
     ages_gyr: tuple[float, ...] | None = None
     ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
                                                 "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
@@ -401,7 +402,9 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
     templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr))
-    kinematic_templates = None if kinematics_npz is None else prepare_templates(load_library(kinematics_npz), settings.resolving_power)
+    kinematic_templates = None if kinematics_npz is None else prepare_templates(
+        load_library(kinematics_npz), settings.resolving_power,
+        ages_gyr=settings.kinematics_ages_gyr and list(settings.kinematics_ages_gyr))
     z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
     rows = []
     for i in range(len(spectra)):
