@@ -102,7 +102,7 @@ def coerce_strings(instance: Any, schema: dict, root: dict | None = None) -> Any
     return instance
 
 
-def _ordered(config: dict, path: str, low: Any, high: Any, strict: bool = True) -> str | None:
+def _ordered(path: str, low: Any, high: Any, strict: bool = True) -> str | None:
     if low is None or high is None:
         return None
     if low < high or (not strict and low <= high):
@@ -120,7 +120,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     problems = []
     inference = config["inference"]
-    problems.append(_ordered(config, "inference.keep_lr", inference["keep_lr"], inference["k_lr"], strict=False)
+    problems.append(_ordered("inference.keep_lr", inference["keep_lr"], inference["k_lr"], strict=False)
                     and f"config key inference.keep_lr: keeps {inference['keep_lr']} of k_lr = {inference['k_lr']} candidates; "
                     "it must be at most k_lr")
     ablation = config.get("ablation", {}).get("inference", {})
@@ -128,17 +128,17 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         keep, k = ablation.get("keep_lr", inference["keep_lr"]), ablation.get("k_lr", inference["k_lr"])
         problems.append(keep > k and f"config key ablation.inference.keep_lr: {keep} must be at most ablation.inference.k_lr = {k}")
     mock = config["mock"]
-    problems.append(_ordered(config, "mock.population.z_min", mock["population"]["z_min"], mock["population"]["z_max"])
+    problems.append(_ordered("mock.population.z_min", mock["population"]["z_min"], mock["population"]["z_max"])
                     and f"config key mock.population.z_min: {mock['population']['z_min']} must be below mock.population.z_max = "
                     f"{mock['population']['z_max']}")
     query = config["sdss"]["query"]
-    problems.append(_ordered(config, "sdss.query.z_min", query["z_min"], query["z_max"]))
+    problems.append(_ordered("sdss.query.z_min", query["z_min"], query["z_max"]))
     redshift = config["evaluation"]["redshift"]
-    problems.append(_ordered(config, "evaluation.redshift.z_min", redshift["z_min"], redshift["z_max"]))
+    problems.append(_ordered("evaluation.redshift.z_min", redshift["z_min"], redshift["z_max"]))
     pre = config["preprocessing"]
-    problems.append(_ordered(config, "preprocessing.wave_min", pre["wave_min"], pre["wave_max"]))
-    problems.append(_ordered(config, "preprocessing.norm_window", *pre["norm_window"]))
-    problems.append(_ordered(config, "preprocessing.r_out", pre["r_out"], pre["r_in"])
+    problems.append(_ordered("preprocessing.wave_min", pre["wave_min"], pre["wave_max"]))
+    problems.append(_ordered("preprocessing.norm_window", *pre["norm_window"]))
+    problems.append(_ordered("preprocessing.r_out", pre["r_out"], pre["r_in"])
                     and f"config key preprocessing.r_out: {pre['r_out']} must be below r_in = {pre['r_in']} (the spectra are degraded)")
     dataset = config["dataset"]
     if config["survey"] == "mock" and dataset["n_val"] + dataset["n_test"] >= mock["n_galaxies"]:
