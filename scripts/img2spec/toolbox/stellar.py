@@ -167,6 +167,8 @@ def fit_rest_ppxf(
         The stars' ``velocity`` and ``sigma_star`` [km/s] (with their ``*_err``) from an earlier
         fit, held fixed: the MaNGA DAP's two steps, kinematics with a library of adequate
         resolution, then populations with another (:func:`img2spec.evaluation.fit_galaxy`).
+        Its ``clipped_wave`` (the outliers that fit clipped) stay out of this fit, which then
+        clips nothing more: one outlier set per spectrum, and a single population fit.
 
     Returns
     -------
@@ -174,7 +176,7 @@ def fit_rest_ppxf(
         ``sigma_star`` and ``velocity`` [km/s], light-weighted ``log_age`` [log yr] and
         ``metallicity`` [M/H] [dex], ``ebv`` (stellar E(B−V) [mag]), each with ``<key>_err`` from
         the bootstrap; ``chi2_per_pixel`` and ``n_pixels`` over the pixels fitted,
-        ``n_masked`` (windows) and ``n_clipped`` (outliers); arrays on the rest-frame air grid
+        ``n_masked`` (windows) and ``n_clipped`` (outliers, at ``clipped_wave``); arrays on the rest-frame air grid
         ``wave``: ``flux``, ``ivar``, ``bestfit``, ``stellar_model``, ``gas_model``; ``gas_flux``
         and ``gas_flux_err`` per line [flux × Å]; ``light_weights`` (n_age, n_met); and
         ``model_intrinsic`` on ``model_wave``, the attenuated stellar model without the LOSVD,
@@ -191,17 +193,20 @@ def fit_rest_ppxf(
         raise ValueError("spectrum has no positive flux to fit")
     galaxy, noise = flux / scale, _noise(ivar) / scale
     in_window = masks.masked(spectrum)
-    goodpixels = np.flatnonzero((ivar > 0) & ~in_window)
+    fixed = kinematics is not None
+    outliers_known = fixed and "clipped_wave" in kinematics
+    clipped_before = np.isin(wave, kinematics["clipped_wave"]) if outliers_known else np.zeros(wave.size, bool)
+    goodpixels = np.flatnonzero((ivar > 0) & ~in_window & ~clipped_before)
     if goodpixels.size == 0:
         raise ValueError("no pixel left to fit outside the masks")
     with contextlib.redirect_stdout(io.StringIO()):  # emission_lines lists the lines it made
         gas, gas_names, _ = emission_lines(np.log(templates.wave), [wave[0], wave[-1]], lambda w: w / spectrum.resolving_power)
     columns = templates.columns
     n_stars = columns.shape[1]
-    fixed = kinematics is not None
     start = {"v": kinematics["velocity"] if fixed else 0.0, "sigma": kinematics["sigma_star"] if fixed else 150.0,
              "gas_sigma": 100.0, "a_v": 0.3}
-    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=masks.clean, fix_stars=fixed)
+    clean = masks.clean and not outliers_known
+    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=clean, fix_stars=fixed)
     best = _properties(pp, templates, n_stars)
     kept = np.asarray(pp.goodpixels)
 
@@ -230,7 +235,8 @@ def fit_rest_ppxf(
         chi2_per_pixel=float(np.sum((flux - pp.bestfit * scale)[good] ** 2 * ivar[good]) / good.sum()),
         n_pixels=int(good.sum()),
         n_masked=int(np.sum(in_window & (ivar > 0))),
-        n_clipped=int(goodpixels.size - kept.size),
+        n_clipped=int(goodpixels.size - kept.size + clipped_before.sum()),
+        clipped_wave=wave[np.setdiff1d(np.flatnonzero((ivar > 0) & ~in_window), kept)],
         bootstrap=bootstrap,
         templates=templates.name,
         wave=wave,
