@@ -31,7 +31,7 @@ use rule train as ablation_train with:
     benchmark:
         "results/benchmarks/ablation/{variant}/train_{network}.tsv"
     wildcard_constraints:
-        network="cdm_lr|contrastive_lr|cdm_sr|contrastive_sr",
+        network="|".join(NETWORK_NAMES),
         variant=ABLATION_VARIANT,
 
 
@@ -39,7 +39,7 @@ use rule predict as ablation_predict with:
     input:
         **{
             network: f"results/ablation/{{variant}}/models/{network}/last.ckpt"
-            for network in NETWORKS
+            for network in NETWORK_NAMES
         },
         dataset="results/ablation/{variant}/dataset.h5",
     output:

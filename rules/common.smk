@@ -23,7 +23,7 @@ def default_targets():
         "results/dataset/summary.json",
         "results/dataset/examples.png",
     ]
-    targets += expand("results/models/{network}/last.ckpt", network=NETWORKS)
+    targets += expand("results/models/{network}/last.ckpt", network=NETWORK_NAMES)
     targets += [
         "results/predictions/summary.json",
         "results/baselines/summary.json",
@@ -49,11 +49,10 @@ def default_targets():
 
 
 from img2spec.config import resolve_networks  # noqa: E402
-from img2spec.ablation import VARIANT, variants  # noqa: E402
-from img2spec.evaluation import n_chunks  # noqa: E402
-from img2spec.templates import LIBRARIES as WHEEL_LIBRARIES  # noqa: E402
+from img2spec.networks import NETWORK_NAMES  # noqa: E402
+from img2spec.dag import LIBRARY_NAMES, VARIANT, n_chunks, variants  # noqa: E402
 
-NETWORKS = resolve_networks(config["training"])
+NETWORK_HYPERPARAMETERS = resolve_networks(config["training"])
 ABLATION_VARIANTS = variants(
     config["ablation"]["resolutions"], config["ablation"]["band_variants"]
 )
@@ -71,7 +70,7 @@ def training_resources(wildcards):
 
 def trained_models(wildcards):
     """The last checkpoint of each network, by name."""
-    return {network: f"results/models/{network}/last.ckpt" for network in NETWORKS}
+    return {network: f"results/models/{network}/last.ckpt" for network in NETWORK_NAMES}
 
 
 def mock_spectra(wildcards):

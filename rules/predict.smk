@@ -14,7 +14,7 @@ rule calibrate_bands:
         "results/benchmarks/calibrate_bands.tsv"
     conda:
         "../envs/train.yaml"
-    threads: config["training"]["threads"]
+    threads: config["inference"]["threads"]
     resources:
         mem_mb=8000,
     params:
@@ -47,7 +47,7 @@ rule predict:
         "results/benchmarks/predict.tsv"
     conda:
         "../envs/train.yaml"
-    threads: config["training"]["threads"]
+    threads: config["inference"]["threads"]
     resources:
         mem_mb=8000,
     params:
@@ -73,7 +73,7 @@ rule predict_images:
         name="|".join(config["predict_images"]) or "no-cube-files-configured",
     conda:
         "../envs/train.yaml"
-    threads: config["training"]["threads"]
+    threads: config["inference"]["threads"]
     resources:
         mem_mb=8000,
     params:

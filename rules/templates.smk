@@ -6,7 +6,7 @@ rule ssp_library:
     benchmark:
         "results/benchmarks/ssp_library/{library}.tsv"
     wildcard_constraints:
-        library="|".join(WHEEL_LIBRARIES),
+        library="|".join(LIBRARY_NAMES),
     conda:
         "../envs/mock.yaml"
     threads: 1

@@ -16,7 +16,7 @@ rule train:
     benchmark:
         "results/benchmarks/train_{network}.tsv"
     wildcard_constraints:
-        network="cdm_lr|contrastive_lr|cdm_sr|contrastive_sr",
+        network="|".join(NETWORK_NAMES),
     conda:
         "../envs/train.yaml"
     threads: config["training"]["threads"]
@@ -24,7 +24,7 @@ rule train:
         mem_mb=8000,
         gpu=training_resources,
     params:
-        hp=lambda wildcards: NETWORKS[wildcards.network],
+        hp=lambda wildcards: NETWORK_HYPERPARAMETERS[wildcards.network],
         run=config["training"],
     script:
         "../scripts/train.py"

@@ -7,6 +7,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under 
 import torch  # noqa: E402
 
 from img2spec.config import logged  # noqa: E402
+from img2spec.networks import NETWORK_NAMES  # noqa: E402
 from img2spec.inference import InferenceSettings, predict_dataset, read_band_scale  # noqa: E402
 
 with logged(snakemake.log[0]):  # noqa: F821
@@ -14,7 +15,7 @@ with logged(snakemake.log[0]):  # noqa: F821
     calibration = snakemake.input.get("calibration")  # noqa: F821 - absent for the image-ablation variants
     summary = predict_dataset(
         snakemake.input.dataset,  # noqa: F821
-        {name: getattr(snakemake.input, name) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")},  # noqa: F821
+        {name: getattr(snakemake.input, name) for name in NETWORK_NAMES},  # noqa: F821
         InferenceSettings.from_config(snakemake.params.inference),  # noqa: F821
         snakemake.output.predictions,  # noqa: F821
         snakemake.output.fits,  # noqa: F821

@@ -84,7 +84,8 @@ def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
     import copy
 
     from img2spec.config import resolve_networks, validate_config
-    from img2spec.train import NETWORKS, train_network
+    from img2spec.networks import NETWORKS
+    from img2spec.train import train_network
 
     networks = resolve_networks(validate_config({})["training"])
     run = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 0}
@@ -93,7 +94,7 @@ def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
     for name in NETWORKS:
         hp = copy.deepcopy(networks[name])
         hp.update(max_steps=2, batch_size=8, val_every_steps=2, checkpoint_every_steps=2)
-        if name.startswith("cdm"):
+        if NETWORKS[name].is_diffusion:
             hp["val_sampler_steps"] = 2
         train_network(str(tiny_dataset), name, hp, run, root / name, progress=False)
         paths[name] = root / name / "last.ckpt"

@@ -19,7 +19,7 @@ from img2spec.dataset import (
     preprocess_catalog_spectra,
     read_catalog,
 )
-from img2spec.io import open_cube_file, spectrum_path, write_cube_file
+from img2spec.io import InputError, open_cube_file, spectrum_path, write_cube_file
 from img2spec.preprocessing import PreprocessingSettings
 
 
@@ -143,3 +143,21 @@ def test_split_is_seeded_and_independent_of_input_order():
     assert not np.array_equal(assign_splits(ids, 20, 30, seed=5), split)
     with pytest.raises(ValueError, match="cannot give"):
         assign_splits(ids[:40], 20, 30, seed=4)
+
+
+def test_dataset_file_checks_its_layout_and_names_missing_ids(tiny_dataset, tmp_path):
+    from img2spec.dataset import DatasetFile
+
+    with DatasetFile(tiny_dataset) as data:
+        test = data.rows("test")
+        assert data.rows_of(data.specobjid[test[::-1]]).tolist() == test[::-1].tolist()
+        with pytest.raises(ValueError, match=r"1 galaxies missing .*specObjID \[12345\]"):
+            data.rows_of(np.array([12345]))
+        assert set(data.morphology(test)) <= {"elliptical", "spiral", "uncertain"}
+        assert np.array_equal(data.read("flux", test[::-1]), data.h5["flux"][()][test[::-1]])
+    old = tmp_path / "old.h5"
+    shutil.copyfile(tiny_dataset, old)
+    with h5py.File(old, "r+") as h5:
+        del h5.attrs["layout_version"]
+    with pytest.raises(InputError, match="old.h5: dataset layout version None.*rebuild"):
+        DatasetFile(old)

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from img2spec import metrics
+from img2spec.dag import n_chunks
 from img2spec.dataset import SPLITS
-from img2spec.evaluation import (EvaluationSettings, bpt, comparisons, fit_chunk, gather_fits, indices, lines, n_chunks,
+from img2spec.fitresults import FIT_COLUMNS
+from img2spec.evaluation import (EvaluationSettings, bpt, comparisons, fit_chunk, gather_fits, indices, lines,
                                   quality, redshift, stellar_populations)
 from img2spec.templates import library_from_wheel, load_library
 
@@ -89,6 +91,11 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_p
         fit_chunk(predictions, dataset, m11_npz, settings, chunk, path)
     fits = gather_fits(paths)
     assert len(fits) == 2 * ids.size and set(fits["specObjID"]) == set(ids)
+    assert tuple(pd.read_parquet(paths[-1]).columns) == FIT_COLUMNS  # an empty chunk has the schema too
+    renamed = tmp_path / "renamed.parquet"
+    pd.read_parquet(paths[0]).rename(columns={"ppxf_sigma_star": "ppxf_sigma"}).to_parquet(renamed)
+    with pytest.raises(ValueError, match=r"renamed.parquet: .*missing \['ppxf_sigma_star'\], unexpected \['ppxf_sigma'\]"):
+        gather_fits([renamed, *paths[1:]])
     failed = fits[fits["error"] != ""]
     assert set(failed["specObjID"]) == {ids[-1]} and failed["error"].str.contains(f"specObjID {ids[-1]}").all()
     assert failed["error"].str.contains("no pixel with positive inverse variance").all()
@@ -202,7 +209,8 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
     from scipy.ndimage import gaussian_filter1d
 
     from img2spec.evaluation import fit_galaxy
-    from img2spec.preprocessing import C_KMS, shift_to_redshift
+    from img2spec.preprocessing import shift_to_redshift
+    from img2spec.units import C_KMS
     from img2spec.toolbox import prepare_templates
 
     with h5py.File(tiny_dataset) as h5:

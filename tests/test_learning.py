@@ -6,12 +6,13 @@ import copy
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from img2spec.config import resolve_networks
 from img2spec.dataset import SPLITS
 from img2spec.train import DiffusionTask, train_network
-from tests.two_class import class_spectrum, write_two_class_dataset
+from tests.two_class import write_two_class_dataset
 
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true", "num_workers": 0, "seed": 0}
 
@@ -21,6 +22,7 @@ def _nearest_class(spectra: np.ndarray, references: np.ndarray, classes: np.ndar
     return classes[distance.argmin(1)]
 
 
+@pytest.mark.slow
 def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     """Red and blue galaxies with different spectra: samples drawn for unseen images have the image's
     class far above chance (0.5), and swapping the images swaps the class; a model of the marginal

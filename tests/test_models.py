@@ -12,6 +12,7 @@ import torch
 from img2spec.config import resolve_networks, validate_config
 from img2spec.diffusion import NoiseSchedule
 from img2spec.models import ResNetEncoder, info_nce
+from img2spec.networks import NETWORKS
 from img2spec.train import build_contrastive, build_denoiser
 
 torch.set_num_threads(1)
@@ -31,9 +32,9 @@ def test_resnet_encoders_match_torchvision_parameter_counts():
 @pytest.mark.parametrize("network, length", [("cdm_lr", 563), ("cdm_sr", 4500)])
 def test_denoiser_shapes_and_gradients(network, length):
     torch.manual_seed(0)
-    net = build_denoiser(TINY[network], super_resolution=network == "cdm_sr", length=length)
+    net = build_denoiser(TINY[network], super_resolution=NETWORKS[network].conditioned_on_lowres, length=length)
     x = torch.randn(3, length)
-    lowres = torch.randn(3, length) if network == "cdm_sr" else None
+    lowres = torch.randn(3, length) if NETWORKS[network].conditioned_on_lowres else None
     images = torch.randn(3, 5, 64, 64)
     t = torch.tensor([0, 100, 249])
     assert net(x, t, images, lowres).shape == (3, length)

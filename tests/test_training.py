@@ -13,6 +13,7 @@ import torch
 
 from img2spec.config import resolve_networks, validate_config
 from img2spec.data import ImageStats
+from img2spec.networks import NETWORKS
 from pytorch_lightning.callbacks import Callback
 
 import img2spec.train as train_module
@@ -25,7 +26,7 @@ RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", 
 def _hp(network, **changes):
     hp = copy.deepcopy(TINY[network])
     hp.update(batch_size=8, val_every_steps=5, checkpoint_every_steps=5)
-    if network.startswith("cdm"):
+    if NETWORKS[network].is_diffusion:
         hp["val_sampler_steps"] = 2
     hp.update(changes)
     return hp

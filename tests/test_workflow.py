@@ -22,6 +22,7 @@ import yaml
 from img2spec.config import ConfigError, load_config, validate_config
 from img2spec.inference import InferenceSettings
 from img2spec.mock.survey import MockSettings
+from img2spec.networks import NETWORK_NAMES
 from img2spec.evaluation import EvaluationSettings
 from img2spec.preprocessing import PreprocessingSettings
 
@@ -46,7 +47,7 @@ TINY = {
     "templates": {"download_dir": str(TEMPLATE_CACHE)},
     "mock": {"n_galaxies": 40, "batch_size": 40},
     "dataset": {"n_val": 4, "n_test": 6},
-    "training": {"networks": {name: dict(FEW_STEPS) for name in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")}},
+    "training": {"networks": {name: dict(FEW_STEPS) for name in NETWORK_NAMES}},
     "inference": {"k_lr": 2, "keep_lr": 1, "k_sr": 2, "steps": 2},
     "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
     "evaluation": {"chunk_size": 4, "ppxf": {"bootstrap": 1}, "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
@@ -55,6 +56,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     workdir = _workdir(tmp_path, TINY)
     result = _snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
@@ -104,7 +106,7 @@ def _declared_report_files() -> list[str]:
     expanded = []
     for path in paths:
         for code in ("ppxf", "firefly"):
-            for network in ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr"):
+            for network in NETWORK_NAMES:
                 expanded.append(path.replace("{code}", code).replace("{network}", network))
     return sorted({p for p in expanded if "sdss" not in p})
 
@@ -137,6 +139,7 @@ def _interrupt_training(workdir: Path, target: str, signum: int) -> subprocess.C
     return subprocess.CompletedProcess(command, run.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, mangadap_wheel):
     """Snakemake deletes a failed job's outputs; the resume state survives and the rerun continues exactly."""
     network = {"max_steps": 60, "batch_size": 8, "val_every_steps": 20, "checkpoint_every_steps": 20}

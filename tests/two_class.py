@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from img2spec.dataset import SPLITS
+from img2spec.dataset import LAYOUT_VERSION, SPLITS
 from img2spec.preprocessing import PreprocessingSettings, lowres_bin_means
 
 BAND_WEIGHTS = {"red": np.array([0.2, 0.5, 1.0, 1.4, 1.7]), "blue": np.array([1.2, 1.3, 1.0, 0.9, 0.8])}
@@ -59,4 +59,5 @@ def write_two_class_dataset(path: str | Path, n_train: int = 96, n_val: int = 16
         train = images[split == SPLITS["train"]]
         h5["images"].attrs["train_mean"] = train.mean(axis=(0, 2, 3))
         h5["images"].attrs["train_std"] = train.std(axis=(0, 2, 3))
+        h5.attrs["layout_version"] = LAYOUT_VERSION
     return {"kind": kinds, "tilt": tilts, "split": split}

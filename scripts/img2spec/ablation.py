@@ -15,7 +15,6 @@ networks as zeros.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -24,36 +23,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, plots
-from .dataset import SPLITS
-from .io import BANDS, atomic_output, read_h5_rows
-
-BAND_SETS = {"ugriz": "ugriz", "gri": "gri", "g": "g", "mean": "ugriz"}
-VARIANT = re.compile(r"^(\d+)px_(ugriz|gri|mean|g)$")
-
-
-def variant_name(resolution: int, bands: str) -> str:
-    return f"{resolution}px_{bands}"
-
-
-def parse_variant(name: str) -> tuple[int, str]:
-    """(resolution, bands) of a variant name such as ``16px_ugriz``."""
-    match = VARIANT.match(name)
-    if not match or 64 % int(match.group(1)):
-        raise ValueError(f"ablation variant {name!r}: expected '<r>px_<bands>' with r dividing 64 and bands one of {sorted(BAND_SETS)}")
-    return int(match.group(1)), match.group(2)
-
-
-#: The band rows of the paper's Table 3: gri at 32 × 32 and 16 × 16, one band (the mean of ugriz, or g) at 1 × 1.
-TABLE3_BAND_VARIANTS = ("32px_gri", "16px_gri", "1px_mean", "1px_g")
-
-
-def variants(resolutions: list[int], band_variants: list[str]) -> list[str]:
-    """All-band variants at each resolution, then the band variants as named (Table 3's rows)."""
-    names = [variant_name(r, "ugriz") for r in resolutions] + list(band_variants)
-    for name in names:
-        parse_variant(name)
-    return list(dict.fromkeys(names))
-
+from .dag import BAND_SETS, parse_variant
+from .dataset import SPLITS, DatasetFile
+from .io import BANDS, atomic_output
 
 def transform_images(images: np.ndarray, resolution: int, bands: str, band_mean: np.ndarray) -> np.ndarray:
     """Ablated copies of image cubes (n, 5, 64, 64) [nanomaggies per pixel].
@@ -110,11 +82,10 @@ def rest_frame_mse(predictions_h5: str | Path, dataset_h5: str | Path, rest_rang
     """MSE of ln flux per test galaxy over rest-frame ``rest_range`` [Å] (the paper's Table 3 metric)."""
     with h5py.File(predictions_h5, "r") as pred:
         ids, predicted = pred["specobjid"][()], pred["flux"][()]
-    with h5py.File(dataset_h5, "r") as data:
-        row_of = {int(s): i for i, s in enumerate(data["specobjid"][()])}
-        rows = np.array([row_of[int(s)] for s in ids])
-        observed, mask = read_h5_rows(data["flux"], rows), read_h5_rows(data["mask"], rows)
-        rest = data["wave"][()][None, :] / (1 + data["z_spec"][()][rows][:, None])
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
+        observed, mask = data.read("flux", rows), data.read("mask", rows)
+        rest = data.wave[None, :] / (1 + data.read("z_spec", rows)[:, None])
     outside = (rest < rest_range[0]) | (rest > rest_range[1])
     return pd.DataFrame({"specObjID": ids, "mse": metrics.mse(predicted, observed, mask | outside)})
 

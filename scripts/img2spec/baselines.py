@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .dataset import split_rows
+from .dataset import DatasetFile
 from .io import InputError, read_h5_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features
 
@@ -57,9 +57,24 @@ def _log_mean(linear: np.ndarray, weights: np.ndarray, floor: float) -> np.ndarr
     return np.log(np.maximum(mean, floor)).astype(np.float32)
 
 
-def mean_spectrum(flux_ln: np.ndarray, mask: np.ndarray, floor: float = 1e-3) -> np.ndarray:
-    """Mean of linear flux over unmasked pixels of spectra (N, L) given as natural log; returned as log (L,)."""
-    return _log_mean(np.exp(flux_ln.astype(np.float64)), (~mask).astype(np.float64), floor)
+def mean_spectrum(flux: h5py.Dataset | np.ndarray, mask: h5py.Dataset | np.ndarray, rows: np.ndarray, chunk: int = 1024,
+                  floor: float = 1e-3) -> np.ndarray:
+    """Mean linear flux of spectra ``rows`` (natural log in ``flux``, (N, L)) over unmasked pixels, as log (L,).
+
+    Read ``chunk`` rows at a time, so memory does not grow with the number of spectra.  A pixel
+    masked in every spectrum takes the plain mean.
+    """
+    n_pix = flux.shape[1]
+    weighted, weights, plain = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
+    for start in range(0, rows.size, chunk):
+        block = rows[start : start + chunk]
+        linear = np.exp(read_h5_rows(flux, block).astype(np.float64))
+        good = ~read_h5_rows(mask, block)
+        weighted += np.where(good, linear, 0.0).sum(0)
+        weights += good.sum(0)
+        plain += linear.sum(0)
+    mean = np.where(weights > 0, weighted / np.maximum(weights, 1), plain / max(rows.size, 1))
+    return np.log(np.maximum(mean, floor)).astype(np.float32)
 
 
 def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k: int) -> np.ndarray:
@@ -75,31 +90,45 @@ def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k
     return np.argpartition(distance, k - 1, axis=1)[:, :k]
 
 
-def knn_spectra(neighbours: np.ndarray, train_flux_ln: np.ndarray, train_mask: np.ndarray, floor: float = 1e-3) -> np.ndarray:
-    """Average linear flux of the training galaxies ``neighbours`` (N, k) of each query, per pixel over unmasked values, as log."""
-    linear = np.exp(train_flux_ln[neighbours].astype(np.float64))
-    return _log_mean(linear, (~train_mask[neighbours]).astype(np.float64), floor)
+def knn_spectra(neighbours: np.ndarray, flux: h5py.Dataset | np.ndarray, mask: h5py.Dataset | np.ndarray, rows: np.ndarray,
+                chunk: int = 64, floor: float = 1e-3) -> np.ndarray:
+    """Average linear flux of the neighbours (N, k) of each query, per pixel over unmasked values, as log (N, L).
+
+    ``neighbours`` index ``rows`` (the training rows of ``flux``); only the neighbours of ``chunk``
+    queries are read at a time.
+    """
+    out = np.empty((len(neighbours), flux.shape[1]), np.float32)
+    for start in range(0, len(neighbours), chunk):
+        block = neighbours[start : start + chunk]
+        needed, where = np.unique(block, return_inverse=True)
+        linear = np.exp(read_h5_rows(flux, rows[needed]).astype(np.float64))[where.reshape(block.shape)]
+        good = ~read_h5_rows(mask, rows[needed])[where.reshape(block.shape)]
+        out[start : start + len(block)] = _log_mean(linear, good.astype(np.float64), floor)
+    return out
 
 
 def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, split: str = "test",
                           chunk: int = 1024) -> dict[str, np.ndarray]:
     """``mean`` and ``knn`` predictions, full and low resolution, for the galaxies of ``split``.
 
+    Images and spectra are read ``chunk`` rows at a time (the neighbours' spectra per block of
+    queries), so memory grows with the size of ``split``, not of the training set.
+
     Returns a dict with ``specobjid`` (N,), ``mean`` / ``knn`` (N, 4500) and ``mean_lowres`` /
     ``knn_lowres`` (N, 563), natural log of normalised flux.
     """
-    with h5py.File(dataset_h5, "r") as h5:
-        train, query = split_rows(h5, "train"), split_rows(h5, split)
+    with DatasetFile(dataset_h5) as data:
+        train, query = data.rows("train"), data.rows(split)
         features = {}
         for name, rows in (("train", train), ("query", query)):
-            features[name] = np.concatenate([photometric_features(read_h5_rows(h5["images"], rows[i : i + chunk]), settings.radii_pix)
+            features[name] = np.concatenate([photometric_features(data.read("images", rows[i : i + chunk]), settings.radii_pix)
                                              for i in range(0, rows.size, chunk)]) if rows.size else np.zeros((0, 1))
-        out = {"specobjid": h5["specobjid"][()][query]}
+        out = {"specobjid": data.specobjid[query]}
         neighbours = nearest_neighbours(features["train"], features["query"], settings.k)
         for suffix, flux_key, mask_key in (("", "flux", "mask"), ("_lowres", "flux_lowres", "mask_lowres")):
-            flux, mask = read_h5_rows(h5[flux_key], train), read_h5_rows(h5[mask_key], train)
-            out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask)[None, :], query.size, axis=0)
-            out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask)
+            flux, mask = data.h5[flux_key], data.h5[mask_key]
+            out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask, train, chunk)[None, :], query.size, axis=0)
+            out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask, train)
     return out
 
 
@@ -120,10 +149,9 @@ def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, sp
     from .io import read_sdss_spectrum, spectrum_path
     from .preprocessing import preprocess_spectra
 
-    with h5py.File(dataset_h5, "r") as h5:
-        rows = split_rows(h5, split)
-        ids = h5["specobjid"][()][rows]
-        locations = {name: h5["catalog"][name][()][rows] for name in ("plate", "mjd", "fiberID")}
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows(split)
+        ids, locations = data.specobjid[rows], data.catalog(rows, ("plate", "mjd", "fiberID"))
     paths = [spectrum_path(spectra_root, p, m, f) for p, m, f in zip(locations["plate"], locations["mjd"], locations["fiberID"])]
     spectra = [read_sdss_spectrum(path, bad_bits=settings.bad_bits, flux_column="model") for path in paths]
     result, rejects = preprocess_spectra(spectra, settings)
@@ -164,10 +192,10 @@ def baseline_summary(dataset_h5: str | Path, settings: BaselineSettings, out_h5:
     if spectra_root is not None:
         truth = truth_spectra(dataset_h5, spectra_root, preprocessing, split)
         predictions.update({k: v for k, v in truth.items() if k != "specobjid"})
-    with h5py.File(dataset_h5, "r") as h5:
-        rows = split_rows(h5, split)
-        observed, mask = read_h5_rows(h5["flux"], rows), read_h5_rows(h5["mask"], rows)
-        wave, wave_lowres = h5["wave"][()], h5["wave_lowres"][()]
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows(split)
+        observed, mask = data.read("flux", rows), data.read("mask", rows)
+        wave, wave_lowres = data.wave, data.wave_lowres
     write_baselines(out_h5, predictions, wave, wave_lowres)
     names = [name for name in BASELINES if name in predictions]
     summary = {

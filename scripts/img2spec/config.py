@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .networks import NETWORK_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NETWORKS_SCHEMA_PATH = REPO / "workflow" / "schemas" / "networks.schema.yaml"
@@ -181,7 +183,7 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[str, dict[str, Any]]:
-    """Hyperparameters of the four networks: the named preset with ``training.networks`` merged in.
+    """Hyperparameters of the four networks (:mod:`img2spec.networks`): the named preset with ``training.networks`` merged in.
 
     Raises
     ------
@@ -193,6 +195,8 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
         raise ConfigError(f"config key training.preset: no preset file {path}")
     overrides = coerce_strings(training.get("networks", {}), yaml.safe_load(NETWORKS_SCHEMA_PATH.read_text()))
     networks = _merge(yaml.safe_load(path.read_text()), overrides)
+    if set(networks) != set(NETWORK_NAMES):
+        raise ConfigError(f"preset {path}: networks {sorted(networks)}; the method's networks are {', '.join(NETWORK_NAMES)}")
     _validate(networks, NETWORKS_SCHEMA_PATH, f"(preset {path.stem} with overrides)", prefix="training.networks")
     return networks
 

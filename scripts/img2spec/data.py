@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .dataset import split_rows
+from .dataset import DatasetFile
 from .photometry import APERTURE_RADII_PIX, photometric_features
 
 
@@ -74,6 +74,7 @@ class SpectrumStats:
 
 
 def _read_block(h5: h5py.File, key: str, rows: np.ndarray) -> np.ndarray:
+    """Rows (increasing, from one block of consecutive training rows) read as one slice: one read per block, bounded by the block."""
     return h5[key][rows[0] : rows[-1] + 1][rows - rows[0]]
 
 
@@ -90,9 +91,10 @@ def spectrum_stats(path: str, key: str, per_pixel: bool = False, chunk: int = 20
     """
     source, residual = residual_key_parts(key)
     mask_key = "mask" if source == "flux" else "mask_lowres"
-    with h5py.File(path, "r") as h5:
-        train = split_rows(h5, "train")
-        interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]) if residual else None
+    with DatasetFile(path) as data:
+        h5 = data.h5
+        train = data.rows("train")
+        interp = lowres_to_fullres(data.wave_lowres, data.wave) if residual else None
         n_pix = h5[source].shape[1]
         total, total_sq, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
         low, high = np.full(n_pix, np.inf), np.full(n_pix, -np.inf)
@@ -200,11 +202,11 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
     """
     if transform not in ("linear", "arcsinh"):
         raise ValueError(f"unknown image transform {transform!r} (linear, arcsinh)")
-    with h5py.File(path, "r") as h5:
-        train = split_rows(h5, "train")
+    with DatasetFile(path) as data:
+        train = data.rows("train")
         rows = np.unique(train[np.linspace(0, train.size - 1, min(max_images, train.size)).astype(int)])
-        images = _read_block(h5, "images", rows).astype(np.float64)
-        linear_mean, linear_std = h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"]
+        images = data.read("images", rows).astype(np.float64)  # only these rows: bounded by max_images, not N
+        linear_mean, linear_std = data.image_train_statistics()
     feature_centre = feature_scale = None
     if features:
         values = photometric_features(images)
@@ -251,10 +253,10 @@ class SpectraImages(Dataset):
         self.augment, self.crop_pad, self.seed = augment, crop_pad, seed
         self.source, self.residual = residual_key_parts(target)
         self.mask_key = "mask" if self.source == "flux" else "mask_lowres"
-        with h5py.File(path, "r") as h5:
-            self.rows = split_rows(h5, split)
+        with DatasetFile(path) as data:
+            self.rows = data.rows(split)
             needs_interp = lowres_stats is not None or self.residual
-            self.interp = lowres_to_fullres(h5["wave_lowres"][()], h5["wave"][()]).astype(np.float32) if needs_interp else None
+            self.interp = lowres_to_fullres(data.wave_lowres, data.wave).astype(np.float32) if needs_interp else None
         self._h5 = None
 
     def __len__(self) -> int:

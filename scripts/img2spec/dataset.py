@@ -22,11 +22,100 @@ from .io import BANDS, CubeFile, InputError, atomic_output, image_problem, read_
 from .preprocessing import PreprocessingSettings, preprocess_spectra
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+#: Version of the ``dataset.h5`` layout written by :func:`build_dataset`; readers refuse any other.
+LAYOUT_VERSION = 2
+MORPHOLOGIES = ("elliptical", "spiral", "uncertain")
 
 
 def split_rows(h5: h5py.File, split: str) -> np.ndarray:
     """Rows of ``dataset.h5`` (an open file) in ``split`` ('train', 'val' or 'test'), increasing."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; one of {sorted(SPLITS)}")
     return np.flatnonzero(h5["split"][()] == SPLITS[split])
+
+
+def rows_of_ids(ids: np.ndarray, wanted: np.ndarray, source: str) -> np.ndarray:
+    """Positions in ``ids`` of the specObjIDs ``wanted``; ``source`` names the file in the error."""
+    position = {int(s): i for i, s in enumerate(ids)}
+    missing = [int(s) for s in wanted if int(s) not in position]
+    if missing:
+        raise ValueError(f"{source}: {len(missing)} galaxies missing (e.g. specObjID {missing[:3]})")
+    return np.array([position[int(s)] for s in wanted], dtype=int)
+
+
+class DatasetFile:
+    """Read access to ``dataset.h5``, the one owner of its layout (see :func:`build_dataset`).
+
+    Opens read-only and checks the layout version.  Per-object arrays are read for given rows only
+    (never the whole survey): ``images`` (N, 5, 64, 64) [nanomaggies], ``flux`` / ``flux_lowres``
+    (natural log of normalised flux), ``ivar``, ``mask`` / ``mask_lowres``, ``norm``, ``z_spec``.
+
+    Use as a context manager: ``with DatasetFile(path) as data: rows = data.rows("test")``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.h5 = h5py.File(self.path, "r")
+        except OSError as err:
+            raise InputError(f"{self.path}: not a readable dataset file ({err})") from None
+        version = self.h5.attrs.get("layout_version")
+        if version != LAYOUT_VERSION:
+            self.h5.close()
+            raise InputError(f"{self.path}: dataset layout version {version}, this img2spec reads version {LAYOUT_VERSION}; "
+                             "rebuild it (snakemake --forcerun build_dataset)")
+
+    def __enter__(self) -> "DatasetFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+
+    @property
+    def specobjid(self) -> np.ndarray:
+        return self.h5["specobjid"][()]
+
+    @property
+    def wave(self) -> np.ndarray:
+        """Full-resolution wavelength grid [Å, vacuum, observed frame]."""
+        return self.h5["wave"][()]
+
+    @property
+    def wave_lowres(self) -> np.ndarray:
+        return self.h5["wave_lowres"][()]
+
+    def rows(self, split: str) -> np.ndarray:
+        """Rows of ``split`` ('train', 'val' or 'test'), increasing."""
+        return split_rows(self.h5, split)
+
+    def rows_of(self, ids: np.ndarray, source: str = "") -> np.ndarray:
+        """Rows of the specObjIDs ``ids``; an error naming the file (and ``source``) for any missing."""
+        return rows_of_ids(self.specobjid, ids, f"{self.path}" + (f" ({source})" if source else ""))
+
+    def read(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """``key``'s values of ``rows`` (any order), reading only those rows."""
+        return read_h5_rows(self.h5[key], np.asarray(rows))
+
+    def catalog(self, rows: np.ndarray, columns: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Catalog columns (all by default) of ``rows``."""
+        group = self.h5["catalog"]
+        return pd.DataFrame({name: group[name][()][rows] for name in (columns or list(group))})
+
+    def morphology(self, rows: np.ndarray) -> np.ndarray:
+        """Galaxy Zoo class of ``rows``: elliptical, spiral or uncertain (from the catalog's debiased flags)."""
+        labels = np.full(np.size(rows), "uncertain", dtype=object)
+        group = self.h5["catalog"]
+        if "elliptical" in group:
+            labels[group["elliptical"][()][rows] == 1] = "elliptical"
+            labels[group["spiral"][()][rows] == 1] = "spiral"
+        return labels
+
+    def image_train_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band mean and standard deviation of the training images [nanomaggies per pixel]."""
+        return self.h5["images"].attrs["train_mean"], self.h5["images"].attrs["train_std"]
 REJECT_COLUMNS = ["specObjID", "stage", "reason", "file"]
 
 
@@ -321,6 +410,7 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
         images.attrs["train_mean"] = mean
         images.attrs["train_std"] = std
         out.attrs["n_objects"] = n
+        out.attrs["layout_version"] = LAYOUT_VERSION
     counts = {name: int(np.sum(split == code)) for name, code in SPLITS.items()}
     return {
         "n_objects": int(n),
@@ -334,12 +424,12 @@ def dataset_figure(dataset_h5: str | Path, path: str | Path, n_examples: int = 5
     """Example image–spectrum pairs of the first test objects, as the networks will see them."""
     from .plots import dataset_examples
 
-    with h5py.File(dataset_h5, "r") as h5:
-        rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[:n_examples]
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows("test")[:n_examples]
         labels = [
             f"specObjID {sid}  z={z:.3f}  ({100 * m.mean():.1f}% pixels masked)"
-            for sid, z, m in zip(h5["specobjid"][rows], h5["z"][rows], h5["mask"][rows])
+            for sid, z, m in zip(data.specobjid[rows], data.read("z", rows), data.read("mask", rows))
         ]
         dataset_examples(
-            h5["images"][rows], h5["wave"][()], h5["flux"][rows], h5["wave_lowres"][()], h5["flux_lowres"][rows], labels, path
+            data.read("images", rows), data.wave, data.read("flux", rows), data.wave_lowres, data.read("flux_lowres", rows), labels, path
         )

@@ -21,12 +21,15 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, plots
+from .dataset import DatasetFile, rows_of_ids
 from .io import atomic_output, read_h5_rows
 from .preprocessing import shift_to_redshift
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
 from .toolbox.firefly import fit_rest_firefly
 from .toolbox.indices import indices_of_rest
+from .fitresults import (FIT_COLUMNS, FIT_ID_COLUMNS, FIREFLY_COLUMNS, INDEX_COLUMNS, PPXF_COLUMNS, fit_column,
+                         line_column)
 from .toolbox.lines import CLASSES, LINES, bpt_class, lines_measured, measure_lines
 from .toolbox.spectra import to_rest_frame
 from .toolbox.stellar import FitMasks, fit_rest_ppxf
@@ -114,15 +117,6 @@ class TestSpectra:
         return self.observed if kind == "observed" else self.predictors[kind]
 
 
-def _rows_by_id(ids: np.ndarray, wanted: np.ndarray, source: str) -> np.ndarray:
-    """Positions in ``ids`` of the specObjIDs ``wanted``; ``source`` names the file in the error."""
-    position = {int(s): i for i, s in enumerate(ids)}
-    missing = [int(s) for s in wanted if int(s) not in position]
-    if missing:
-        raise ValueError(f"{source}: {len(missing)} galaxies missing (e.g. specObjID {missing[:3]})")
-    return np.array([position[int(s)] for s in wanted], dtype=int)
-
-
 def read_predictors(predictions_h5: str | Path, baselines_h5: str | Path | None = None, start: int = 0,
                     stop: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
@@ -137,14 +131,10 @@ def read_predictors(predictions_h5: str | Path, baselines_h5: str | Path | None 
             out["median"] = pred["flux_p50"][start:stop]
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
-            rows = _rows_by_id(base["specobjid"][()], ids, str(baselines_h5))
+            rows = rows_of_ids(base["specobjid"][()], ids, str(baselines_h5))
             for name in base.attrs["baselines"]:
                 out[str(name)] = read_h5_rows(base[str(name)], rows)
     return ids, {name: out[name] for name in PREDICTORS if name in out}
-
-
-def _dataset_rows(ids: np.ndarray, data: h5py.File, predictions_h5, dataset_h5) -> np.ndarray:
-    return _rows_by_id(data["specobjid"][()], ids, f"{dataset_h5} (galaxies of {predictions_h5})")
 
 
 def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start: int = 0, stop: int | None = None,
@@ -152,13 +142,12 @@ def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start:
     """The predicted galaxies ``start:stop`` (in the predictions' order) joined to their observations and baselines."""
     ids, predictors = read_predictors(predictions_h5, baselines_h5, start, stop)
     predictors = {name: np.exp(values.astype(np.float64)) for name, values in predictors.items()}
-    with h5py.File(dataset_h5, "r") as data:
-        rows = _dataset_rows(ids, data, predictions_h5, dataset_h5)
-        observed = np.exp(read_h5_rows(data["flux"], rows).astype(np.float64))
-        ivar = np.where(read_h5_rows(data["mask"], rows), 0.0, read_h5_rows(data["ivar"], rows))
-        catalog = pd.DataFrame({name: data["catalog"][name][()][rows] for name in data["catalog"]})
-        return TestSpectra(ids, data["wave"][()], observed, predictors, ivar, data["z_spec"][()][rows],
-                           _morphology_from_flags(data["catalog"], rows), catalog)
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
+        observed = np.exp(data.read("flux", rows).astype(np.float64))
+        ivar = np.where(data.read("mask", rows), 0.0, data.read("ivar", rows))
+        return TestSpectra(ids, data.wave, observed, predictors, ivar, data.read("z_spec", rows), data.morphology(rows),
+                           data.catalog(rows))
 
 
 def redshifts_of_kinds(redshift_csv: str | Path | None, ids: np.ndarray, z_spec: np.ndarray, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -188,15 +177,6 @@ def redshifts_of_kinds(redshift_csv: str | Path | None, ids: np.ndarray, z_spec:
             raise ValueError(f"{redshift_csv}: no column {kind}_z (redshifts of the {kind} spectra)")
         out[kind] = table.loc[ids, f"{kind}_z"].to_numpy(np.float64)
     return {kind: out[kind] for kind in kinds}
-
-
-def _morphology_from_flags(catalog_group: h5py.Group, rows: np.ndarray) -> np.ndarray:
-    """Galaxy Zoo class per object: elliptical, spiral or uncertain (from the catalog's flags)."""
-    labels = np.full(rows.size, "uncertain", dtype=object)
-    if "elliptical" in catalog_group:
-        labels[catalog_group["elliptical"][()][rows] == 1] = "elliptical"
-        labels[catalog_group["spiral"][()][rows] == 1] = "spiral"
-    return labels
 
 
 #: Per-galaxy agreement scores of :func:`quality`; ``<score>_as_predicted`` is the same before alignment.
@@ -230,11 +210,11 @@ def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids, predictors = read_predictors(predictions_h5, baselines_h5)
-    with h5py.File(dataset_h5, "r") as data:
-        rows = _dataset_rows(ids, data, predictions_h5, dataset_h5)
-        observed, mask, ivar = (read_h5_rows(data[name], rows) for name in ("flux", "mask", "ivar"))
-        wave, z_spec = data["wave"][()], data["z_spec"][()][rows]
-        table = pd.DataFrame({"specObjID": ids, "galaxy_zoo": _morphology_from_flags(data["catalog"], rows)})
+    with DatasetFile(dataset_h5) as data:
+        rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
+        observed, mask, ivar = (data.read(name, rows) for name in ("flux", "mask", "ivar"))
+        wave, z_spec = data.wave, data.read("z_spec", rows)
+        table = pd.DataFrame({"specObjID": ids, "galaxy_zoo": data.morphology(rows)})
     z_of = redshifts_of_kinds(redshift_csv, ids, z_spec, tuple(predictors))
     for name, predicted in predictors.items():
         prefix = "" if name == "predicted" else f"{name}_"
@@ -338,12 +318,6 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     return summary
 
 
-#: Per-galaxy values each fitter contributes to a chunk's table.
-PPXF_COLUMNS = ("velocity", "sigma_star", "log_age", "metallicity", "ebv")
-FIREFLY_COLUMNS = ("log_age", "metallicity", "ebv")
-INDEX_COLUMNS = ("Mg_b", "Fe5270", "Fe5335", "H_beta", "MgFe_prime", "Dn4000")
-
-
 def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, seed: int, name: str, bootstrap: bool = True,
                kinematic_templates=None) -> dict:
     """pPXF, then the FIREFLY method at pPXF's σ*, then indices with the pPXF stellar model.
@@ -362,25 +336,20 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
     if kinematic_templates is not None:
         kinematics = fit_rest_ppxf(spectrum, kinematic_templates, 0.0, refits, seed, settings.fit_masks)
     ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], refits, seed, settings.fit_masks, kinematics)
-    row["ppxf_seconds"] = time.perf_counter() - started
-    for key in PPXF_COLUMNS:
-        row[f"ppxf_{key}"] = ppxf_fit[key]
-        row[f"ppxf_{key}_err"] = ppxf_fit[f"{key}_err"]
-    row["ppxf_chi2_per_pixel"] = ppxf_fit["chi2_per_pixel"]
-    row["ppxf_n_masked"], row["ppxf_n_clipped"] = ppxf_fit["n_masked"], ppxf_fit["n_clipped"]
+    row[fit_column("ppxf", "seconds")] = time.perf_counter() - started
+    for key in (*PPXF_COLUMNS, *(f"{k}_err" for k in PPXF_COLUMNS), "chi2_per_pixel", "n_masked", "n_clipped"):
+        row[fit_column("ppxf", key)] = ppxf_fit[key]
     started = time.perf_counter()
     ff = fit_rest_firefly(spectrum, templates, ppxf_fit["sigma_star"], settings.firefly["hpf_width"], settings.firefly["beam"],
                           settings.firefly["max_components"], settings.firefly["bootstrap"] if bootstrap else 0, seed)
-    row["firefly_seconds"] = time.perf_counter() - started
-    for key in FIREFLY_COLUMNS:
-        row[f"firefly_{key}"] = ff[key]
-        row[f"firefly_{key}_err"] = ff[f"{key}_err"]
-    row["firefly_chi2_per_pixel"] = ff["chi2_per_pixel"]
+    row[fit_column("firefly", "seconds")] = time.perf_counter() - started
+    for key in (*FIREFLY_COLUMNS, *(f"{k}_err" for k in FIREFLY_COLUMNS), "chi2_per_pixel"):
+        row[fit_column("firefly", key)] = ff[key]
     continua = {"firefly": (ff["wave"], ff["flux"], ff["ivar"], ff["bestfit"]),
                 "ppxf": (ppxf_fit["wave"], ppxf_fit["flux"], ppxf_fit["ivar"], ppxf_fit["stellar_model"])}
     for continuum, arrays in continua.items():
         for key, value in measure_lines(*arrays, settings.resolving_power).items():
-            row[f"lines_{continuum}_{key}"] = value
+            row[line_column(continuum, key)] = value
     indices = indices_of_rest(spectrum, ppxf_fit)
     for key in INDEX_COLUMNS:
         row[key] = indices[key]
@@ -424,21 +393,34 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
                 row["error"] = f"{name}: {type(err).__name__}: {err}"
                 print(row["error"])
             rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys(["specObjID", "kind", "galaxy_zoo", "error", *(k for r in rows for k in r)])))
-    for column in table.columns.difference(["specObjID", "kind", "galaxy_zoo", "error"]):
-        table[column] = pd.to_numeric(table[column], errors="coerce")
+    unknown = sorted({key for row in rows for key in row} - set(FIT_COLUMNS))
+    if unknown:
+        raise KeyError(f"fit results {unknown} are not in the fit-table schema (evaluation.FIT_COLUMNS)")
+    table = pd.DataFrame(rows).reindex(columns=list(FIT_COLUMNS))
+    for column in FIT_COLUMNS[len(FIT_ID_COLUMNS):]:
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(np.float64)
     with atomic_output(out_path) as tmp:
         table.to_parquet(tmp, index=False)
     return table
 
 
-def n_chunks(n_galaxies: int, chunk_size: int) -> int:
-    return max(1, -(-n_galaxies // chunk_size))
-
-
 def gather_fits(chunk_paths: list[str | Path]) -> pd.DataFrame:
-    """All chunk tables in one, in chunk order."""
-    tables = [pd.read_parquet(p) for p in chunk_paths]
+    """All chunk tables in one, in chunk order, each checked against :data:`FIT_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        Naming the chunk file and the columns it lacks or has beyond the schema (a chunk written
+        by another version of img2spec).
+    """
+    tables = []
+    for path in chunk_paths:
+        table = pd.read_parquet(path)
+        if tuple(table.columns) != FIT_COLUMNS:
+            missing, extra = sorted(set(FIT_COLUMNS) - set(table.columns)), sorted(set(table.columns) - set(FIT_COLUMNS))
+            raise ValueError(f"{path}: fit table columns differ from evaluation.FIT_COLUMNS (missing {missing}, unexpected {extra}); "
+                             "refit it (snakemake --forcerun fit_chunk)")
+        tables.append(table)
     return pd.concat([t for t in tables if len(t)], ignore_index=True)
 
 
@@ -486,12 +468,12 @@ def _versus_truth(fits: pd.DataFrame, code: str, truth: pd.DataFrame | None) -> 
         sub = fits[fits["kind"] == kind].set_index("specObjID")
         true = truth.reindex(sub.index)
         out[kind] = {
-            "log_age": agreement(true["age_lw"], sub[f"{code}_log_age"]),
-            "metallicity": agreement(true["metallicity_lw"], sub[f"{code}_metallicity"]),
-            "ebv": agreement(true["ebv"], sub[f"{code}_ebv"]),
+            "log_age": agreement(true["age_lw"], sub[fit_column(code, "log_age")]),
+            "metallicity": agreement(true["metallicity_lw"], sub[fit_column(code, "metallicity")]),
+            "ebv": agreement(true["ebv"], sub[fit_column(code, "ebv")]),
         }
         if code == "ppxf":
-            out[kind]["sigma_star_relative"] = agreement(true["sigma_star"], sub["ppxf_sigma_star"], relative=True)
+            out[kind]["sigma_star_relative"] = agreement(true["sigma_star"], sub[fit_column("ppxf", "sigma_star")], relative=True)
     return {"fit_minus_truth": out}
 
 
@@ -499,12 +481,12 @@ def stellar_populations(fits: pd.DataFrame, code: str, out_dir, truth_parquet=No
     """Observed-versus-predicted agreement of one fitter's properties (Sect. 4.4, Figure 8)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = [c for c in fits.columns if c.startswith(f"{code}_")]
-    fits[["specObjID", "kind", "galaxy_zoo", "error", *columns]].to_csv(out_dir / "galaxies.csv", index=False)
+    columns = [c for c in FIT_COLUMNS if c.startswith(fit_column(code, ""))]
+    fits[[*FIT_ID_COLUMNS, *columns]].to_csv(out_dir / "galaxies.csv", index=False)
     properties = ["log_age", "metallicity", "ebv"] + (["sigma_star"] if code == "ppxf" else [])
     summary = _fit_failures(fits, out_dir)
     for prop in properties:
-        pairs = paired(fits, f"{code}_{prop}")
+        pairs = paired(fits, fit_column(code, prop))
         relative = prop == "sigma_star"
         summary[prop] = {"all": agreement(pairs["observed"], pairs["predicted"], relative)}
         for group in sorted(pairs["galaxy_zoo"].unique()):
@@ -514,9 +496,9 @@ def stellar_populations(fits: pd.DataFrame, code: str, out_dir, truth_parquet=No
     for name in kinds_in(fits)[1:]:
         summary["predictors"][name] = {}
         for prop in properties:
-            pairs = paired(fits, f"{code}_{prop}")
+            pairs = paired(fits, fit_column(code, prop))
             summary["predictors"][name][prop] = agreement(pairs["observed"], pairs[name], prop == "sigma_star")
-    summary["seconds_per_fit"] = float(fits[f"{code}_seconds"].median()) if f"{code}_seconds" in fits else np.nan
+    summary["seconds_per_fit"] = float(fits[fit_column(code, "seconds")].median())
     summary.update(_versus_truth(fits, code, _truth_table(truth_parquet, fits["specObjID"].unique())))
     _write_summary(out_dir, summary)
     plots.property_histograms(fits, code, properties, out_dir / "differences.png")
@@ -527,7 +509,7 @@ def indices(fits: pd.DataFrame, out_dir) -> dict:
     """Observed-versus-predicted indices: Pearson ρ with spirals excluded, as the paper (Figure 7)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fits[["specObjID", "kind", "galaxy_zoo", "error", *INDEX_COLUMNS]].to_csv(out_dir / "galaxies.csv", index=False)
+    fits[[*FIT_ID_COLUMNS, *INDEX_COLUMNS]].to_csv(out_dir / "galaxies.csv", index=False)
     summary = _fit_failures(fits, out_dir)
 
     def index_agreement(pairs: pd.DataFrame, kind: str) -> dict:
@@ -561,15 +543,13 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = fits["specObjID"].unique()
-    with h5py.File(dataset_h5, "r") as data:
-        row_of = {int(s): i for i, s in enumerate(data["specobjid"][()])}
-        rows = np.array([row_of[int(s)] for s in ids])
-        catalog = pd.DataFrame({name: data["catalog"][name][()][rows] for name in (STELLAR_MASS, "modelMag_u", "modelMag_r")}, index=ids)
+    with DatasetFile(dataset_h5) as data:
+        catalog = data.catalog(data.rows_of(ids, "fitted galaxies"), (STELLAR_MASS, "modelMag_u", "modelMag_r")).set_index(ids)
     catalog = catalog.rename(columns={STELLAR_MASS: "logMass"})
     catalog["u_minus_r"] = catalog["modelMag_u"] - catalog["modelMag_r"]
     table = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
-    for column in ("ppxf_log_age", "ppxf_metallicity", "ppxf_ebv", "ppxf_sigma_star", "firefly_log_age", "firefly_metallicity",
-                   "firefly_ebv", "Dn4000"):
+    for column in (*(fit_column("ppxf", k) for k in ("log_age", "metallicity", "ebv", "sigma_star")),
+                   *(fit_column("firefly", k) for k in ("log_age", "metallicity", "ebv")), "Dn4000"):
         pairs = paired(fits, column)
         for kind in kinds_in(fits):
             table[f"{kind}_{column}"] = pairs[kind].reindex(table.index)
@@ -578,9 +558,9 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     for code in ("ppxf", "firefly"):
         summary[code] = {}
         for prop in ("metallicity", "log_age", "ebv"):
-            pairs = paired(fits, f"{code}_{prop}")
+            pairs = paired(fits, fit_column(code, prop))
             summary[code][prop] = agreement(pairs["observed"], pairs["predicted"])
-    sigma = paired(fits, "ppxf_sigma_star")
+    sigma = paired(fits, fit_column("ppxf", "sigma_star"))
     summary["ppxf"]["sigma_star_relative"] = agreement(sigma["observed"], sigma["predicted"], relative=True)
     _write_summary(out_dir, summary)
     plots.mass_metallicity(fits, catalog, out_dir / "mass_metallicity.png")
@@ -591,10 +571,9 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
 
 def _line_inputs(fits: pd.DataFrame, kind: str, continuum: str, ids: np.ndarray) -> dict:
     sub = fits[fits["kind"] == kind].set_index("specObjID").reindex(ids)
-    prefix = f"lines_{continuum}_"
-    return {"fluxes": {name: sub[f"{prefix}flux_{name}"].to_numpy(float) for name in LINES},
-            "errors": {name: sub[f"{prefix}flux_err_{name}"].to_numpy(float) for name in LINES},
-            "ew": sub[f"{prefix}ew_Halpha"].to_numpy(float)}
+    return {"fluxes": {name: sub[line_column(continuum, f"flux_{name}")].to_numpy(float) for name in LINES},
+            "errors": {name: sub[line_column(continuum, f"flux_err_{name}")].to_numpy(float) for name in LINES},
+            "ew": sub[line_column(continuum, "ew_Halpha")].to_numpy(float)}
 
 
 def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:

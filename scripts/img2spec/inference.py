@@ -23,8 +23,10 @@ from astropy.io import fits
 
 from .config import settings_from_section
 from .data import lowres_to_fullres
+from .dataset import DatasetFile
 from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
+from .networks import network
 from .train import ContrastiveTask, DiffusionTask
 
 
@@ -66,8 +68,8 @@ class InferenceSettings:
 
     @classmethod
     def from_config(cls, section: dict) -> "InferenceSettings":
-        """Settings of the workflow's ``inference`` section (``device`` is the caller's)."""
-        return settings_from_section(cls, section, ignore=("device",))
+        """Settings of the workflow's ``inference`` section (``device`` and ``threads`` are the caller's)."""
+        return settings_from_section(cls, section, ignore=("device", "threads"))
 
 
 @dataclass
@@ -88,15 +90,15 @@ class TrainedModels:
     def load(cls, checkpoints: dict[str, str | Path], wave, wave_lowres, device: str = "cpu") -> "TrainedModels":
         tasks = {}
         for name, path in checkpoints.items():
-            task_class = DiffusionTask if name.startswith("cdm") else ContrastiveTask
+            task_class = DiffusionTask if network(name).is_diffusion else ContrastiveTask
             tasks[name] = task_class.load_from_checkpoint(str(path), map_location=device).eval()
         return cls(**tasks, wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
 
     @classmethod
     def from_dataset(cls, checkpoints: dict[str, str | Path], dataset_h5: str | Path, device: str = "cpu") -> "TrainedModels":
         """The networks with the wavelength grids of the dataset they were trained on."""
-        with h5py.File(dataset_h5, "r") as h5:
-            return cls.load(checkpoints, h5["wave"][()], h5["wave_lowres"][()], device)
+        with DatasetFile(dataset_h5) as data:
+            return cls.load(checkpoints, data.wave, data.wave_lowres, device)
 
     @property
     def device(self) -> torch.device:
@@ -268,15 +270,12 @@ def calibrate_bands(dataset_path, checkpoints: dict, settings: InferenceSettings
     """
     import json
 
-    from .dataset import split_rows
-    from .io import read_h5_rows
-
     summary = {"split": "val", "n_galaxies": 0, "band_scale": 1.0, "percentiles": list(settings.percentiles)}
     if settings.calibration_galaxies > 0:
-        with h5py.File(dataset_path, "r") as h5:
-            rows = split_rows(h5, "val")[: settings.calibration_galaxies]
-            images, observed, mask = (read_h5_rows(h5[key], rows) for key in ("images", "flux", "mask"))
-            ids = h5["specobjid"][()][rows]
+        with DatasetFile(dataset_path) as data:
+            rows = data.rows("val")[: settings.calibration_galaxies]
+            images, observed, mask = (data.read(key, rows) for key in ("images", "flux", "mask"))
+            ids = data.specobjid[rows]
         if rows.size == 0:
             raise InputError(f"{dataset_path}: no validation galaxies to calibrate the uncertainty band on")
         models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
@@ -350,18 +349,10 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
     import time
 
     from . import metrics, plots
-    from .dataset import split_rows
-
-    with h5py.File(dataset_path, "r") as h5:
-        rows = split_rows(h5, "test")
-        images = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
-        observed = h5["flux"][rows[0] : rows[-1] + 1][rows - rows[0]]
-        mask = h5["mask"][rows[0] : rows[-1] + 1][rows - rows[0]]
-        ids = h5["specobjid"][()][rows]
-        morphology = np.full(rows.size, "uncertain", dtype=object)
-        if "catalog/elliptical" in h5:
-            morphology[h5["catalog/elliptical"][()][rows] == 1] = "elliptical"
-            morphology[h5["catalog/spiral"][()][rows] == 1] = "spiral"
+    with DatasetFile(dataset_path) as data:
+        rows = data.rows("test")
+        images, observed, mask = (data.read(key, rows) for key in ("images", "flux", "mask"))
+        ids, morphology = data.specobjid[rows], data.morphology(rows)
     models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
     start = time.perf_counter()
     result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))

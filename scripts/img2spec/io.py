@@ -551,6 +551,17 @@ def write_cube_file(path: str | os.PathLike, cubes: np.ndarray, labels: np.ndarr
             np.savez(fh, cube=np.asarray(cubes, np.float32), labels=labels, bands=np.array(BANDS))
 
 
+def write_cube_archive(path: str | os.PathLike, cube_npy: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write the npz of :func:`write_cube_file` from cubes already in an ``.npy`` file (e.g. a memmap), without loading them."""
+    with atomic_output(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            archive.write(cube_npy, "cube.npy")
+            with archive.open("labels.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.asarray(labels))
+            with archive.open("bands.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.array(BANDS))
+
+
 def read_h5_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     """Rows of an HDF5 dataset in the given order (h5py needs increasing indices, so read sorted)."""
     rows = np.asarray(rows)

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .mock.population import kauffmann03, kewley01  # noqa: E402
+from .fitresults import FITTERS, fit_column  # noqa: E402
+from .spectral import kauffmann03, kewley01  # noqa: E402
 
 
 def gri_composite(cube: np.ndarray, scale: float | None = None) -> np.ndarray:
@@ -194,7 +195,7 @@ def property_histograms(fits: pd.DataFrame, code: str, properties: list[str], pa
     """Observed − predicted property per morphology group (Figure 8)."""
     fig, axes = plt.subplots(1, len(properties), figsize=(3.4 * len(properties), 3.2), squeeze=False)
     for ax, prop in zip(axes[0], properties):
-        wide = fits.pivot(index="specObjID", columns="kind", values=f"{code}_{prop}")
+        wide = fits.pivot(index="specObjID", columns="kind", values=fit_column(code, prop))
         morphology = fits.drop_duplicates("specObjID").set_index("specObjID")["galaxy_zoo"].loc[wide.index]
         diff = wide["observed"] - wide["predicted"]
         finite = diff[np.isfinite(diff)]
@@ -229,10 +230,10 @@ def index_comparison(fits: pd.DataFrame, names: tuple[str, ...], summary: dict, 
 def mass_metallicity(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> None:
     """Light-weighted [M/H] against stellar mass from observed and predicted spectra, per fitter."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
-    for ax, code in zip(axes, ("ppxf", "firefly")):
+    for ax, code in zip(axes, FITTERS):
         for kind, marker in (("observed", "o"), ("predicted", "x")):
             sub = fits[fits["kind"] == kind].set_index("specObjID")
-            ax.scatter(catalog.loc[sub.index, "logMass"], sub[f"{code}_metallicity"], s=10, marker=marker, label=kind, alpha=0.7)
+            ax.scatter(catalog.loc[sub.index, "logMass"], sub[fit_column(code, "metallicity")], s=10, marker=marker, label=kind, alpha=0.7)
         ax.set(xlabel="log M* [M_sun]", ylabel="[M/H] [dex]", title=code)
     axes[0].legend(fontsize=8)
     _save(fig, path)
@@ -241,8 +242,8 @@ def mass_metallicity(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path
 def degeneracy(fits: pd.DataFrame, path: str | Path) -> None:
     """Δ age against Δ [M/H] coloured by Δ E(B−V) (obs − pred): the degeneracy of Figure 10."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    for ax, code in zip(axes, ("ppxf", "firefly")):
-        delta = {p: fits.pivot(index="specObjID", columns="kind", values=f"{code}_{p}") for p in ("log_age", "metallicity", "ebv")}
+    for ax, code in zip(axes, FITTERS):
+        delta = {p: fits.pivot(index="specObjID", columns="kind", values=fit_column(code, p)) for p in ("log_age", "metallicity", "ebv")}
         diff = {p: d["observed"] - d["predicted"] for p, d in delta.items()}
         points = ax.scatter(diff["log_age"], diff["metallicity"], c=diff["ebv"], s=12, cmap="coolwarm", vmin=-0.2, vmax=0.2)
         ax.axhline(0, color="k", lw=0.5)
@@ -254,7 +255,8 @@ def degeneracy(fits: pd.DataFrame, path: str | Path) -> None:
 
 def bimodality(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> None:
     """Distributions of E(B−V), age, σ*, Dn4000 and u−r from observed and predicted spectra (Figure 11)."""
-    panels = [("ppxf_ebv", "E(B−V) (pPXF)"), ("ppxf_log_age", "log age (pPXF)"), ("ppxf_sigma_star", "σ* [km/s]"), ("Dn4000", "Dn4000")]
+    panels = [(fit_column("ppxf", "ebv"), "E(B−V) (pPXF)"), (fit_column("ppxf", "log_age"), "log age (pPXF)"),
+              (fit_column("ppxf", "sigma_star"), "σ* [km/s]"), ("Dn4000", "Dn4000")]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(16, 3.2))
     for ax, (column, label) in zip(axes, panels):
         values = fits[column].dropna()

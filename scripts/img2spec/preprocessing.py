@@ -21,13 +21,8 @@ from scipy.interpolate import make_interp_spline
 
 from .config import settings_from_section
 from .io import Spectrum
-
-C_KMS = 299792.458
-#: SDSS coadd pixel size in log10 wavelength.
-LOG10_STEP = 1e-4
-#: Velocity width of one SDSS pixel [km/s] (≈69 km/s).
-PIXEL_KMS = C_KMS * np.log(10.0) * LOG10_STEP
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+from .spectral import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS
+from .units import C_KMS
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from . import networks as registry
 from .data import ImageStats, ResumableLoader, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
 from .diffusion import NoiseSchedule
 from .models import BoundDenoiser, ConditionalDenoiser, ContrastiveModel, RegressionHead, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
 
-NETWORKS = ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")
 #: Folder below a network's output folder holding the state of an unfinished training.
 RESUME_DIR = "resume"
 
@@ -46,9 +46,9 @@ class TrainingInterrupted(RuntimeError):
     """Training stopped before ``max_steps`` (SIGTERM); its state is saved for the next run."""
 
 
-def target_of(network: str) -> str:
-    """'lowres' for the *_lr networks, 'full' for the *_sr ones."""
-    return "lowres" if network.endswith("_lr") else "full"
+def target_of(name: str) -> str:
+    """'lowres' or 'full': the spectra the network ``name`` works on (:mod:`img2spec.networks`)."""
+    return registry.network(name).resolution
 
 
 def target_key(network: str, hp: dict) -> str:
@@ -147,7 +147,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.network = network
-        self.super_resolution = target_of(network) == "full"
+        self.super_resolution = registry.network(network).conditioned_on_lowres
         self.residual = target_key(network, hp) == "residual"
         self.image_stats = ImageStats.from_dict(image_stats)
         self.stats = SpectrumStats.from_dict(stats)
@@ -299,7 +299,7 @@ class CheckpointOnSigterm(Callback):
 
 def make_task(network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None,
               seed: int = 0) -> pl.LightningModule:
-    cls = DiffusionTask if network.startswith("cdm") else ContrastiveTask
+    cls = DiffusionTask if registry.network(network).is_diffusion else ContrastiveTask
     return cls(network, hp, stats.to_dict(), images.to_dict(), lowres_stats.to_dict() if lowres_stats else None, seed)
 
 
@@ -307,7 +307,7 @@ def network_statistics(dataset_path: str, network: str, hp: dict) -> tuple[Spect
     """Standardisation of the network's target, its images and (CDM_sr) its conditioning spectrum."""
     per_pixel = hp.get("target_standardisation", "global") == "per_pixel"
     stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel)
-    lowres_stats = spectrum_stats(dataset_path, "flux_lowres", per_pixel) if network == "cdm_sr" else None
+    lowres_stats = spectrum_stats(dataset_path, "flux_lowres", per_pixel) if registry.network(network).conditioned_on_lowres else None
     images = image_stats(dataset_path, hp.get("image_transform", "linear"), hp.get("photometric_features", False))
     return stats, images, lowres_stats
 

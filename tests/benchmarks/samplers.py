@@ -19,7 +19,7 @@ import torch
 from img2spec.dataset import SPLITS
 from img2spec.inference import InferenceSettings, TrainedModels, network_evaluations, predict_spectra
 from img2spec.metrics import band_coverage, mean_relative_deviation, mse
-from img2spec.train import NETWORKS
+from img2spec.networks import NETWORK_NAMES
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[: args.galaxies]
         images, observed, mask = h5["images"][rows], h5["flux"][rows], h5["mask"][rows]
         ids = h5["specobjid"][()][rows]
-    models = TrainedModels.from_dataset({n: Path(args.models) / n / "last.ckpt" for n in NETWORKS}, args.dataset, args.device)
+    models = TrainedModels.from_dataset({n: Path(args.models) / n / "last.ckpt" for n in NETWORK_NAMES}, args.dataset, args.device)
     print(f"device {args.device}, {ids.size} galaxies, 15 → 3 → 5 candidates")
     print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}"
           f"{'median of candidates: Δ̄':>26}{'MSE':>8}{'16-84% coverage':>17}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,12 +22,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-NETWORKS = ("cdm_lr", "contrastive_lr", "cdm_sr", "contrastive_sr")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from img2spec.networks import NETWORK_NAMES  # noqa: E402
+
 BASELINE_STYLE = {"mean": ":", "knn": "--", "truth": "-."}
 
 
 def run_point(results: Path) -> dict:
-    seconds = sum(float(pd.read_csv(results / "benchmarks" / f"train_{n}.tsv", sep="\t")["cpu_time"].iloc[0]) for n in NETWORKS)
+    seconds = sum(float(pd.read_csv(results / "benchmarks" / f"train_{n}.tsv", sep="\t")["cpu_time"].iloc[0]) for n in NETWORK_NAMES)
     quality = json.loads((results / "evaluation" / "quality" / "summary.json").read_text())["predictors"]
     return {"core_hours": seconds / 3600, "quality": quality}
 

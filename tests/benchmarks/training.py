@@ -13,7 +13,8 @@ import torch
 
 from img2spec.config import resolve_networks
 from img2spec.data import SpectraDataModule
-from img2spec.train import NETWORKS, make_task, network_statistics, target_key
+from img2spec.networks import NETWORK_NAMES
+from img2spec.train import make_task, network_statistics, target_key
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     networks = resolve_networks({"preset": args.preset})
     print(f"device {args.device}, preset {args.preset}, threads {args.threads}, bf16 {args.bf16}")
     print(f"{'network':<16}{'batch':>6}{'step [s]':>10}{'load [s]':>10}{'samples/s':>11}")
-    for network in NETWORKS:
+    for network in NETWORK_NAMES:
         hp = networks[network]
         stats, images, lowres = network_statistics(args.dataset, network, hp)
         data = SpectraDataModule(args.dataset, target_key(network, hp), hp["batch_size"], stats, images, lowres)

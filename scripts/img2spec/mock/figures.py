@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from .. import plots
 from ..io import open_cube_file, read_sdss_spectrum, spectrum_path
+from ..spectral import BPT_LINES, bpt_ratios
 
 
 def pick_examples(truth: pd.DataFrame) -> list[int]:
@@ -43,6 +44,5 @@ def mock_figures(out_dir: str | Path, examples_png: str | Path, colour_mass_png:
     plots.mock_examples(images, spectra, truth.iloc[rows], examples_png)
     plots.colour_mass(truth["logmass"].to_numpy(), (catalog["modelMag_u"] - catalog["modelMag_r"]).to_numpy(),
                       truth["quenched"].to_numpy(bool), colour_mass_png)
-    x = np.log10(truth["flux_NII_6584"] / truth["flux_Ha"]).to_numpy()
-    y = np.log10(truth["flux_OIII_5007"] / truth["flux_Hb"]).to_numpy()
+    x, y = bpt_ratios({name: truth[f"flux_{name}"].to_numpy() for name in BPT_LINES})
     plots.bpt_diagram(x, y, truth["bpt_detail"].to_numpy(), bpt_png, title="mock truth (fiber line fluxes)")

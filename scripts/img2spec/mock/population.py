@@ -12,20 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
 
+from ..spectral import DOUBLETS, kauffmann03, kewley01, schawinski07
 from ..units import G_KPC_KMS2_PER_MSUN
 
-#: Emission lines of the mock: name → vacuum rest wavelength [Å].
-LINES = {
-    "Hb": 4862.68,
-    "OIII_4959": 4960.30,
-    "OIII_5007": 5008.24,
-    "OI_6300": 6302.05,
-    "NII_6548": 6549.86,
-    "Ha": 6564.61,
-    "NII_6584": 6585.27,
-    "SII_6717": 6718.29,
-    "SII_6731": 6732.67,
-}
+#: Emission lines of the mock: names of :data:`img2spec.spectral.EMISSION_LINES_VACUUM`, whose rest wavelengths they take.
+MOCK_LINES = ("Hbeta", "OIII_4959", "OIII_5007", "OI_6300", "NII_6548", "Halpha", "NII_6584", "SII_6717", "SII_6731")
 
 COMPONENTS = ("bulge", "disk")
 
@@ -110,21 +101,6 @@ def shen_size_kpc(logmass: np.ndarray, early: bool) -> np.ndarray:
 def stellar_metallicity(logmass: np.ndarray) -> np.ndarray:
     """Median [M/H] versus stellar mass, a tanh fit to the Gallazzi et al. (2005) relation."""
     return -0.25 + 0.33 * np.tanh((np.asarray(logmass) - 10.2) / 0.6)
-
-
-def kauffmann03(log_nii_ha: np.ndarray) -> np.ndarray:
-    """Kauffmann et al. (2003) SF/AGN demarcation, log [O III]/Hβ as a function of log [N II]/Hα."""
-    return 0.61 / (np.asarray(log_nii_ha) - 0.05) + 1.3
-
-
-def kewley01(log_nii_ha: np.ndarray) -> np.ndarray:
-    """Kewley et al. (2001) maximum-starburst line, log [O III]/Hβ versus log [N II]/Hα."""
-    return 0.61 / (np.asarray(log_nii_ha) - 0.47) + 1.19
-
-
-def schawinski07(log_nii_ha: np.ndarray) -> np.ndarray:
-    """Schawinski et al. (2007) Seyfert/LINER line in the [N II] diagram."""
-    return 1.05 * np.asarray(log_nii_ha) + 0.45
 
 
 def delayed_tau_mass_in_bins(
@@ -293,13 +269,13 @@ def line_ratios(log_nii_ha, log_oiii_hb, log_sii_ha, log_oi_ha) -> dict[str, np.
     nii = 10 ** np.asarray(log_nii_ha)
     sii = 10 ** np.asarray(log_sii_ha)
     return {
-        "Hb": hb,
+        "Hbeta": hb,
         "OIII_5007": oiii,
-        "OIII_4959": oiii / 2.98,
+        "OIII_4959": oiii / DOUBLETS["OIII_5007"][1],
         "OI_6300": 10 ** np.asarray(log_oi_ha),
-        "Ha": np.ones_like(hb),
+        "Halpha": np.ones_like(hb),
         "NII_6584": nii,
-        "NII_6548": nii / 3.05,
+        "NII_6548": nii / DOUBLETS["NII_6584"][1],
         "SII_6717": sii * 1.4 / 2.4,
         "SII_6731": sii * 1.0 / 2.4,
     }

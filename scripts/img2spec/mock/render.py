@@ -14,6 +14,8 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.special import gammaincinv
 
+from ..spectral import FWHM_PER_SIGMA
+
 N_THETA = 64
 
 
@@ -124,7 +126,7 @@ def enclosed_fraction(cov: np.ndarray, radius: np.ndarray) -> np.ndarray:
 
 def with_psf(cov: np.ndarray, psf_fwhm_arcsec: float) -> np.ndarray:
     """Add a circular Gaussian PSF of the given FWHM to covariances (..., 2, 2)."""
-    psf_var = (psf_fwhm_arcsec / 2.3548200450309493) ** 2
+    psf_var = (psf_fwhm_arcsec / FWHM_PER_SIGMA) ** 2
     return cov + psf_var * np.eye(2)
 
 

@@ -15,8 +15,9 @@ import numpy as np
 from scipy.special import erf
 
 from ..dust import calzetti_k
-from ..preprocessing import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS, gaussian_smooth, rebin_matrix
-from ..templates import SSPLibrary
+from ..preprocessing import gaussian_smooth, rebin_matrix
+from ..spectral import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS
+from ..templates import BLUE_WINDOWS, RED_WINDOWS, SSPLibrary, extend_with_power_laws
 from ..units import C_KMS, L_SUN_ERG_S, SDSS_FLUX_UNIT, air_to_vacuum
 
 #: SDSS observed grid: log10 λ indices of 3800.4 Å and 9201.4 Å.
@@ -32,40 +33,6 @@ PHOT_RANGE, PHOT_STEP = (2400.0, 10800.0), 4.0
 def observed_loglam() -> np.ndarray:
     """log10 λ of the mock's observed pixels (the SDSS grid from 3800 to 9200 Å)."""
     return np.arange(OBSERVED_K0, OBSERVED_K1 + 1) * LOG10_STEP
-
-
-#: Windows [Å] whose mean fluxes set the power-law slopes of the extensions: both below the Balmer
-#: limit in the blue, both avoiding the Ca II triplet in the red.
-BLUE_WINDOWS = ((3500.0, 3560.0), (3560.0, 3620.0))
-RED_WINDOWS = ((8800.0, 9000.0), (9100.0, 9400.0))
-
-
-def _window_slope(wave, flux, windows, clip):
-    """Power-law index d ln F / d ln λ between two windows' mean fluxes, and the first window's mean."""
-    means, centres = [], []
-    for lo, hi in windows:
-        inside = (wave >= lo) & (wave < hi)
-        means.append(np.maximum(flux[:, inside].mean(axis=1), 1e-30))
-        centres.append(np.log(0.5 * (lo + hi)))
-    slope = np.clip(np.log(means[1] / means[0]) / (centres[1] - centres[0]), *clip)
-    return slope, means, centres
-
-
-def extend_with_power_laws(wave: np.ndarray, flux: np.ndarray, new_wave: np.ndarray) -> np.ndarray:
-    """Spectra (n, n_pix) on ``new_wave``, continued by power laws below 3500 Å and above 9400 Å.
-
-    No SSP library at hand covers the whole u and z filters for 0.05 < z < 0.15; the continuation
-    follows the slope between two continuum windows next to each edge (index clipped to [−2, 8] in
-    the blue and [−4, 1] in the red).
-    """
-    out = np.array([np.interp(new_wave, wave, row) for row in flux])
-    blue = new_wave < BLUE_WINDOWS[0][0]
-    slope, means, centres = _window_slope(wave, flux, BLUE_WINDOWS, (-2.0, 8.0))
-    out[:, blue] = means[0][:, None] * np.exp(slope[:, None] * (np.log(new_wave[blue]) - centres[0]))
-    red = new_wave > RED_WINDOWS[1][1]
-    slope, means, centres = _window_slope(wave, flux, RED_WINDOWS, (-4.0, 1.0))
-    out[:, red] = means[1][:, None] * np.exp(slope[:, None] * (np.log(new_wave[red]) - centres[1]))
-    return out
 
 
 @dataclass

@@ -9,7 +9,6 @@ metallicity, dust, lines and velocity dispersion that the spectrum shows.
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +17,13 @@ import pandas as pd
 
 from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
-from ..io import BANDS, NODATA_BIT, SAMPLE_COLUMNS, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path
+from ..io import (BANDS, NODATA_BIT, SAMPLE_COLUMNS, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path,
+                  write_cube_archive)
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
-from ..preprocessing import LOG10_STEP
 from ..templates import SSPLibrary
-from ..units import C_ANGSTROM_PER_S, MPC_CM, air_to_vacuum
+from ..spectral import (BPT_LINES, EMISSION_LINES_VACUUM, FWHM_PER_SIGMA, LOG10_STEP, PASSIVE_EW_HALPHA, bpt_class,
+                        bpt_ratios, composite_or_agn)
+from ..units import C_ANGSTROM_PER_S, C_KMS, MPC_CM, air_to_vacuum
 from . import population as pop
 from .render import component_covariances, enclosed_fraction, petrosian_quantities, render_gaussians, with_psf
 from .spectra import (
@@ -274,8 +275,8 @@ class MockSurvey:
         """Nebular (star formation) and AGN lines in the fiber; profiles and per-line truth."""
         obs = self.settings.observation
         n = gal["z"].size
-        names = list(pop.LINES)
-        rest = np.array([pop.LINES[name] for name in names])
+        names = list(pop.MOCK_LINES)
+        rest = np.array([EMISSION_LINES_VACUUM[name] for name in names])
         centre = rest[None, :] * (1 + gal["z"][:, None])
         sf = pop.line_ratios(gal["sf_log_nii_ha"], gal["sf_log_oiii_hb"], gal["sf_log_sii_ha"], gal["sf_log_oi_ha"])
         agn = pop.line_ratios(gal["agn_log_nii_ha"], gal["agn_log_oiii_hb"], gal["agn_log_sii_ha"], gal["agn_log_oi_ha"])
@@ -285,7 +286,7 @@ class MockSurvey:
         sf_flux = np.stack([sf[name] for name in names], 1) * sf_ha[:, None]
         sf_flux *= 10 ** (-0.4 * ebv_gas[:, None] * calzetti_k(rest)[None, :])
         # AGN strength as rest-frame EW(Hα) against the observed fiber continuum
-        ha_pix = np.argmin(np.abs(wave[None, :] - centre[:, names.index("Ha")][:, None]), axis=1)
+        ha_pix = np.argmin(np.abs(wave[None, :] - centre[:, names.index("Halpha")][:, None]), axis=1)
         cont_ha = continuum[np.arange(n), ha_pix]
         agn_ha = gal["agn_ew_ha"] * (1 + gal["z"]) * cont_ha
         agn_flux = np.stack([agn[name] for name in names], 1) * agn_ha[:, None]
@@ -293,7 +294,7 @@ class MockSurvey:
         sf_flux, agn_flux = sf_flux * mw, agn_flux * mw
         # the whole galaxy's lines for its photometry: SF lines spread like the disk, AGN lines are
         # a point source of which the fiber sees the PSF's central part
-        psf_sigma = obs.fiber_seeing / 2.3548200450309493
+        psf_sigma = obs.fiber_seeing / FWHM_PER_SIGMA
         point_in_fiber = -np.expm1(-0.5 * (obs.fiber_radius / psf_sigma) ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             sf_total = np.where(fiber[:, 1:2] > 0, sf_flux / fiber[:, 1:2], 0.0)
@@ -306,18 +307,13 @@ class MockSurvey:
         profile += line_profiles(np.log10(wave), centre, np.hypot(gal["agn_sigma_gas"], inst)[:, None] * ones, agn_flux)
         total = sf_flux + agn_flux
         truth = {f"flux_{name}": total[:, j] for j, name in enumerate(names)}
-        truth["ew_Ha"] = total[:, names.index("Ha")] / cont_ha / (1 + gal["z"])
+        truth["ew_Halpha"] = total[:, names.index("Halpha")] / cont_ha / (1 + gal["z"])
         truth["profile"] = profile
         truth["line_sf_nmgy"] = line_sf_nmgy
         truth["line_agn_nmgy"] = line_agn_nmgy
-        x = np.log10(total[:, names.index("NII_6584")] / total[:, names.index("Ha")])
-        y = np.log10(total[:, names.index("OIII_5007")] / total[:, names.index("Hb")])
-        truth["bpt_class"] = np.where(
-            truth["ew_Ha"] < 1.0, "passive", np.where((x < 0.05) & (y < pop.kauffmann03(x)), "star-forming", "AGN")
-        )
-        truth["bpt_detail"] = np.where(
-            truth["bpt_class"] == "AGN", np.where((x < 0.47) & (y < pop.kewley01(x)), "composite", "AGN"), truth["bpt_class"]
-        )
+        x, y = bpt_ratios({name: total[:, names.index(name)] for name in BPT_LINES})
+        truth["bpt_class"] = bpt_class(x, y, truth["ew_Halpha"] >= PASSIVE_EW_HALPHA)
+        truth["bpt_detail"] = composite_or_agn(x, y, truth["bpt_class"])
         return truth
 
     def observe_spectra(self, noiseless, covered, wave, rng) -> dict:
@@ -382,7 +378,7 @@ class MockSurvey:
             if "agn_nmgy" in gal:
                 point = render_gaussians(np.ones((n, 1)), with_psf(np.zeros((n, 1, 2, 2)), psf), centre, size, pix)
                 cube[..., b] += gal["agn_nmgy"][:, b, None, None] * point
-                psf_sigma = psf / 2.3548200450309493
+                psf_sigma = psf / FWHM_PER_SIGMA
                 fiber_flux[:, b] += gal["agn_nmgy"][:, b] * -np.expm1(-0.5 * (obs.fiber_radius / psf_sigma) ** 2)
         if noiseless:
             return cube.astype(np.float32), {"fiber_flux": fiber_flux}
@@ -398,7 +394,7 @@ class MockSurvey:
     def _pixel_noise_sigma(self) -> np.ndarray:
         """Sky noise per pixel [nmgy] giving the 5σ point-source depth with a Gaussian PSF."""
         obs = self.settings.observation
-        psf_sigma_pix = np.array(obs.psf_fwhm) / 2.3548 / obs.pixel_arcsec
+        psf_sigma_pix = np.array(obs.psf_fwhm) / FWHM_PER_SIGMA / obs.pixel_arcsec
         nea = 4 * np.pi * psf_sigma_pix**2  # noise-equivalent area [pixels]
         return mag_to_nanomaggies(np.array(obs.depth_5sigma)) / 5 / np.sqrt(nea)
 
@@ -517,7 +513,7 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
         "bpt_class": spectra["bpt_class"],
         "bpt_detail": spectra["bpt_detail"],
         "agn_type": np.array(["none", "seyfert", "liner"])[gal["agn_type"]],
-        "ew_Ha": spectra["ew_Ha"],
+        "ew_Halpha": spectra["ew_Halpha"],
         "fiber_fraction_bulge": spectra["fiber_fraction"][:, 0],
         "bulge_light_fraction": spectra["bulge_light_fraction"],
         "fiber_fraction_disk": spectra["fiber_fraction"][:, 1],
@@ -603,7 +599,7 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
                     },
                     sky=spectra["sky"][i],
                     model=spectra["model"][i],
-                    wdisp=np.full(spectra["loglam"].size, survey.model.instrument_sigma_kms / (LOG10_STEP * 299792.458 * np.log(10))),
+                    wdisp=np.full(spectra["loglam"].size, survey.model.instrument_sigma_kms / (LOG10_STEP * C_KMS * np.log(10))),
                 )
             catalogs.append(catalog)
             truths.append(truth)
@@ -613,13 +609,7 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
         catalog = pd.concat(catalogs, ignore_index=True)
         truth = pd.concat(truths, ignore_index=True)
         labels = catalog[["specObjID", "z", "ra", "dec"]].to_records(index=False)
-        with atomic_output(out_dir / "cubes.npz") as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-                archive.write(cube_tmp, "cube.npy")
-                with archive.open("labels.npy", "w") as fh:
-                    np.lib.format.write_array(fh, np.asarray(labels))
-                with archive.open("bands.npy", "w") as fh:
-                    np.lib.format.write_array(fh, np.array(BANDS))
+        write_cube_archive(out_dir / "cubes.npz", cube_tmp, labels)
         with atomic_output(out_dir / "catalog.csv") as tmp:
             catalog.to_csv(tmp, index=False)
         with atomic_output(out_dir / "truth.parquet") as tmp:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..dust import calzetti_k
 from ..preprocessing import gaussian_smooth
+from ..units import C_KMS
 from .spectra import RestSpectrum, TemplateGrid, broaden_velocity, to_rest_frame
 from .stellar import emission_mask, fit_window
 
@@ -158,7 +159,7 @@ def fit_rest_firefly(
     flux, ivar = flux / scale, ivar * scale**2
     broadened = broaden_velocity(templates.columns.T, sigma_star, templates.velscale)
     models = np.array([np.interp(np.log(wave), np.log(templates.wave), row) for row in broadened])
-    width_pix = hpf_width / (np.median(wave) * spectrum.velscale / 299792.458)
+    width_pix = hpf_width / (np.median(wave) * spectrum.velscale / C_KMS)
     log_age = templates.log_age.ravel()
     metallicity = templates.metal_grid.ravel()
 

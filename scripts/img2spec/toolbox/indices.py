@@ -16,7 +16,8 @@ import numpy as np
 from ppxf.ppxf_util import varsmooth
 from pyphot.licks import LickLibrary
 
-from ..preprocessing import FWHM_PER_SIGMA, rebin_matrix
+from ..preprocessing import rebin_matrix
+from ..spectral import FWHM_PER_SIGMA
 from .spectra import RestSpectrum, broaden_velocity, pixel_edges, to_rest_frame
 
 LICK_NAMES = ("Mg_b", "Fe5270", "Fe5335", "H_beta")

@@ -21,15 +21,17 @@ from scipy.optimize import least_squares
 from specutils import Spectrum, SpectralRegion
 from specutils.analysis import equivalent_width
 
-from ..mock.population import kauffmann03
+from ..fitresults import LINE_KEYS
+from ..spectral import BPT_CLASSES, BPT_LINES, DOUBLETS, EMISSION_LINES_AIR, FWHM_PER_SIGMA, PASSIVE_EW_HALPHA, bpt_ratios
+from ..spectral import bpt_class as classify
 from ..units import C_KMS
 
 #: Rest air wavelengths [Å] of the fitted lines; the weaker doublet members are tied to these.
-LINES = {"Hbeta": 4861.33, "OIII_5007": 5006.84, "Halpha": 6562.80, "NII_6584": 6583.41}
-TIED = {"OIII_5007": (4958.92, 1 / 2.98), "NII_6584": (6548.03, 1 / 2.94)}
+LINES = {name: EMISSION_LINES_AIR[name] for name in BPT_LINES}
+TIED = {name: (EMISSION_LINES_AIR[weak], 1 / ratio) for name, (weak, ratio) in DOUBLETS.items()}
 #: Half-width [Å] of the Hα window for EW(Hα), clear of [N II] at R = 1500.
 EW_HALF_WIDTH = 8.0
-CLASSES = ("passive", "star-forming", "AGN")
+CLASSES = BPT_CLASSES
 
 
 def _profiles(wave: np.ndarray, velocity: float, sigma_kms: float, resolving_power: float) -> np.ndarray:
@@ -39,7 +41,7 @@ def _profiles(wave: np.ndarray, velocity: float, sigma_kms: float, resolving_pow
         total = np.zeros_like(wave)
         for line_centre, ratio in [(centre, 1.0)] + ([TIED[name]] if name in TIED else []):
             mean = line_centre * (1 + velocity / C_KMS)
-            sigma = mean * np.hypot(sigma_kms, C_KMS / (resolving_power * 2.3548)) / C_KMS
+            sigma = mean * np.hypot(sigma_kms, C_KMS / (resolving_power * FWHM_PER_SIGMA)) / C_KMS
             total += ratio * np.exp(-0.5 * ((wave - mean) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
         out.append(total)
     return np.array(out)
@@ -80,8 +82,7 @@ def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuu
         design, coef = amplitudes(params)
         return (design @ coef - residual) * weight
 
-    result = {f"{kind}_{name}": np.nan for name in LINES for kind in ("flux", "flux_err")}
-    result.update(gas_velocity=np.nan, gas_sigma=np.nan, ew_Halpha=np.nan)
+    result = dict.fromkeys(LINE_KEYS, np.nan)
     if use.sum() < 20:
         return result
     best = min((least_squares(chi, [0.0, s0], bounds=([-500.0, 5.0], [500.0, 500.0])) for s0 in (50.0, 200.0)), key=lambda r: r.cost)
@@ -122,8 +123,9 @@ def lines_measured(fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray],
     return measured
 
 
-def bpt_class(fluxes: dict[str, np.ndarray], ew_halpha: np.ndarray, measured: np.ndarray, min_ew: float = 1.0) -> np.ndarray:
-    """Passive / star-forming / AGN class of each galaxy.
+def bpt_class(fluxes: dict[str, np.ndarray], ew_halpha: np.ndarray, measured: np.ndarray,
+              min_ew: float = PASSIVE_EW_HALPHA) -> np.ndarray:
+    """Passive / star-forming / AGN class of each galaxy (:func:`img2spec.spectral.bpt_class`, as for the mock's truth).
 
     Parameters
     ----------
@@ -137,8 +139,4 @@ def bpt_class(fluxes: dict[str, np.ndarray], ew_halpha: np.ndarray, measured: np
         EW(Hα) [Å] below which a galaxy is passive.
     """
     active = np.asarray(measured, bool) & (np.asarray(ew_halpha, float) >= min_ew)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.log10(np.asarray(fluxes["NII_6584"], float) / np.asarray(fluxes["Halpha"], float))
-        y = np.log10(np.asarray(fluxes["OIII_5007"], float) / np.asarray(fluxes["Hbeta"], float))
-        agn = (x >= 0.05) | (y > kauffmann03(np.minimum(x, 0.049)))
-    return np.where(~active, "passive", np.where(agn, "AGN", "star-forming"))
+    return classify(*bpt_ratios(fluxes), active)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from ..mock.spectra import extend_with_power_laws
-from ..preprocessing import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS, gaussian_smooth
-from ..templates import SSPLibrary
+from ..preprocessing import gaussian_smooth
+from ..spectral import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS
+from ..templates import SSPLibrary, extend_with_power_laws
 from ..units import C_KMS, air_to_vacuum
 from .spectra import check_spectrum, rebin
 
@@ -73,7 +73,7 @@ def build_basis(
     """Eigenspectra of ``library`` plus emission-line groups, covering ``obs_range`` for 0 ≤ z ≤ ``z_max``.
 
     Outside the library's range the SSPs continue as power laws
-    (:func:`img2spec.mock.spectra.extend_with_power_laws`); all lines are broadened to
+    (:func:`img2spec.templates.extend_with_power_laws`); all lines are broadened to
     √(σ² + σ_inst²), ignoring the library's own (smaller) resolution.
     """
     k0 = int(np.floor(np.log10(obs_range[0] / (1 + z_max)) / LOG10_STEP)) - 2

@@ -15,7 +15,8 @@ import numpy as np
 from ppxf.ppxf_util import varsmooth
 from scipy.interpolate import make_interp_spline
 
-from ..preprocessing import FWHM_PER_SIGMA, PIXEL_KMS, gaussian_smooth, rebin_matrix
+from ..preprocessing import gaussian_smooth, rebin_matrix
+from ..spectral import FWHM_PER_SIGMA, PIXEL_KMS
 from ..templates import SSPLibrary
 from ..units import C_KMS, vacuum_to_air
 

@@ -23,6 +23,8 @@ import numpy as np
 from ppxf.ppxf import attenuation, ppxf
 from ppxf.ppxf_util import emission_lines
 
+from ..spectral import EMISSION_LINES_AIR
+from ..units import C_KMS
 from .spectra import RestSpectrum, TemplateGrid, to_rest_frame
 
 #: Calzetti et al. (2000) R_V: E(B−V) = A_V / R_V.
@@ -33,13 +35,6 @@ SIGMA_BOUNDS_KMS = (5.0, 600.0)
 #: Velocity range [km/s] kept between the template and galaxy ranges: the velocity bound plus the
 #: 900 km/s pPXF adds for the LOSVD's wings.
 VELOCITY_MARGIN_KMS = VELOCITY_BOUND_KMS + 1000.0
-#: Rest-frame windows [Å] around emission lines left out of stellar-only fits (FIREFLY, redshift).
-EMISSION_LINES_AIR = {
-    "[OII]3726": 3726.03, "[OII]3729": 3728.82, "[NeIII]3869": 3868.76, "Hdelta": 4101.74,
-    "Hgamma": 4340.47, "Hbeta": 4861.33, "[OIII]4959": 4958.92, "[OIII]5007": 5006.84,
-    "HeI5876": 5875.67, "[OI]6300": 6300.30, "[NII]6548": 6548.03, "Halpha": 6562.80,
-    "[NII]6583": 6583.41, "[SII]6716": 6716.47, "[SII]6731": 6730.85,
-}
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,7 @@ class FitMasks:
 
 def fit_window(spectrum: RestSpectrum, templates: TemplateGrid) -> tuple[float, float]:
     """Rest wavelengths [Å] the spectrum can be fitted over: inside the templates by a velocity margin."""
-    margin = np.exp(VELOCITY_MARGIN_KMS / 299792.458)
+    margin = np.exp(VELOCITY_MARGIN_KMS / C_KMS)
     lo = max(spectrum.wave[0], templates.wave[0] * margin)
     hi = min(spectrum.wave[-1], templates.wave[-1] / margin)
     return lo, hi
@@ -293,6 +288,6 @@ def fit_ppxf(
 def emission_mask(wave: np.ndarray, half_width_kms: float = 800.0) -> np.ndarray:
     """True for pixels within ``half_width_kms`` of a strong emission line (rest air wavelengths)."""
     centres = np.array(list(EMISSION_LINES_AIR.values()))
-    distance = np.abs(np.log(wave[:, None] / centres[None, :])).min(axis=1) * 299792.458
+    distance = np.abs(np.log(wave[:, None] / centres[None, :])).min(axis=1) * C_KMS
     return distance < half_width_kms
 
