@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from img2spec.baselines import knn_spectra, nearest_neighbours  # noqa: E402
 from img2spec.dataset import DatasetFile  # noqa: E402
 from img2spec.photometry import photometric_features  # noqa: E402
+from report import emit  # noqa: E402 - tests/benchmarks/report.py
 
 
 def mse(predicted: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -130,11 +131,7 @@ def main() -> None:
         lines.append(f"| {method}: chosen parameter | " + " | ".join(str(table[f'{method}: chosen parameter'][c]) for c in columns) + " |")
     for name, value in network_figures(args.models).items():
         lines.append(f"| {name}, all training galaxies | " + " | ".join(["–"] * (len(columns) - 1)) + f" | {value:.4f} (mean) |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
