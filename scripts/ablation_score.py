@@ -2,14 +2,14 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from img2spec.ablation import rest_frame_mse  # noqa: E402
-from img2spec.config import logged  # noqa: E402
-from img2spec.io import atomic_output  # noqa: E402
+from img2spec.ablation import rest_frame_mse
+from img2spec.config import logged
+from img2spec.io import atomic_output
 
-with logged(snakemake.log[0]):  # noqa: F821
-    table = rest_frame_mse(snakemake.input.predictions, snakemake.input.dataset)  # noqa: F821
-    with atomic_output(snakemake.output[0]) as tmp:  # noqa: F821
+with logged(snakemake.log[0]):
+    table = rest_frame_mse(snakemake.input.predictions, snakemake.input.dataset)
+    with atomic_output(snakemake.output[0]) as tmp:
         table.to_csv(tmp, index=False)
     print(table["mse"].describe())

@@ -2,26 +2,25 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-import json  # noqa: E402
+import json
 
-import pandas as pd  # noqa: E402
+import pandas as pd
+from img2spec.config import logged
+from img2spec.dataset import DatasetSettings, build_dataset, dataset_figure, read_catalog
+from img2spec.io import open_cube_file
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.dataset import DatasetSettings, build_dataset, dataset_figure, read_catalog  # noqa: E402
-from img2spec.io import open_cube_file  # noqa: E402
-
-with logged(snakemake.log[0]):  # noqa: F821
-    out = snakemake.output  # noqa: F821
-    with open_cube_file(snakemake.input.cubes) as cubes:  # noqa: F821
+with logged(snakemake.log[0]):
+    out = snakemake.output
+    with open_cube_file(snakemake.input.cubes) as cubes:
         summary, rejects = build_dataset(
-            read_catalog(snakemake.input.catalog),  # noqa: F821
-            snakemake.input.spectra,  # noqa: F821
+            read_catalog(snakemake.input.catalog),
+            snakemake.input.spectra,
             cubes,
-            DatasetSettings(**snakemake.params.dataset),  # noqa: F821
+            DatasetSettings(**snakemake.params.dataset),
             out.dataset,
-            prior_rejects=pd.read_csv(snakemake.input.spectra_rejects),  # noqa: F821
+            prior_rejects=pd.read_csv(snakemake.input.spectra_rejects),
         )
     rejects.to_csv(out.rejects, index=False)
     with open(out.summary, "w") as fh:

@@ -2,16 +2,16 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.evaluation import EvaluationSettings, bpt, gather_fits  # noqa: E402
+from img2spec.config import logged
+from img2spec.evaluation import EvaluationSettings, bpt, gather_fits
 
-with logged(snakemake.log[0]):  # noqa: F821
-    settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)  # noqa: F821
-    fits = gather_fits(snakemake.input.chunks)  # noqa: F821
-    out_dir = Path(snakemake.output.summary).parent  # noqa: F821
-    summary = bpt(fits, settings, out_dir, snakemake.input.get("truth"))  # noqa: F821
+with logged(snakemake.log[0]):
+    settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)
+    fits = gather_fits(snakemake.input.chunks)
+    out_dir = Path(snakemake.output.summary).parent
+    summary = bpt(fits, settings, out_dir, snakemake.input.get("truth"))
     print(summary)

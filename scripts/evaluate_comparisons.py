@@ -2,14 +2,15 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.evaluation import comparisons, gather_fits  # noqa: E402
+from img2spec.config import logged
+from img2spec.evaluation import comparisons, gather_fits
 
-with logged(snakemake.log[0]):  # noqa: F821
-    summary = comparisons(gather_fits(snakemake.input.chunks), snakemake.input.dataset,  # noqa: F821
-                          Path(snakemake.output.summary).parent)  # noqa: F821
+with logged(snakemake.log[0]):
+    summary = comparisons(
+        gather_fits(snakemake.input.chunks), snakemake.input.dataset, Path(snakemake.output.summary).parent
+    )
     print(summary)

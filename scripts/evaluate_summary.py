@@ -2,13 +2,16 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.evaluation import headline_summary  # noqa: E402
+from img2spec.config import logged
+from img2spec.evaluation import headline_summary
 
-with logged(snakemake.log[0]):  # noqa: F821
-    summaries = {name: snakemake.input[name] for name in ("quality", "redshift", "ppxf", "indices", "bpt", "predictions")}  # noqa: F821
-    summary = headline_summary(summaries, snakemake.params.survey, snakemake.output.json, snakemake.output.markdown,  # noqa: F821
-                               snakemake.params.preset)  # noqa: F821
+with logged(snakemake.log[0]):
+    summaries = {
+        name: snakemake.input[name] for name in ("quality", "redshift", "ppxf", "indices", "bpt", "predictions")
+    }
+    summary = headline_summary(
+        summaries, snakemake.params.survey, snakemake.output.json, snakemake.output.markdown, snakemake.params.preset
+    )
     print(summary)

@@ -2,26 +2,25 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-import torch  # noqa: E402
+import torch
+from img2spec.config import logged
+from img2spec.inference import InferenceSettings, predict_dataset, read_band_scale
+from img2spec.networks import NETWORK_NAMES
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.networks import NETWORK_NAMES  # noqa: E402
-from img2spec.inference import InferenceSettings, predict_dataset, read_band_scale  # noqa: E402
-
-with logged(snakemake.log[0]):  # noqa: F821
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
-    calibration = snakemake.input.get("calibration")  # noqa: F821 - absent for the image-ablation variants
+with logged(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    calibration = snakemake.input.get("calibration")
     summary = predict_dataset(
-        snakemake.input.dataset,  # noqa: F821
-        {name: getattr(snakemake.input, name) for name in NETWORK_NAMES},  # noqa: F821
-        InferenceSettings.from_config(snakemake.params.inference),  # noqa: F821
-        snakemake.output.predictions,  # noqa: F821
-        snakemake.output.fits,  # noqa: F821
-        snakemake.output.summary,  # noqa: F821
-        snakemake.output.figure,  # noqa: F821
-        device=snakemake.params.inference["device"],  # noqa: F821
+        snakemake.input.dataset,
+        {name: getattr(snakemake.input, name) for name in NETWORK_NAMES},
+        InferenceSettings.from_config(snakemake.params.inference),
+        snakemake.output.predictions,
+        snakemake.output.fits,
+        snakemake.output.summary,
+        snakemake.output.figure,
+        device=snakemake.params.inference["device"],
         band_factor=read_band_scale(calibration) if calibration else 1.0,
     )
     print(summary)

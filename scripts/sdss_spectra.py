@@ -6,18 +6,18 @@ rerun must keep what was already fetched.  The manifest marks completion.
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from img2spec.config import logged, settings_from_section  # noqa: E402
-from img2spec.dataset import read_catalog  # noqa: E402
-from img2spec.sdss import DownloadSettings, download_spectra  # noqa: E402
+from img2spec.config import logged, settings_from_section
+from img2spec.dataset import read_catalog
+from img2spec.sdss import DownloadSettings, download_spectra
 
-with logged(snakemake.log[0]):  # noqa: F821
+with logged(snakemake.log[0]):
     counts = download_spectra(
-        read_catalog(snakemake.input.catalog),  # noqa: F821
-        snakemake.params.spectra_root,  # noqa: F821
-        settings_from_section(DownloadSettings, snakemake.params.download),  # noqa: F821
-        snakemake.output.manifest,  # noqa: F821
-        snakemake.output.failures,  # noqa: F821
+        read_catalog(snakemake.input.catalog),
+        snakemake.params.spectra_root,
+        settings_from_section(DownloadSettings, snakemake.params.download),
+        snakemake.output.manifest,
+        snakemake.output.failures,
     )
     print(counts)

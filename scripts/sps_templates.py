@@ -2,11 +2,13 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 - the library, also under --use-conda
+sys.path.insert(0, snakemake.scriptdir)
 
-from img2spec.config import logged  # noqa: E402
-from img2spec.templates import fetch_sps_library  # noqa: E402
+from img2spec.config import logged
+from img2spec.templates import fetch_sps_library
 
-with logged(snakemake.log[0]):  # noqa: F821
-    library = fetch_sps_library(snakemake.params.url, snakemake.output[0], "emiles")  # noqa: F821
-    print(f"{library.name}: {library.flux.shape[0]} SSPs, {library.wave_air[0]:.0f}-{library.wave_air[-1]:.0f} A, FWHM {library.fwhm} A")
+with logged(snakemake.log[0]):
+    library = fetch_sps_library(snakemake.params.url, snakemake.output[0], "emiles")
+    print(
+        f"{library.name}: {library.flux.shape[0]} SSPs, {library.wave_air[0]:.0f}-{library.wave_air[-1]:.0f} A, FWHM {library.fwhm} A"
+    )

@@ -71,10 +71,19 @@ def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("dataset")
     catalog = read_catalog(mock_dir / "catalog.csv")
-    rejects = preprocess_catalog_spectra(catalog, mock_dir / "spectra", PreprocessingSettings(), out / "spectra.h5", log=lambda _: None)
+    rejects = preprocess_catalog_spectra(
+        catalog, mock_dir / "spectra", PreprocessingSettings(), out / "spectra.h5", log=lambda _: None
+    )
     with open_cube_file(mock_dir / "cubes.npz") as cubes:
-        build_dataset(catalog, out / "spectra.h5", cubes, DatasetSettings(n_val=4, n_test=4), out / "dataset.h5",
-                      prior_rejects=rejects, log=lambda _: None)
+        build_dataset(
+            catalog,
+            out / "spectra.h5",
+            cubes,
+            DatasetSettings(n_val=4, n_test=4),
+            out / "dataset.h5",
+            prior_rejects=rejects,
+            log=lambda _: None,
+        )
     return out / "dataset.h5"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-
 from img2spec.ablation import rest_frame_mse, transform_images, variant_dataset
 from img2spec.dag import TABLE3_BAND_VARIANTS, parse_variant, variants
 from img2spec.dataset import SPLITS

@@ -7,13 +7,13 @@ import json
 import h5py
 import numpy as np
 import pytest
-
 from img2spec import metrics
 from img2spec.baselines import BaselineSettings, baseline_summary, photometric_baselines, truth_spectra
 from img2spec.dataset import SPLITS
 from img2spec.io import InputError
 from img2spec.photometry import aperture_fluxes, photometric_features
 from img2spec.preprocessing import PreprocessingSettings
+
 from tests.two_class import write_two_class_dataset
 
 
@@ -55,8 +55,14 @@ def test_truth_baseline_is_the_noise_floor(tiny_dataset, mock_dir, tmp_path):
         observed, mask, ivar = (h5[key][()][rows] for key in ("flux", "mask", "ivar"))
     chi2 = metrics.chi2_per_pixel(truth["truth"], observed, ivar, mask)
     assert 0.85 < np.median(chi2) < 1.4
-    summary = baseline_summary(tiny_dataset, BaselineSettings(k=3), tmp_path / "b.h5", tmp_path / "b.json",
-                               spectra_root=mock_dir / "spectra", preprocessing=PreprocessingSettings())
+    summary = baseline_summary(
+        tiny_dataset,
+        BaselineSettings(k=3),
+        tmp_path / "b.h5",
+        tmp_path / "b.json",
+        spectra_root=mock_dir / "spectra",
+        preprocessing=PreprocessingSettings(),
+    )
     assert json.loads((tmp_path / "b.json").read_text()) == summary
     deviation = {name: values["median_mean_relative_deviation"] for name, values in summary["baselines"].items()}
     assert deviation["truth"] < deviation["knn"] and deviation["truth"] < deviation["mean"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import torch
-
 from img2spec.data import ShardedEpochSampler, SpectraImages, image_stats, lowres_to_fullres, spectrum_stats
 
 
@@ -36,7 +35,9 @@ def test_augmentation_is_seeded_by_epoch_and_images_standardised(tiny_dataset):
         row = plain.rows[3]
         raw = h5["images"][row]
         mean, std = h5["images"].attrs["train_mean"], h5["images"].attrs["train_std"]
-        np.testing.assert_allclose(plain[(3, 0)]["images"].numpy(), (raw - mean[:, None, None]) / std[:, None, None], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            plain[(3, 0)]["images"].numpy(), (raw - mean[:, None, None]) / std[:, None, None], rtol=1e-5, atol=1e-5
+        )
         expected = (h5["flux_lowres"][row] - stats.mean) / stats.std
     np.testing.assert_allclose(plain[(3, 0)]["spectrum"].numpy(), expected, rtol=1e-5)
 
@@ -58,7 +59,9 @@ def test_per_pixel_standardisation_and_residual_target(tiny_dataset):
     np.testing.assert_allclose(stats.restore(stats.standardise(flux)), flux, rtol=1e-5, atol=1e-5)
     residual = spectrum_stats(str(tiny_dataset), "residual", per_pixel=True)
     dataset = SpectraImages(str(tiny_dataset), "train", "residual", residual, image_stats(str(tiny_dataset), "arcsinh"))
-    np.testing.assert_allclose(residual.restore(dataset[(0, 0)]["spectrum"].numpy()), full[0] - low[0] @ interp, atol=1e-4)
+    np.testing.assert_allclose(
+        residual.restore(dataset[(0, 0)]["spectrum"].numpy()), full[0] - low[0] @ interp, atol=1e-4
+    )
     # the residual carries only small-scale structure: far less spread than the spectrum itself
     assert np.median(residual.std) < 0.5 * np.median(spectrum_stats(str(tiny_dataset), "flux", per_pixel=True).std)
 

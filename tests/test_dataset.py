@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
-
 from img2spec.dataset import (
     SPLITS,
     DatasetSettings,
@@ -106,7 +105,7 @@ def test_too_many_rejects_fail_loudly_and_write_nothing(damaged_survey, tmp_path
 
 
 def test_dataset_contents_match_the_contract(mock_dir, tmp_path):
-    summary, rejects = _build(mock_dir, tmp_path)
+    _summary, rejects = _build(mock_dir, tmp_path)
     assert rejects.empty
     catalog = read_catalog(mock_dir / "catalog.csv").set_index("specObjID")
     with h5py.File(tmp_path / "dataset.h5") as h5:

@@ -8,13 +8,22 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from img2spec import metrics
 from img2spec.dag import n_chunks
 from img2spec.dataset import SPLITS
+from img2spec.evaluation import (
+    EvaluationSettings,
+    bpt,
+    comparisons,
+    fit_chunk,
+    gather_fits,
+    indices,
+    lines,
+    quality,
+    redshift,
+    stellar_populations,
+)
 from img2spec.fitresults import FIT_COLUMNS
-from img2spec.evaluation import (EvaluationSettings, bpt, comparisons, fit_chunk, gather_fits, indices, lines,
-                                  quality, redshift, stellar_populations)
 from img2spec.templates import library_from_wheel, load_library
 
 
@@ -82,9 +91,15 @@ def m11_npz(mangadap_wheel, tmp_path_factory):
     return path
 
 
-def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_predictions, m11_npz, mock_dir, tmp_path):
+def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
+    perfect_predictions, m11_npz, mock_dir, tmp_path
+):
     predictions, dataset, ids = perfect_predictions
-    settings = EvaluationSettings(chunk_size=3, ppxf={"regul": 10.0, "bootstrap": 2}, firefly={"bootstrap": 2, "hpf_width": 100.0, "beam": 4, "max_components": 4})
+    settings = EvaluationSettings(
+        chunk_size=3,
+        ppxf={"regul": 10.0, "bootstrap": 2},
+        firefly={"bootstrap": 2, "hpf_width": 100.0, "beam": 4, "max_components": 4},
+    )
     count = n_chunks(ids.size, settings.chunk_size)
     paths = [tmp_path / f"chunk{c}.parquet" for c in range(count + 1)]  # one chunk past the end is empty
     for chunk, path in enumerate(paths):
@@ -94,7 +109,9 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_p
     assert tuple(pd.read_parquet(paths[-1]).columns) == FIT_COLUMNS  # an empty chunk has the schema too
     renamed = tmp_path / "renamed.parquet"
     pd.read_parquet(paths[0]).rename(columns={"ppxf_sigma_star": "ppxf_sigma"}).to_parquet(renamed)
-    with pytest.raises(ValueError, match=r"renamed.parquet: .*missing \['ppxf_sigma_star'\], unexpected \['ppxf_sigma'\]"):
+    with pytest.raises(
+        ValueError, match=r"renamed.parquet: .*missing \['ppxf_sigma_star'\], unexpected \['ppxf_sigma'\]"
+    ):
         gather_fits([renamed, *paths[1:]])
     failed = fits[fits["error"] != ""]
     assert set(failed["specObjID"]) == {ids[-1]} and failed["error"].str.contains(f"specObjID {ids[-1]}").all()
@@ -115,22 +132,34 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(perfect_p
     assert summary["Dn4000"]["median_offset"] == pytest.approx(0.0, abs=1e-12)
     comparisons(fits, dataset, tmp_path / "comparisons")
     side_by_side = pd.read_csv(tmp_path / "comparisons" / "galaxies.csv")
-    assert len(side_by_side) == ids.size and np.allclose(side_by_side["observed_Dn4000"], side_by_side["predicted_Dn4000"], equal_nan=True)
+    assert len(side_by_side) == ids.size and np.allclose(
+        side_by_side["observed_Dn4000"], side_by_side["predicted_Dn4000"], equal_nan=True
+    )
     line_summary = lines(fits, settings, tmp_path / "lines")
     assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
-    classes = bpt(fits, EvaluationSettings(lines={**settings.lines, "draws": 20}), tmp_path / "bpt", mock_dir / "truth.parquet")
+    classes = bpt(
+        fits, EvaluationSettings(lines={**settings.lines, "draws": 20}), tmp_path / "bpt", mock_dir / "truth.parquet"
+    )
     matrix = np.array(classes["confusion_matrix"]["counts"])
     assert np.array_equal(matrix, np.diag(np.diag(matrix))) and matrix.sum() == ids.size
     assert classes["scores"]["accuracy"] == 1.0 and set(classes["versus_truth"]) == {"observed", "predicted"}
     assert classes["predictors"]["predicted"]["confusion_counts"] == matrix.tolist()
-    for figure in ("ppxf/differences.png", "firefly/differences.png", "indices/indices.png", "comparisons/bimodality.png",
-                   "comparisons/degeneracy.png", "comparisons/mass_metallicity.png", "lines/lines.png", "bpt/bpt.png",
-                   "bpt/confusion.png"):
+    for figure in (
+        "ppxf/differences.png",
+        "firefly/differences.png",
+        "indices/indices.png",
+        "comparisons/bimodality.png",
+        "comparisons/degeneracy.png",
+        "comparisons/mass_metallicity.png",
+        "lines/lines.png",
+        "bpt/bpt.png",
+        "bpt/confusion.png",
+    ):
         assert (tmp_path / figure).stat().st_size > 0, figure
 
 
 def test_redshift_target_recovers_the_catalog_redshift(perfect_predictions, tiny_dataset, miuscat, tmp_path):
-    predictions, _, ids = perfect_predictions
+    predictions, _, _ids = perfect_predictions
     library = tmp_path / "miuscat.npz"
     miuscat.save(library)
     summary = redshift(predictions, tiny_dataset, library, EvaluationSettings(), tmp_path / "z")
@@ -144,8 +173,14 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
     from img2spec.baselines import BaselineSettings, baseline_summary
     from img2spec.preprocessing import PreprocessingSettings
 
-    baseline_summary(tiny_dataset, BaselineSettings(k=3), tmp_path / "b.h5", tmp_path / "b.json", mock_dir / "spectra",
-                     PreprocessingSettings())
+    baseline_summary(
+        tiny_dataset,
+        BaselineSettings(k=3),
+        tmp_path / "b.h5",
+        tmp_path / "b.json",
+        mock_dir / "spectra",
+        PreprocessingSettings(),
+    )
     with h5py.File(tiny_dataset) as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
         ids, observed = h5["specobjid"][()][rows], h5["flux"][()][rows]
@@ -156,7 +191,9 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
     summary = quality(tmp_path / "pred.h5", tiny_dataset, tmp_path / "q", mock_dir / "truth.parquet", tmp_path / "b.h5")
     assert list(summary["predictors"]) == ["predicted", "median", "mean", "knn", "truth"]
     deviation = {name: s["all"]["median_mean_relative_deviation"] for name, s in summary["predictors"].items()}
-    assert deviation["predicted"] == pytest.approx(0.2, rel=1e-4) and deviation["median"] == pytest.approx(0.05, rel=1e-4)
+    assert deviation["predicted"] == pytest.approx(0.2, rel=1e-4) and deviation["median"] == pytest.approx(
+        0.05, rel=1e-4
+    )
     assert summary["predictors"]["predicted"]["all"] == summary["all"]
     assert deviation["truth"] < min(deviation["mean"], deviation["knn"])  # the noise floor
     table = pd.read_csv(tmp_path / "q" / "galaxies.csv")
@@ -167,18 +204,47 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
     from img2spec.evaluation import headline_summary
 
     def predictors(**values):
-        return {name: {"all": {"n": 10, "median_mean_relative_deviation": v[0], "fraction_below_10pct": 0.5, "median_mse": v[1],
-                               "median_chi2_per_pixel": 1.0}} for name, v in values.items()}
+        return {
+            name: {
+                "all": {
+                    "n": 10,
+                    "median_mean_relative_deviation": v[0],
+                    "fraction_below_10pct": 0.5,
+                    "median_mse": v[1],
+                    "median_chi2_per_pixel": 1.0,
+                }
+            }
+            for name, v in values.items()
+        }
 
     summaries = {
-        "quality": {"all": {"n": 10}, "predictors": predictors(predicted=(0.08, 0.03), median=(0.07, 0.02), knn=(0.09, 0.02),
-                                                               mean=(0.14, 0.05))},
-        "redshift": {"predicted": {"sigma_mad": 0.01, "outlier_fraction": 0.0}, "knn": {"sigma_mad": 0.02, "outlier_fraction": 0.1}},
-        "ppxf": {"predictors": {"predicted": {"metallicity": {"fraction_within_0.1": 0.6}}, "knn": {"metallicity": {"fraction_within_0.1": 0.4}}}},
+        "quality": {
+            "all": {"n": 10},
+            "predictors": predictors(predicted=(0.08, 0.03), median=(0.07, 0.02), knn=(0.09, 0.02), mean=(0.14, 0.05)),
+        },
+        "redshift": {
+            "predicted": {"sigma_mad": 0.01, "outlier_fraction": 0.0},
+            "knn": {"sigma_mad": 0.02, "outlier_fraction": 0.1},
+        },
+        "ppxf": {
+            "predictors": {
+                "predicted": {"metallicity": {"fraction_within_0.1": 0.6}},
+                "knn": {"metallicity": {"fraction_within_0.1": 0.4}},
+            }
+        },
         "indices": {"predictors": {}},
-        "bpt": {"predictors": {"predicted": {"accuracy": 0.5, "AGN_accuracy": 0.7}, "knn": {"accuracy": 0.6, "AGN_accuracy": 0.8}}},
-        "predictions": {"coverage_of_16_84_band": 0.66, "coverage_of_16_84_band_as_drawn": 0.51, "band_scale": 1.37,
-                        "coverage_of_16_84_band_by_morphology": {"elliptical": 0.7, "spiral": 0.63}},
+        "bpt": {
+            "predictors": {
+                "predicted": {"accuracy": 0.5, "AGN_accuracy": 0.7},
+                "knn": {"accuracy": 0.6, "AGN_accuracy": 0.8},
+            }
+        },
+        "predictions": {
+            "coverage_of_16_84_band": 0.66,
+            "coverage_of_16_84_band_as_drawn": 0.51,
+            "band_scale": 1.37,
+            "coverage_of_16_84_band_by_morphology": {"elliptical": 0.7, "spiral": 0.63},
+        },
     }
     paths = {}
     for name, content in summaries.items():
@@ -193,12 +259,17 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
     header = next(line for line in markdown.splitlines() if line.startswith("| quantity"))
     assert "selected candidate" in header and "median of candidates" in header and "nearest neighbours" in header
     assert "| median mean relative deviation Δ̄ | 0.08 | 0.07 | 0.14 | 0.09 | 0.055 |" in markdown
-    assert ("beats the nearest-neighbour baseline on 4 of 9 rows; it loses on: median MSE of ln flux, BPT class accuracy, "
-            "AGN accuracy; ties on: fraction with Δ̄ < 10%, median χ²/N.") in markdown
-    assert ("the 16–84% band of the candidates holds 0.66 of the test galaxies' observed pixels (nominal 0.68; elliptical 0.70, "
-            "spiral 0.63); as drawn, before its calibration on validation galaxies (× 1.37), 0.51.") in markdown
+    assert (
+        "beats the nearest-neighbour baseline on 4 of 9 rows; it loses on: median MSE of ln flux, BPT class accuracy, "
+        "AGN accuracy; ties on: fraction with Δ̄ < 10%, median χ²/N."
+    ) in markdown
+    assert (
+        "the 16–84% band of the candidates holds 0.66 of the test galaxies' observed pixels (nominal 0.68; elliptical 0.70, "
+        "spiral 0.63); as drawn, before its calibration on validation galaxies (× 1.37), 0.51."
+    ) in markdown
     methods = markdown.split("## How each number is computed")[1]
     from img2spec.evaluation import HEADLINES
+
     assert all(f"| {label} |" in methods for label, *_ in HEADLINES)  # every headline row says how it was computed
 
 
@@ -206,12 +277,11 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
     """The paper's alignment (Sect. 5.1, 5.3): a prediction 3,000 km/s redder than the observation is
     moved back before Δ̄ is computed, and fitted in its own rest frame, so it scores and fits like
     the unmoved prediction."""
-    from scipy.ndimage import gaussian_filter1d
-
     from img2spec.evaluation import fit_galaxy
     from img2spec.preprocessing import shift_to_redshift
-    from img2spec.units import C_KMS
     from img2spec.toolbox import prepare_templates
+    from img2spec.units import C_KMS
+    from scipy.ndimage import gaussian_filter1d
 
     with h5py.File(tiny_dataset) as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
@@ -224,22 +294,42 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
     for name, flux in (("unmoved", unmoved), ("moved", moved)):
         with h5py.File(tmp_path / f"{name}.h5", "w") as pred:
             pred["specobjid"], pred["flux"] = ids, flux
-        pd.DataFrame({"specObjID": ids, "predicted_z": z if name == "unmoved" else z_moved}).to_csv(tmp_path / f"{name}_z.csv", index=False)
-    score = {name: pd.read_csv(tmp_path / name / "galaxies.csv") for name in ("unmoved", "moved")
-             if quality(tmp_path / f"{name}.h5", tiny_dataset, tmp_path / name, redshift_csv=tmp_path / f"{name}_z.csv")}
-    assert np.allclose(score["moved"]["mean_relative_deviation"], score["unmoved"]["mean_relative_deviation"], rtol=0.03)
-    assert np.allclose(score["unmoved"]["mean_relative_deviation"], score["unmoved"]["mean_relative_deviation_as_predicted"], rtol=1e-3)
-    assert (score["moved"]["mean_relative_deviation_as_predicted"] > 1.5 * score["moved"]["mean_relative_deviation"]).all()
+        pd.DataFrame({"specObjID": ids, "predicted_z": z if name == "unmoved" else z_moved}).to_csv(
+            tmp_path / f"{name}_z.csv", index=False
+        )
+    score = {
+        name: pd.read_csv(tmp_path / name / "galaxies.csv")
+        for name in ("unmoved", "moved")
+        if quality(tmp_path / f"{name}.h5", tiny_dataset, tmp_path / name, redshift_csv=tmp_path / f"{name}_z.csv")
+    }
+    assert np.allclose(
+        score["moved"]["mean_relative_deviation"], score["unmoved"]["mean_relative_deviation"], rtol=0.03
+    )
+    assert np.allclose(
+        score["unmoved"]["mean_relative_deviation"], score["unmoved"]["mean_relative_deviation_as_predicted"], rtol=1e-3
+    )
+    assert (
+        score["moved"]["mean_relative_deviation_as_predicted"] > 1.5 * score["moved"]["mean_relative_deviation"]
+    ).all()
 
     settings = EvaluationSettings()
     templates = prepare_templates(load_library(m11_npz), settings.resolving_power, ages_gyr=settings.ages_gyr)
     # both fitted over the same rest-frame range: the moved one has no source blueward, the unmoved one loses its red end
-    weights = {"unmoved": np.where(wave > wave[-1] * (1 + z[0]) / (1 + z_moved[0]), 0.0, ivar[0]),
-               "moved": np.where(uncovered[0], 0.0, ivar[0])}
-    fits = {name: fit_galaxy(wave, np.exp(flux[0]), weights[name], redshift, templates, settings, 0, name, bootstrap=False)
-            for name, flux, redshift in (("unmoved", unmoved, z[0]), ("moved", moved, z_moved[0]))}
+    weights = {
+        "unmoved": np.where(wave > wave[-1] * (1 + z[0]) / (1 + z_moved[0]), 0.0, ivar[0]),
+        "moved": np.where(uncovered[0], 0.0, ivar[0]),
+    }
+    fits = {
+        name: fit_galaxy(wave, np.exp(flux[0]), weights[name], redshift, templates, settings, 0, name, bootstrap=False)
+        for name, flux, redshift in (("unmoved", unmoved, z[0]), ("moved", moved, z_moved[0]))
+    }
     assert fits["moved"]["ppxf_sigma_star"] == pytest.approx(fits["unmoved"]["ppxf_sigma_star"], rel=0.05)
     # (Mg b of this galaxy lies on a masked observed pixel in one frame only, so it is not compared)
-    for key, tolerance in (("ppxf_log_age", 0.05), ("ppxf_metallicity", 0.05), ("ppxf_velocity", 30.0), ("Dn4000", 0.02),
-                           ("H_beta", 0.15)):
+    for key, tolerance in (
+        ("ppxf_log_age", 0.05),
+        ("ppxf_metallicity", 0.05),
+        ("ppxf_velocity", 30.0),
+        ("Dn4000", 0.02),
+        ("H_beta", 0.15),
+    ):
         assert fits["moved"][key] == pytest.approx(fits["unmoved"][key], abs=tolerance), key

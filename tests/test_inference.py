@@ -10,12 +10,19 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
-
 from img2spec.dataset import SPLITS
-from img2spec.inference import (InferenceSettings, TrainedModels, band_scale, pooled_candidates, predict_cube_file,
-                                predict_spectra, scale_bands, write_prediction_fits)
-from img2spec.metrics import band_coverage
+from img2spec.inference import (
+    InferenceSettings,
+    TrainedModels,
+    band_scale,
+    pooled_candidates,
+    predict_cube_file,
+    predict_spectra,
+    scale_bands,
+    write_prediction_fits,
+)
 from img2spec.io import InputError, write_cube_file
+from img2spec.metrics import band_coverage
 
 SETTINGS = InferenceSettings(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
 
@@ -43,10 +50,15 @@ def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
     ranker = models.contrastive_sr
     with torch.no_grad():
         features = ranker.image_stats.features(images)
-        image_embedding = ranker.model.embed_images(torch.from_numpy(ranker.image_stats.apply(images)),
-                                                    None if features is None else torch.from_numpy(features))
-        spectrum_embedding = ranker.model.embed_spectra(torch.from_numpy(ranker.stats.standardise(result["flux"]).astype(np.float32)))
-    np.testing.assert_allclose((image_embedding * spectrum_embedding).sum(1).numpy(), result["score_sr"].max(axis=1), atol=1e-5)
+        image_embedding = ranker.model.embed_images(
+            torch.from_numpy(ranker.image_stats.apply(images)), None if features is None else torch.from_numpy(features)
+        )
+        spectrum_embedding = ranker.model.embed_spectra(
+            torch.from_numpy(ranker.stats.standardise(result["flux"]).astype(np.float32))
+        )
+    np.testing.assert_allclose(
+        (image_embedding * spectrum_embedding).sum(1).numpy(), result["score_sr"].max(axis=1), atol=1e-5
+    )
     assert np.all(result["flux_p16"] <= result["flux_p50"]) and np.all(result["flux_p50"] <= result["flux_p84"])
 
 
@@ -62,14 +74,18 @@ def test_prediction_is_deterministic_and_independent_of_batching(models_and_imag
     assert not np.allclose(first["flux"], other_seed["flux"])
 
 
-def test_new_images_are_predicted_and_bad_input_rejected(models_and_images, trained_checkpoints, tiny_dataset, tmp_path):
-    models, images, ids = models_and_images
+def test_new_images_are_predicted_and_bad_input_rejected(
+    models_and_images, trained_checkpoints, tiny_dataset, tmp_path
+):
+    _models, images, ids = models_and_images
     cubes = np.moveaxis(images[:4], 1, -1).copy()
     cubes[1, 5, 5, 2] = np.nan
     cubes[3] = 0.0  # an empty cutout
     labels = np.rec.fromarrays([ids[:4]], names="specObjID")
     write_cube_file(tmp_path / "new.npz", cubes, labels)
-    n = predict_cube_file(tmp_path / "new.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "new.h5", tmp_path / "rejects.csv")
+    n = predict_cube_file(
+        tmp_path / "new.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "new.h5", tmp_path / "rejects.csv"
+    )
     assert n == 2
     rejects = pd.read_csv(tmp_path / "rejects.csv")
     assert rejects["specObjID"].tolist() == [ids[1], ids[3]]
@@ -78,7 +94,14 @@ def test_new_images_are_predicted_and_bad_input_rejected(models_and_images, trai
         assert h5["specobjid"][()].tolist() == [ids[0], ids[2]] and h5["flux"].shape == (2, 4500)
     np.savez(tmp_path / "four_bands.npz", cube=np.zeros((2, 64, 64, 4), np.float32), labels=labels[:2])
     with pytest.raises(InputError, match="four_bands.npz.*expected \\(N, 64, 64, 5\\)"):
-        predict_cube_file(tmp_path / "four_bands.npz", tiny_dataset, trained_checkpoints, SETTINGS, tmp_path / "x.h5", tmp_path / "x.csv")
+        predict_cube_file(
+            tmp_path / "four_bands.npz",
+            tiny_dataset,
+            trained_checkpoints,
+            SETTINGS,
+            tmp_path / "x.h5",
+            tmp_path / "x.csv",
+        )
 
 
 def test_prediction_fits_is_readable(tmp_path):

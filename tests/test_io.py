@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from img2spec import io
 
 
@@ -34,9 +33,7 @@ def test_specobjid_encoding_matches_real_spectra(ngc3522_path, ngc3073_path):
             meta["mjd"],
             meta["fiberid"],
         )
-        assert io.encode_specobjid(meta["plate"], meta["fiberid"], meta["mjd"], decoded["run2d"]) == meta[
-            "specobjid"
-        ]
+        assert io.encode_specobjid(meta["plate"], meta["fiberid"], meta["mjd"], decoded["run2d"]) == meta["specobjid"]
 
 
 def test_spec_lite_round_trip(tmp_path):
@@ -109,7 +106,9 @@ def test_compressed_and_hdf5_cube_files(tmp_path):
     cubes = np.arange(2 * 64 * 64 * 5, dtype=np.float32).reshape(2, 64, 64, 5)
     npz = tmp_path / "c.npz"
     np.savez_compressed(npz, cube=cubes, labels=_labels([1, 2]))
-    np.testing.assert_array_equal(io.open_cube_file(npz, cache_dir=tmp_path / "cache").read(slice(0, 2))[1, 4], cubes[1, :, :, 4])
+    np.testing.assert_array_equal(
+        io.open_cube_file(npz, cache_dir=tmp_path / "cache").read(slice(0, 2))[1, 4], cubes[1, :, :, 4]
+    )
     before = sorted(tmp_path.iterdir())
     with io.open_cube_file(npz) as cube_file:  # no cache given: unpacked into a temporary folder, not beside the input
         np.testing.assert_array_equal(cube_file.read(slice(1, 2))[0, 2], cubes[1, :, :, 2])

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from img2spec.config import resolve_networks
 from img2spec.dataset import SPLITS
 from img2spec.train import DiffusionTask, train_network
+
 from tests.two_class import write_two_class_dataset
 
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true", "num_workers": 0, "seed": 0}
@@ -30,7 +30,14 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     torch.set_num_threads(2)
     truth = write_two_class_dataset(tmp_path / "two.h5", n_train=96, n_val=8, n_test=32)
     hp = copy.deepcopy(resolve_networks({"preset": "tiny"})["cdm_lr"])
-    hp.update(max_steps=200, batch_size=16, val_every_steps=200, checkpoint_every_steps=200, val_sampler_steps=5, lr_warmup_steps=10)
+    hp.update(
+        max_steps=200,
+        batch_size=16,
+        val_every_steps=200,
+        checkpoint_every_steps=200,
+        val_sampler_steps=5,
+        lr_warmup_steps=10,
+    )
     train_network(str(tmp_path / "two.h5"), "cdm_lr", hp, RUN, tmp_path / "cdm_lr", progress=False)
     task = DiffusionTask.load_from_checkpoint(str(tmp_path / "cdm_lr" / "last.ckpt"), map_location="cpu").eval()
     with h5py.File(tmp_path / "two.h5") as h5:
@@ -40,10 +47,16 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     kinds, reference_kinds = truth["kind"][rows], truth["kind"][train]
 
     def accuracy(images: np.ndarray) -> tuple[float, float]:
-        pixels, features = torch.from_numpy(task.image_stats.apply(images)), torch.from_numpy(task.image_stats.features(images))
+        pixels, features = (
+            torch.from_numpy(task.image_stats.apply(images)),
+            torch.from_numpy(task.image_stats.features(images)),
+        )
         sample = task.sample(pixels, features, None, "dpmpp_2m", 20, torch.Generator().manual_seed(0))
         regression = task.regression_mean(pixels, features)
-        scores = [np.mean(_nearest_class(task.stats.restore(x).numpy(), references, reference_kinds) == kinds) for x in (sample, regression)]
+        scores = [
+            np.mean(_nearest_class(task.stats.restore(x).numpy(), references, reference_kinds) == kinds)
+            for x in (sample, regression)
+        ]
         return scores[0], scores[1]
 
     sampled, regressed = accuracy(raw)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from img2spec import metrics
 from img2spec.toolbox.lines import CLASSES, LINES, _profiles, bpt_class, lines_measured, measure_lines
 
@@ -34,8 +33,13 @@ def test_line_fluxes_and_ew_are_recovered():
 
 @pytest.mark.parametrize(
     "log_nii_ha, log_oiii_hb, halpha, expected",
-    [(-0.5, -0.3, 12.0, "star-forming"), (-0.6, 0.3, 12.0, "star-forming"), (0.1, 0.7, 12.0, "AGN"),
-     (-0.2, 0.5, 12.0, "AGN"), (-0.5, -0.3, 0.5, "passive")],
+    [
+        (-0.5, -0.3, 12.0, "star-forming"),
+        (-0.6, 0.3, 12.0, "star-forming"),
+        (0.1, 0.7, 12.0, "AGN"),
+        (-0.2, 0.5, 12.0, "AGN"),
+        (-0.5, -0.3, 0.5, "passive"),
+    ],
 )
 def test_hand_made_spectra_land_in_their_class(log_nii_ha, log_oiii_hb, halpha, expected):
     flux, ivar, continuum, _ = hand_made(log_nii_ha, log_oiii_hb, halpha)
@@ -47,8 +51,13 @@ def test_hand_made_spectra_land_in_their_class(log_nii_ha, log_oiii_hb, halpha, 
 
 
 def test_a_line_lost_in_the_noise_makes_a_galaxy_passive():
-    flux, ivar, continuum, _ = hand_made(-0.5, -0.3, 12.0, snr=100.0)
-    fluxes = {"Hbeta": np.array([4.0]), "OIII_5007": np.array([0.1]), "Halpha": np.array([12.0]), "NII_6584": np.array([3.0])}
+    _flux, _ivar, _continuum, _ = hand_made(-0.5, -0.3, 12.0, snr=100.0)
+    fluxes = {
+        "Hbeta": np.array([4.0]),
+        "OIII_5007": np.array([0.1]),
+        "Halpha": np.array([12.0]),
+        "NII_6584": np.array([3.0]),
+    }
     errors = {name: np.array([0.2]) for name in LINES}  # [O III] at S/N 0.5
     assert bpt_class(fluxes, np.array([12.0]), lines_measured(fluxes, errors, rule="snr"))[0] == "passive"
     # the paper's rule has no S/N threshold: a weak but positive line keeps the galaxy on the diagram

@@ -9,10 +9,15 @@ import pandas as pd
 import pytest
 import speclite.filters
 from astropy import units as u
-
 from img2spec.io import SAMPLE_COLUMNS, open_cube_file, read_sdss_spectrum, spectrum_path
 from img2spec.mock import population as pop
-from img2spec.mock.render import component_covariances, enclosed_fraction, petrosian_quantities, sersic_mixture, with_psf
+from img2spec.mock.render import (
+    component_covariances,
+    enclosed_fraction,
+    petrosian_quantities,
+    sersic_mixture,
+    with_psf,
+)
 from img2spec.mock.spectra import OBSERVED_K0, OBSERVED_K1, redshift_and_broaden
 from img2spec.mock.survey import MockSurvey, generate
 from img2spec.photometry import ab_maggies, nanomaggies_to_mag
@@ -40,7 +45,9 @@ def test_enclosed_fraction_of_round_gaussian_is_analytic():
     elongated = np.array([[[9.0, 0.0], [0.0, 0.25]]])
     rng = np.random.default_rng(0)
     samples = rng.multivariate_normal([0, 0], elongated[0], 400_000)
-    assert enclosed_fraction(elongated, np.array([1.5]))[0] == pytest.approx(np.mean(np.hypot(*samples.T) < 1.5), abs=3e-3)
+    assert enclosed_fraction(elongated, np.array([1.5]))[0] == pytest.approx(
+        np.mean(np.hypot(*samples.T) < 1.5), abs=3e-3
+    )
 
 
 def test_petrosian_radii_of_exponential_disk():
@@ -147,7 +154,9 @@ def test_velocity_dispersion_recovered_by_template_fit(mock_survey, bright_galax
     from ppxf.ppxf import ppxf
 
     gal = bright_galaxies
-    passive = np.flatnonzero((gal["bt"] > 0.7) & gal["quenched"] & (gal["agn_type"] == 0) & (gal["bulge_sigma"] > 90))[:8]
+    passive = np.flatnonzero((gal["bt"] > 0.7) & gal["quenched"] & (gal["agn_type"] == 0) & (gal["bulge_sigma"] > 90))[
+        :8
+    ]
     assert passive.size >= 3
     sub = {k: v[passive] for k, v in gal.items()}
     spectra = mock_survey.fiber_spectra(sub, np.random.default_rng(1))
@@ -163,9 +172,24 @@ def test_velocity_dispersion_recovered_by_template_fit(mock_survey, bright_galax
         dv = 299792.458 * np.log(model.rest_wave[0] / (wave[rest_ok][0] / (1 + sub["z"][i])))
         # as in any σ* fit, ±800 km/s around the emission lines are left out
         rest = wave[rest_ok] / (1 + sub["z"][i])
-        near_line = np.any(np.abs(rest[:, None] / np.array([EMISSION_LINES_VACUUM[name] for name in pop.MOCK_LINES]) - 1) < 800 / 299792.458, axis=1)
-        fit = ppxf(templates, galaxy, np.ones_like(galaxy), 299792.458 * np.log(10) * 1e-4, [0, 150], moments=2,
-                   degree=-1, mdegree=8, vsyst=dv, goodpixels=np.flatnonzero(~near_line), quiet=True)
+        near_line = np.any(
+            np.abs(rest[:, None] / np.array([EMISSION_LINES_VACUUM[name] for name in pop.MOCK_LINES]) - 1)
+            < 800 / 299792.458,
+            axis=1,
+        )
+        fit = ppxf(
+            templates,
+            galaxy,
+            np.ones_like(galaxy),
+            299792.458 * np.log(10) * 1e-4,
+            [0, 150],
+            moments=2,
+            degree=-1,
+            mdegree=8,
+            vsyst=dv,
+            goodpixels=np.flatnonzero(~near_line),
+            quiet=True,
+        )
         # one Gaussian matches the LOSVD second moment where one component dominates the light
         tolerance = 0.05 if spectra["bulge_light_fraction"][i] > 0.8 else 0.10
         assert fit.sol[1] == pytest.approx(spectra["sigma_star"][i], rel=tolerance)
@@ -179,7 +203,9 @@ def test_same_seed_gives_identical_survey(mock_survey, tmp_path):
     generate(survey, tmp_path / "a")
     generate(survey, tmp_path / "b")
     assert (tmp_path / "a" / "catalog.csv").read_text() == (tmp_path / "b" / "catalog.csv").read_text()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "truth.parquet"), pd.read_parquet(tmp_path / "b" / "truth.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a" / "truth.parquet"), pd.read_parquet(tmp_path / "b" / "truth.parquet")
+    )
     with open_cube_file(tmp_path / "a" / "cubes.npz") as a, open_cube_file(tmp_path / "b" / "cubes.npz") as b:
         np.testing.assert_array_equal(a.read(slice(0, 6)), b.read(slice(0, 6)))
     files = sorted((tmp_path / "a" / "spectra").rglob("*.fits"))

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from img2spec.config import resolve_networks, validate_config
 from img2spec.diffusion import NoiseSchedule
 from img2spec.models import ResNetEncoder, info_nce
@@ -189,7 +188,11 @@ def test_samplers_match_a_gaussian_mixture(sampler, steps):
     schedule = NoiseSchedule.cosine(250)
     weights, means, sd = [0.3, 0.7], [-1.0, 1.5], 0.25
     denoiser = _mixture_denoiser(schedule, weights, means, sd)
-    x = schedule.sample(sampler, denoiser, (40_000, 1), steps, generator=torch.Generator().manual_seed(2)).double().ravel()
+    x = (
+        schedule.sample(sampler, denoiser, (40_000, 1), steps, generator=torch.Generator().manual_seed(2))
+        .double()
+        .ravel()
+    )
     left, right = x[x < 0.25], x[x >= 0.25]
     assert left.numel() / x.numel() == pytest.approx(0.3, abs=0.01)
     assert left.mean().item() == pytest.approx(-1.0, abs=0.02) and right.mean().item() == pytest.approx(1.5, abs=0.02)
@@ -245,10 +248,14 @@ def test_v_and_x0_prediction_sample_the_same_distribution_without_few_step_bias(
     trailing = schedule.sample("dpmpp_2m", denoiser, (20_000, 2), 20, generator=generator, spacing="trailing")
     assert trailing.mean().item() == pytest.approx(mu, abs=0.01)
     assert trailing.std().item() == pytest.approx(sigma, rel=0.05)
-    leading = schedule.sample("dpmpp_2m", denoiser, (20_000, 2), 20, generator=torch.Generator().manual_seed(3), spacing="leading")
+    leading = schedule.sample(
+        "dpmpp_2m", denoiser, (20_000, 2), 20, generator=torch.Generator().manual_seed(3), spacing="leading"
+    )
     assert abs(leading.mean().item() - mu) > 3 * abs(trailing.mean().item() - mu)
     ancestral = schedule.sample_ancestral(denoiser, (20_000, 2), generator=torch.Generator().manual_seed(1))
-    assert ancestral.mean().item() == pytest.approx(mu, abs=0.01) and ancestral.std().item() == pytest.approx(sigma, rel=0.03)
+    assert ancestral.mean().item() == pytest.approx(mu, abs=0.01) and ancestral.std().item() == pytest.approx(
+        sigma, rel=0.03
+    )
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v", "x0"])
@@ -269,11 +276,20 @@ def test_paper_preset_has_the_papers_training_settings():
     contrastive network; T = 250 cosine, EMA 0.9999, ResNet-18 in the CDMs, ResNet-50 and latent 128
     in the contrastive networks; ε-prediction without a regression head (the paper's method)."""
     paper = resolve_networks({"preset": "paper"})
-    assert {name: hp["batch_size"] for name, hp in paper.items()} == {"cdm_lr": 512, "contrastive_lr": 512, "cdm_sr": 224,
-                                                                       "contrastive_sr": 340}
+    assert {name: hp["batch_size"] for name, hp in paper.items()} == {
+        "cdm_lr": 512,
+        "contrastive_lr": 512,
+        "cdm_sr": 224,
+        "contrastive_sr": 340,
+    }
     for name in ("cdm_lr", "cdm_sr"):
         hp = paper[name]
-        assert (hp["timesteps"], hp["schedule"], hp["ema_decay"], hp["image_encoder"]["depth"]) == (250, "cosine", 0.9999, 18)
+        assert (hp["timesteps"], hp["schedule"], hp["ema_decay"], hp["image_encoder"]["depth"]) == (
+            250,
+            "cosine",
+            0.9999,
+            18,
+        )
         assert hp["prediction"] == "epsilon" and hp["regression"] is None
     for name in ("contrastive_lr", "contrastive_sr"):
         assert (paper[name]["image_encoder"]["depth"], paper[name]["latent"]) == (50, 128)

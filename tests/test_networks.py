@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from img2spec.config import ConfigError, resolve_networks, validate_config
 from img2spec.networks import NETWORK_NAMES, NETWORKS, network
 
@@ -46,11 +45,16 @@ def test_a_preset_with_another_set_of_networks_is_refused(tmp_path):
 def test_the_dag_is_built_from_light_modules_only():
     """What the Snakefile and rules/common.smk import pulls in neither torch, numpy nor matplotlib."""
     smk = (REPO / "rules/common.smk").read_text() + (REPO / "workflow/Snakefile").read_text()
-    modules = sorted(set(re.findall(r"^from (img2spec[.\w]*) import", smk, flags=re.M)))
+    modules = sorted(set(re.findall(r"^from (img2spec[.\w]*) import", smk, flags=re.MULTILINE)))
     assert modules, "no img2spec import found in the Snakefile or rules/common.smk"
-    code = f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); " + "; ".join(f"import {m}" for m in modules) + \
-        "; heavy = {'torch', 'numpy', 'matplotlib', 'h5py'} & set(sys.modules); print(sorted(heavy))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); "
+        + "; ".join(f"import {m}" for m in modules)
+        + "; heavy = {'torch', 'numpy', 'matplotlib', 'h5py'} & set(sys.modules); print(sorted(heavy))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 def test_template_libraries_match_the_dag():

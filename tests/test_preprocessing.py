@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from img2spec import preprocessing as pp
 from img2spec.io import Spectrum, read_sdss_spectrum
 
@@ -124,8 +123,10 @@ def test_inverse_variance_states_the_scatter_of_preprocessed_noise():
     rng = np.random.default_rng(1)
     wave = 10 ** np.arange(np.log10(3700.0), np.log10(9200.0), 1e-4)
     sigma = 0.5 * (1 + 0.5 * np.sin(wave / 300.0))  # noise varying along the spectrum
-    spectra = [Spectrum(wave, 10 + rng.normal(size=wave.size) * sigma, 1 / sigma**2, np.zeros(wave.size, bool), {})
-               for _ in range(400)]
+    spectra = [
+        Spectrum(wave, 10 + rng.normal(size=wave.size) * sigma, 1 / sigma**2, np.zeros(wave.size, bool), {})
+        for _ in range(400)
+    ]
     result, _ = pp.preprocess_spectra(spectra, pp.PreprocessingSettings())
     linear = np.exp(result.flux.astype(np.float64))
     ratio = linear.var(axis=0) / (1 / result.ivar.astype(np.float64)).mean(axis=0)
@@ -143,7 +144,7 @@ def test_shift_to_redshift_moves_a_line_and_back(ngc3522_path):
     moved, invalid = pp.shift_to_redshift(wave, log_flux, z, z_moved)
     assert invalid[0, :40].all() and not invalid[0, 100:].any()  # the blue end has no source
     window = (wave > 5100) & (wave < 5250)  # Mg b: the absorption minimum moves by Δλ = λ v/c
-    minimum = lambda f: wave[window][np.argmin(f[window])]  # noqa: E731
+    minimum = lambda f: wave[window][np.argmin(f[window])]
     assert minimum(moved[0]) - minimum(log_flux[0]) == pytest.approx(minimum(log_flux[0]) * 3000.0 / pp.C_KMS, abs=2.0)
     norm = (wave >= 6900) & (wave <= 6950)
     assert np.mean(np.exp(moved[0, norm])) == pytest.approx(np.mean(np.exp(log_flux[0, norm])), rel=1e-9)

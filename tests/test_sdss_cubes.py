@@ -6,10 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
 from img2spec.io import InputError
 from img2spec.sdss import build_cube, read_frame
+from scipy import ndimage
 
 from .conftest import SHARED_DATA
 
@@ -43,7 +42,9 @@ def _bright_star(frames):
     for y, x in sorted(peaks, key=lambda p: -image[tuple(p)]):
         if 100 < y < image.shape[0] - 100 and 100 < x < image.shape[1] - 100:
             core = image[y - 3 : y + 4, x - 3 : x + 4].sum() - 49 * np.median(image[y - 30 : y + 30, x - 30 : x + 30])
-            wide = image[y - 10 : y + 11, x - 10 : x + 11].sum() - 441 * np.median(image[y - 30 : y + 30, x - 30 : x + 30])
+            wide = image[y - 10 : y + 11, x - 10 : x + 11].sum() - 441 * np.median(
+                image[y - 30 : y + 30, x - 30 : x + 30]
+            )
             if core / wide > 0.8:  # a point source
                 return [float(v) for v in wcs.pixel_to_world_values(x, y)]
     raise AssertionError("no bright star found")
@@ -57,10 +58,13 @@ def test_resampled_bands_are_aligned_as_the_sky_is(frames):
     for b, band in enumerate("ugriz"):
         # the same star measured on the raw frame, in its own pixels, carried through the WCS
         image, wcs = frames[band]
-        x, y = (int(round(float(v))) for v in wcs.world_to_pixel_values(ra, dec))
+        x, y = (round(float(v)) for v in wcs.world_to_pixel_values(ra, dec))
         cx, cy = _centroid(image[y - 32 : y + 32, x - 32 : x + 32])
         star_ra, star_dec = wcs.pixel_to_world_values(x - 32 + cx, y - 32 + cy)
-        expected = (31.5 - (star_ra - ra) * 3600 * np.cos(np.radians(dec)) / 0.396, 31.5 + (star_dec - dec) * 3600 / 0.396)
+        expected = (
+            31.5 - (star_ra - ra) * 3600 * np.cos(np.radians(dec)) / 0.396,
+            31.5 + (star_dec - dec) * 3600 / 0.396,
+        )
         np.testing.assert_allclose(cube_centroids[b], expected, atol=0.05, err_msg=band)
     # the raw frames offset u and g from r/i/z by up to 0.09″ (0.22 px; likely differential chromatic
     # refraction); the red bands, whose raw frames agree, agree after resampling within 0.1 px
@@ -87,7 +91,7 @@ def test_resampling_conserves_flux(frames):
 
 
 def test_objects_near_the_edge_are_rejected(frames):
-    image, wcs = frames["r"]
+    _image, wcs = frames["r"]
     ra, dec = (float(v) for v in wcs.pixel_to_world_values(10, 700))
     with pytest.raises(InputError, match="too near the edge of the u-band frame|too near the edge"):
         build_cube(frames, ra, dec)
@@ -99,7 +103,6 @@ def test_frames_are_downloaded_once_per_field_and_cubes_built(frames, tmp_path):
     import shutil
 
     import pandas as pd
-
     from img2spec.io import open_cube_file
     from img2spec.sdss import DownloadSettings, cubes_from_frames, download_frames, frame_path
 
@@ -112,13 +115,24 @@ def test_frames_are_downloaded_once_per_field_and_cubes_built(frames, tmp_path):
         shutil.copy(FIELD / f"frame-{band}-002583-2-0136.fits.bz2", target)
     star = _bright_star(frames)
     edge = [float(v) for v in frames["r"][1].pixel_to_world_values(5, 700)]
-    catalog = pd.DataFrame({"specObjID": [11, 12], "ra": [star[0], edge[0]], "dec": [star[1], edge[1]],
-                            "rerun": 301, "run": 2583, "camcol": 2, "field": 136})
+    catalog = pd.DataFrame(
+        {
+            "specObjID": [11, 12],
+            "ra": [star[0], edge[0]],
+            "dec": [star[1], edge[1]],
+            "rerun": 301,
+            "run": 2583,
+            "camcol": 2,
+            "field": 136,
+        }
+    )
     with FakeSAS(sas_root) as sas:
         base = sas.base_url.replace("/dr17/sdss/spectro/redux", "/dr17/eboss/photoObj/frames")
         sas.faults["dr17/eboss/photoObj/frames/301/2583/2/frame-g-002583-2-0136.fits.bz2"] = ["503"]
         settings = DownloadSettings(base, requests_per_second=50, backoff=0.0)
-        counts = download_frames(pd.concat([catalog, catalog]), tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None)
+        counts = download_frames(
+            pd.concat([catalog, catalog]), tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None
+        )
         assert counts["fetched"] == 5 and counts["requests"] == 6 and counts["failed"] == 0
         again = download_frames(catalog, tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None)
         assert again["already_present"] == 5 and again["requests"] == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 import shutil
 import threading
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from img2spec.io import read_sdss_spectrum, spectrum_path
 from img2spec.sdss import DownloadSettings, TooManyFailures, download_spectra, spectrum_url
 
@@ -91,7 +89,9 @@ def sas_tree(mock_dir, ngc3522_path, ngc3073_path, tmp_path):
         target = spectrum_path(root, meta["plate"], meta["mjd"], meta["fiberid"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-        rows.append({"specObjID": meta["specobjid"], "plate": meta["plate"], "mjd": meta["mjd"], "fiberID": meta["fiberid"]})
+        rows.append(
+            {"specObjID": meta["specobjid"], "plate": meta["plate"], "mjd": meta["mjd"], "fiberID": meta["fiberid"]}
+        )
     catalog = pd.read_csv(mock_dir / "catalog.csv").head(10)
     for row in catalog.itertuples():
         source = spectrum_path(mock_dir / "spectra", row.plate, row.mjd, row.fiberID)
@@ -109,14 +109,23 @@ def _key(base_url, row):
 def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp_path):
     root, catalog = sas_tree
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(sas.base_url, concurrency=3, requests_per_second=200, retries=4, backoff=0.01, timeout=0.5)
+        settings = DownloadSettings(
+            sas.base_url, concurrency=3, requests_per_second=200, retries=4, backoff=0.01, timeout=0.5
+        )
         rows = list(catalog.itertuples())
         plan = {0: ["500", "503"], 1: ["truncate"], 2: ["html", "429"], 3: ["slow"], 4: ["truncate", "500"]}
         for i, faults in plan.items():
             sas.faults[_key(sas.base_url, rows[i])] = list(faults)
         dest = tmp_path / "spectra"
-        counts = download_spectra(catalog, dest, settings, tmp_path / "manifest.csv", tmp_path / "failures.csv",
-                                  log=lambda _: None, sleep=lambda _: None)
+        counts = download_spectra(
+            catalog,
+            dest,
+            settings,
+            tmp_path / "manifest.csv",
+            tmp_path / "failures.csv",
+            log=lambda _: None,
+            sleep=lambda _: None,
+        )
     assert counts["fetched"] == len(catalog) and counts["failed"] == 0
     assert counts["requests"] == len(catalog) + sum(len(f) for f in plan.values())
     manifest = pd.read_csv(tmp_path / "manifest.csv")
@@ -131,12 +140,21 @@ def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp
 def test_a_slow_drip_hits_the_request_deadline_and_is_retried(sas_tree, tmp_path):
     root, catalog = sas_tree
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(sas.base_url, requests_per_second=200, retries=2, backoff=0.01, timeout=0.5, deadline=1.0)
+        settings = DownloadSettings(
+            sas.base_url, requests_per_second=200, retries=2, backoff=0.01, timeout=0.5, deadline=1.0
+        )
         row = next(catalog.itertuples())
         sas.faults[_key(sas.base_url, row)] = ["drip"]
         started = time.monotonic()
-        counts = download_spectra(catalog.head(1), tmp_path / "spectra", settings, tmp_path / "m.csv", tmp_path / "f.csv",
-                                  log=lambda _: None, sleep=lambda _: None)
+        counts = download_spectra(
+            catalog.head(1),
+            tmp_path / "spectra",
+            settings,
+            tmp_path / "m.csv",
+            tmp_path / "f.csv",
+            log=lambda _: None,
+            sleep=lambda _: None,
+        )
         assert time.monotonic() - started < 5.0  # the whole drip would take longer than 10 s
     assert counts == {"fetched": 1, "already_present": 0, "failed": 0, "requests": 2}
 
@@ -152,7 +170,9 @@ def test_malformed_rows_and_stale_partial_files(sas_tree, tmp_path):
     bad.loc[bad.index[1], "plate"] = "12a"
     with FakeSAS(root) as sas:
         settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.5)
-        counts = download_spectra(bad, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None)
+        counts = download_spectra(
+            bad, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None
+        )
     assert counts["fetched"] == 2 and counts["failed"] == 1
     failures = pd.read_csv(tmp_path / "f.csv")
     assert failures["specObjID"].astype(str).tolist() == [str(bad.iloc[1].specObjID)]
@@ -167,8 +187,15 @@ def test_permanent_failures_are_recorded_and_too_many_fail_the_run(sas_tree, tmp
     with FakeSAS(root) as sas:
         settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.0)
         with pytest.raises(TooManyFailures, match="1 of 13 spectra could not be fetched"):
-            download_spectra(pd.concat([catalog, ghost]), tmp_path / "spectra", settings, tmp_path / "m.csv", tmp_path / "f.csv",
-                             log=lambda _: None, sleep=lambda _: None)
+            download_spectra(
+                pd.concat([catalog, ghost]),
+                tmp_path / "spectra",
+                settings,
+                tmp_path / "m.csv",
+                tmp_path / "f.csv",
+                log=lambda _: None,
+                sleep=lambda _: None,
+            )
         assert sas.requests[_key(sas.base_url, ghost.iloc[0])] == 1  # a 404 is not retried
     failures = pd.read_csv(tmp_path / "f.csv")
     assert failures["specObjID"].tolist() == [1] and failures["reason"][0] == "HTTP 404"
@@ -183,13 +210,21 @@ def test_a_second_run_fetches_only_what_is_missing(sas_tree, tmp_path):
         # an interrupted first run: the first half only, and one file whose transfer broke off
         first = catalog.iloc[:6]
         sas.faults[_key(sas.base_url, first.iloc[5])] = ["truncate", "truncate"]
-        download_spectra(first, dest, DownloadSettings(sas.base_url, requests_per_second=200, retries=1, backoff=0.01,
-                                                       max_failure_fraction=1.0),
-                         tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None)
+        download_spectra(
+            first,
+            dest,
+            DownloadSettings(sas.base_url, requests_per_second=200, retries=1, backoff=0.01, max_failure_fraction=1.0),
+            tmp_path / "m.csv",
+            tmp_path / "f.csv",
+            log=lambda _: None,
+            sleep=lambda _: None,
+        )
         broken = spectrum_path(dest, first.iloc[5].plate, first.iloc[5].mjd, first.iloc[5].fiberID)
         assert not broken.exists(), "a half-written file was left under its final name"
         sas.requests.clear()
-        counts = download_spectra(catalog, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None)
+        counts = download_spectra(
+            catalog, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None
+        )
     assert counts["already_present"] == 5 and counts["fetched"] == len(catalog) - 5
     assert sum(sas.requests.values()) == len(catalog) - 5
 
@@ -201,7 +236,6 @@ def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree
     import h5py
     import numpy as np
     import yaml
-
     from img2spec.io import open_cube_file, write_cube_file
 
     from .conftest import REPO
@@ -211,21 +245,46 @@ def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree
     shutil.copytree(REPO / "config", work / "config")
     (work / "resources" / "sdss").mkdir(parents=True)
     mock_catalog = pd.read_csv(mock_dir / "catalog.csv", dtype={"run2d": str}).set_index("specObjID")
-    full = catalog.merge(mock_catalog.drop(columns=["plate", "mjd", "fiberID"]), left_on="specObjID", right_index=True, how="left")
+    full = catalog.merge(
+        mock_catalog.drop(columns=["plate", "mjd", "fiberID"]), left_on="specObjID", right_index=True, how="left"
+    )
     full["z"] = full["z"].fillna(0.004)
     # the two real spectra have no run2d in this catalog: their downloads use sdss.download.run2d
     full.to_csv(work / "resources" / "sdss" / "catalog.csv", index=False)
     with open_cube_file(mock_dir / "cubes.npz") as cubes:
         rows = np.flatnonzero(np.isin(cubes.specobjid, catalog["specObjID"]))
-        write_cube_file(work / "resources" / "sdss" / "cubes.npz", np.moveaxis(cubes.read(rows), 1, -1),
-                        np.rec.fromarrays([cubes.specobjid[rows]], names="specObjID"))
+        write_cube_file(
+            work / "resources" / "sdss" / "cubes.npz",
+            np.moveaxis(cubes.read(rows), 1, -1),
+            np.rec.fromarrays([cubes.specobjid[rows]], names="specObjID"),
+        )
     with FakeSAS(root) as sas:
         sas.faults[_key(sas.base_url, catalog.iloc[3])] = ["503", "truncate"]
-        config = {"survey": "sdss", "dataset": {"n_val": 2, "n_test": 2, "max_reject_fraction": 0.5},
-                  "sdss": {"download": {"base_url": sas.base_url, "requests_per_second": 50, "backoff": 0.01}}}
+        config = {
+            "survey": "sdss",
+            "dataset": {"n_val": 2, "n_test": 2, "max_reject_fraction": 0.5},
+            "sdss": {"download": {"base_url": sas.base_url, "requests_per_second": 50, "backoff": 0.01}},
+        }
         (work / "sdss.yaml").write_text(yaml.safe_dump(config))
-        result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "1",
-                                 "results/dataset/dataset.h5", "--configfile", "sdss.yaml"], cwd=work, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--snakefile",
+                str(REPO / "workflow" / "Snakefile"),
+                "--cores",
+                "1",
+                "results/dataset/dataset.h5",
+                "--configfile",
+                "sdss.yaml",
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_csv(work / "resources" / "sdss" / "spectra_manifest.csv")) == len(catalog)
     rejects = pd.read_csv(work / "results" / "dataset" / "rejects.csv")

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
-
 from img2spec.io import InputError, decode_specobjid, encode_specobjid
 from img2spec.sdss import QuerySettings, query_catalog, render_query, skyserver_runner
 
@@ -23,9 +22,25 @@ def _sky_table() -> pd.DataFrame:
     rows = []
     for plate in range(3000, 3006):
         for fiber in (1, 2, 3):
-            rows.append({"specObjID": encode_specobjid(plate, fiber, 55000), "objID": 1237660000000000000 + plate * 10 + fiber,
-                         "plate": plate, "mjd": 55000, "fiberID": fiber, "run2d": 26, "ra": 150.0, "dec": 2.0, "z": 0.1,
-                         "zErr": 1e-5, "velDisp": 150.0, "petroMag_r": 17.0, "elliptical": 1, "spiral": 0, "uncertain": 0})
+            rows.append(
+                {
+                    "specObjID": encode_specobjid(plate, fiber, 55000),
+                    "objID": 1237660000000000000 + plate * 10 + fiber,
+                    "plate": plate,
+                    "mjd": 55000,
+                    "fiberID": fiber,
+                    "run2d": 26,
+                    "ra": 150.0,
+                    "dec": 2.0,
+                    "z": 0.1,
+                    "zErr": 1e-5,
+                    "velDisp": 150.0,
+                    "petroMag_r": 17.0,
+                    "elliptical": 1,
+                    "spiral": 0,
+                    "uncertain": 0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -87,7 +102,9 @@ def test_chunks_are_retried_cached_and_joined(tmp_path):
     server = FakeSkyServer(_sky_table())
     with server as url, conf.set_temp("skyserver_baseurl", url):
         server.failures[3002] = 2
-        catalog = query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
+        catalog = query_catalog(
+            TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None
+        )
         assert len(server.requests) == 3 + 2
         assert "S.z >= 0.05" in server.requests[0] and "S.z <= 0.15" in server.requests[0]
         assert len(catalog) == 18 and catalog["specObjID"].is_monotonic_increasing
@@ -95,7 +112,9 @@ def test_chunks_are_retried_cached_and_joined(tmp_path):
         assert catalog["specObjID"].dtype.kind == "i" and sorted(catalog["plate"].unique()) == list(range(3000, 3006))
         assert len(list((tmp_path / "cache").glob("chunk-*.csv"))) == 3
         server.requests.clear()
-        again = query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
+        again = query_catalog(
+            TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None
+        )
         assert server.requests == [] and again.equals(catalog)
 
 
@@ -106,15 +125,21 @@ def test_a_chunk_that_keeps_failing_is_reported_and_the_others_stay_cached(tmp_p
     with server as url, conf.set_temp("skyserver_baseurl", url):
         server.failures[3004] = 10
         with pytest.raises(InputError, match="plates 3004-3005: query failed after 4 attempts"):
-            query_catalog(TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None)
-    assert sorted(p.name for p in (tmp_path / "cache").glob("chunk-*.csv")) == ["chunk-03000-03001.csv", "chunk-03002-03003.csv"]
+            query_catalog(
+                TEMPLATE, SETTINGS, tmp_path / "cache", skyserver_runner(17), log=lambda _: None, sleep=lambda _: None
+            )
+    assert sorted(p.name for p in (tmp_path / "cache").glob("chunk-*.csv")) == [
+        "chunk-03000-03001.csv",
+        "chunk-03002-03003.csv",
+    ]
 
 
 @pytest.mark.parametrize("bad", ["0.1; DROP TABLE SpecObj", None, float("nan"), True])
 def test_only_numbers_reach_the_sql(bad):
     with pytest.raises(InputError, match="not a finite number"):
-        render_query(TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=20,
-                     petro_mag_max=17.8)
+        render_query(
+            TEMPLATE, z_min=bad, z_max=0.15, specobjid_min=1, specobjid_max=2, petro_rad_max=20, petro_mag_max=17.8
+        )
 
 
 class FakeCasJobs:
@@ -199,7 +224,9 @@ def test_casjobs_submits_polls_and_fetches_without_leaking_the_token(tmp_path):
         settings = QuerySettings(plate_min=3000, plate_max=3001, plates_per_chunk=2, min_interval=0.0)
         catalog = query_catalog(TEMPLATE, settings, tmp_path / "cache", run, log=messages.append, sleep=lambda _: None)
     assert server.calls[0] == "PUT /CasJobs/RestApi/contexts/DR17/jobs"
-    assert [c for c in server.calls if c.startswith("GET")] == ["GET /CasJobs/RestApi/jobs/1000"] * 3  # ready, started, finished
+    assert [c for c in server.calls if c.startswith("GET")] == [
+        "GET /CasJobs/RestApi/jobs/1000"
+    ] * 3  # ready, started, finished
     assert server.calls[-1] == "POST /CasJobs/RestApi/contexts/MyDB/query"
     assert server.jobs["1000"]["query"].startswith("SELECT * INTO MyDB.img2spec_")
     assert len(catalog) == len(table) and catalog["specObjID"].dtype.kind == "i"
@@ -223,16 +250,35 @@ def test_casjobs_sql_errors_reach_the_user(tmp_path):
 
 #: Every cut of the paper's Appendix B, as printed there (column prefixes and spaces aside).
 APPENDIX_B_CUTS = (
-    "S.class = 'GALAXY'", "P.mode = 1", "S.instrument = 'SDSS'",
-    "(flags_r & 0x20) = 0", "(flags_r & 0x80000) = 0", "((flags_r & 0x400000000000) = 0 OR P.psfmagerr_r <= 0.2)",
-    "(flags_r & 0x800000000000) = 0", "(flags_r & 0x100000000000) = 0", "((flags_r & 0x100000000000) = 0 OR (flags_r & 0x1000) = 0)",
-    "(flags_r & 0x10000000) != 0", "(flags_r & 0x40000) = 0", "(flags_r & 0x80) = 0",
-    *(f"P.{quantity}_{band}>0" for quantity in ("petroRad", "petroR90", "fiberMag", "modelMag", "cmodelMag") for band in "ugriz"),
+    "S.class = 'GALAXY'",
+    "P.mode = 1",
+    "S.instrument = 'SDSS'",
+    "(flags_r & 0x20) = 0",
+    "(flags_r & 0x80000) = 0",
+    "((flags_r & 0x400000000000) = 0 OR P.psfmagerr_r <= 0.2)",
+    "(flags_r & 0x800000000000) = 0",
+    "(flags_r & 0x100000000000) = 0",
+    "((flags_r & 0x100000000000) = 0 OR (flags_r & 0x1000) = 0)",
+    "(flags_r & 0x10000000) != 0",
+    "(flags_r & 0x40000) = 0",
+    "(flags_r & 0x80) = 0",
+    *(
+        f"P.{quantity}_{band}>0"
+        for quantity in ("petroRad", "petroR90", "fiberMag", "modelMag", "cmodelMag")
+        for band in "ugriz"
+    ),
     *(f"P.{quantity}_{band}<20" for quantity in ("petroRad", "petroR90") for band in "ugriz"),
-    "S.z >= 0.05", "S.z <= 0.15",
+    "S.z >= 0.05",
+    "S.z <= 0.15",
 )
-APPENDIX_B_TABLES = ("SpecObj", "PhotoObjAll", "zooSpec", "stellarMassFSPSGranWideDust", "stellarMassFSPSGranWideNoDust",
-                     "stellarMassPassivePort")
+APPENDIX_B_TABLES = (
+    "SpecObj",
+    "PhotoObjAll",
+    "zooSpec",
+    "stellarMassFSPSGranWideDust",
+    "stellarMassFSPSGranWideNoDust",
+    "stellarMassPassivePort",
+)
 
 
 def _normalised(sql: str) -> str:
@@ -245,10 +291,17 @@ def test_the_query_is_appendix_b_column_for_column_with_every_cut():
     from img2spec.io import FRAME_COLUMNS, SAMPLE_COLUMNS
 
     settings = QuerySettings()
-    sql = render_query(TEMPLATE, z_min=settings.z_min, z_max=settings.z_max, petro_rad_max=settings.petro_rad_max,
-                       petro_mag_max=settings.petro_mag_max, specobjid_min=1, specobjid_max=2)
+    sql = render_query(
+        TEMPLATE,
+        z_min=settings.z_min,
+        z_max=settings.z_max,
+        petro_rad_max=settings.petro_rad_max,
+        petro_mag_max=settings.petro_mag_max,
+        specobjid_min=1,
+        specobjid_max=2,
+    )
     flat = " ".join(line.split("--")[0] for line in sql.splitlines())
-    select = re.search(r"SELECT(.*?)FROM", flat, re.S).group(1)
+    select = re.search(r"SELECT(.*?)FROM", flat, re.DOTALL).group(1)
     names = [re.split(r"\s+AS\s+|\.", item.strip())[-1] for item in select.split(",")]
     assert names == [*SAMPLE_COLUMNS, *FRAME_COLUMNS]
     for cut in APPENDIX_B_CUTS:

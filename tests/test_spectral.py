@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from img2spec.spectral import (BPT_LINES, EMISSION_LINES_AIR, EMISSION_LINES_VACUUM, FWHM_PER_SIGMA, bpt_class,
-                               composite_or_agn, kauffmann03)
+from img2spec.spectral import (
+    BPT_LINES,
+    EMISSION_LINES_AIR,
+    EMISSION_LINES_VACUUM,
+    FWHM_PER_SIGMA,
+    bpt_class,
+    composite_or_agn,
+    kauffmann03,
+)
 from img2spec.toolbox import lines as toolbox_lines
 
 
@@ -28,7 +34,9 @@ def test_one_bpt_rule_labels_truth_and_measurement_alike(mock_dir):
     truth = pd.read_parquet(mock_dir / "truth.parquet")
     fluxes = {name: truth[f"flux_{name}"].to_numpy() for name in BPT_LINES}
     measured = np.ones(len(truth), bool)
-    assert np.array_equal(toolbox_lines.bpt_class(fluxes, truth["ew_Halpha"].to_numpy(), measured), truth["bpt_class"].to_numpy())
+    assert np.array_equal(
+        toolbox_lines.bpt_class(fluxes, truth["ew_Halpha"].to_numpy(), measured), truth["bpt_class"].to_numpy()
+    )
 
 
 def test_bpt_rule_edges():

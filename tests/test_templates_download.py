@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from img2spec.io import InputError
 from img2spec.templates import fetch_sps_library, library_from_sps_npz, library_from_wheel, load_library
 
@@ -24,8 +23,15 @@ def sps_server(mangadap_wheel, tmp_path):
             cube[:, a, m] = miuscat.flux[(miuscat.age_gyr == age) & (miuscat.metallicity == metal)][0]
     path = tmp_path / "sas" / ARCHIVE
     path.parent.mkdir(parents=True)
-    np.savez(path, templates=cube, lam=miuscat.wave_air, fwhm=np.full(miuscat.wave_air.size, 2.51),
-             ages=ages, metals=metals, masses=np.ones((ages.size, metals.size)))
+    np.savez(
+        path,
+        templates=cube,
+        lam=miuscat.wave_air,
+        fwhm=np.full(miuscat.wave_air.size, 2.51),
+        ages=ages,
+        metals=metals,
+        masses=np.ones((ages.size, metals.size)),
+    )
     with FakeSAS(tmp_path / "sas") as server:
         yield server, f"{server.base_url}/spectra_emiles_9.0.npz", miuscat
 

@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-
+from img2spec.dust import calzetti_transmission
 from img2spec.io import read_sdss_spectrum
 from img2spec.preprocessing import rebin_matrix
 from img2spec.templates import library_from_wheel
@@ -15,7 +15,6 @@ from img2spec.toolbox import build_basis, fit_firefly, fit_ppxf, measure_indices
 from img2spec.toolbox.indices import dn4000, to_lick_resolution
 from img2spec.toolbox.spectra import broaden_velocity, pixel_edges, rebin, to_rest_frame
 from img2spec.units import air_to_vacuum, vacuum_to_air
-from img2spec.dust import calzetti_transmission
 
 AGES = [0.1, 0.2, 0.4, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 10.0, 12.0]
 OBS_WAVE = np.arange(4000.0, 8500.0)
@@ -41,16 +40,26 @@ def _sdss(path):
     return spectrum.wave, spectrum.flux, np.where(spectrum.bad, 0.0, spectrum.ivar), spectrum.meta
 
 
-def synthetic_galaxy(templates, age_gyr: float, metallicity: float, sigma: float, ebv: float, z: float, snr: float = 1e4):
+def synthetic_galaxy(
+    templates, age_gyr: float, metallicity: float, sigma: float, ebv: float, z: float, snr: float = 1e4
+):
     """A noiseless single-population galaxy on the img2spec grid (observed vacuum, 1 Å, R = 1500)."""
     a = int(np.argmin(np.abs(templates.age_gyr - age_gyr)))
     m = int(np.argmin(np.abs(templates.metallicity - metallicity)))
-    rest = broaden_velocity(templates.flux[:, a, m], sigma, templates.velscale) * calzetti_transmission(templates.wave, ebv)
+    rest = broaden_velocity(templates.flux[:, a, m], sigma, templates.velscale) * calzetti_transmission(
+        templates.wave, ebv
+    )
     observed_wave = air_to_vacuum(templates.wave) * (1 + z)
     inside = (OBS_WAVE > observed_wave[0] + 5) & (OBS_WAVE < observed_wave[-1] - 5)
     flux, _ = rebin(observed_wave, rest.ravel(), np.ones(rest.size), OBS_WAVE[inside])
     flux /= np.median(flux)
-    return OBS_WAVE[inside], flux, np.full(flux.size, snr**2), np.log10(templates.age_gyr[a] * 1e9), templates.metallicity[m]
+    return (
+        OBS_WAVE[inside],
+        flux,
+        np.full(flux.size, snr**2),
+        np.log10(templates.age_gyr[a] * 1e9),
+        templates.metallicity[m],
+    )
 
 
 def test_ppxf_sigma_of_ngc3522_matches_sdss(ngc3522_path, templates_sdss):
@@ -82,7 +91,9 @@ def _dap_lick(wave, flux, definition):
 def _dap_definitions(wheel):
     text = zipfile.ZipFile(wheel).read("mangadap/data/absorption_indices/lickindx.par").decode()
     found = {}
-    for name, *numbers in re.findall(r"DAPABI\s+\d+\s+(\S+)\s+\{\s*(\S+)\s+(\S+)\s*\}\s+\{\s*(\S+)\s+(\S+)\s*\}\s+\{\s*(\S+)\s+(\S+)\s*\}", text):
+    for name, *numbers in re.findall(
+        r"DAPABI\s+\d+\s+(\S+)\s+\{\s*(\S+)\s+(\S+)\s*\}\s+\{\s*(\S+)\s+(\S+)\s*\}\s+\{\s*(\S+)\s+(\S+)\s*\}", text
+    ):
         v = list(map(float, numbers))
         found[name] = ((v[0], v[1]), (v[2], v[3]), (v[4], v[5]))
     return found
@@ -121,7 +132,9 @@ def test_sigma_correction_undoes_velocity_broadening(ngc3522_path, templates_sds
         assert corrected[name] == pytest.approx(raw[name] * corrected[f"{name}_sigma_correction"])
 
 
-@pytest.mark.parametrize("age, metallicity, sigma, ebv", [(10.0, 0.0, 220.0, 0.05), (1.0, 0.0, 90.0, 0.2), (8.0, -0.3, 150.0, 0.1)])
+@pytest.mark.parametrize(
+    "age, metallicity, sigma, ebv", [(10.0, 0.0, 220.0, 0.05), (1.0, 0.0, 90.0, 0.2), (8.0, -0.3, 150.0, 0.1)]
+)
 def test_fitters_recover_a_noiseless_galaxy(templates_r1500, age, metallicity, sigma, ebv):
     wave, flux, ivar, log_age, metal = synthetic_galaxy(templates_r1500, age, metallicity, sigma, ebv, z=0.08)
     ppxf_fit = fit_ppxf(wave, flux, ivar, 0.08, templates_r1500, bootstrap=0)
@@ -207,12 +220,14 @@ def test_bc03_populations_at_kinematics_from_m11(mangadap_wheel, miuscat, templa
     """The default fits: σ* from M11-MILES, then populations from BC03 (3 Å, too broad for R = 1500 in the
     blue) at that σ*, on a galaxy made of a third library (MIUSCAT, the mock's)."""
     bc03 = library_from_wheel(mangadap_wheel, "bc03")
-    assert bc03.flux.shape[0] == 40 and np.allclose(bc03.metallicities, np.log10(np.array([0.004, 0.008, 0.02, 0.05]) / 0.02))
+    assert bc03.flux.shape[0] == 40 and np.allclose(
+        bc03.metallicities, np.log10(np.array([0.004, 0.008, 0.02, 0.05]) / 0.02)
+    )
     assert bc03.ages[0] == pytest.approx(0.005) and bc03.ages[-1] == pytest.approx(10.0)
     templates = prepare_templates(bc03, 1500.0)
     assert templates.flux.shape[1:] == (10, 4)  # every age at every metallicity
     galaxy = prepare_templates(miuscat, 1500.0, ages_gyr=[8.0])
-    wave, flux, ivar, log_age, metallicity = synthetic_galaxy(galaxy, 8.0, 0.0, 60.0, 0.05, z=0.08, snr=100.0)
+    wave, flux, ivar, _log_age, metallicity = synthetic_galaxy(galaxy, 8.0, 0.0, 60.0, 0.05, z=0.08, snr=100.0)
     alone = fit_ppxf(wave, flux, ivar, 0.08, templates, bootstrap=0)
     kinematics = fit_ppxf(wave, flux, ivar, 0.08, templates_r1500, bootstrap=0)
     populations = fit_ppxf(wave, flux, ivar, 0.08, templates, bootstrap=0, kinematics=kinematics)
@@ -226,7 +241,7 @@ def test_population_fit_keeps_the_outliers_of_the_kinematics_fit_out(templates_r
     """Cosmic-ray-like spikes clipped by the kinematics fit stay out of the population fit at fixed σ*,
     which clips nothing of its own, and the populations come back as without the spikes."""
     z = 0.08
-    wave, flux, ivar, log_age, metallicity = synthetic_galaxy(templates_r1500, 5.0, 0.0, 150.0, 0.05, z=z, snr=50.0)
+    wave, flux, ivar, _log_age, _metallicity = synthetic_galaxy(templates_r1500, 5.0, 0.0, 150.0, 0.05, z=z, snr=50.0)
     spikes = np.array([900, 2100, 3300])
     spiked = flux.copy()
     spiked[spikes] *= 4.0

@@ -6,18 +6,16 @@ import copy
 import signal
 from types import SimpleNamespace
 
+import img2spec.train as train_module
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from img2spec.config import resolve_networks, validate_config
 from img2spec.data import ImageStats
 from img2spec.networks import NETWORKS
-from pytorch_lightning.callbacks import Callback
-
-import img2spec.train as train_module
 from img2spec.train import CheckpointOnSigterm, DiffusionTask, TrainingInterrupted, build_trainer, train_network
+from pytorch_lightning.callbacks import Callback
 
 TINY = resolve_networks(validate_config({})["training"])
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 3}
@@ -46,11 +44,13 @@ class _SigtermAt(Callback):
 @pytest.fixture()
 def sigterm_at(monkeypatch):
     """Make the next training receive a SIGTERM after the given step."""
+
     def arm(step: int) -> None:
         def build(*args, **kwargs):
             trainer = build_trainer(*args, **kwargs)
             trainer.callbacks.insert(0, _SigtermAt(step))
             return trainer
+
         monkeypatch.setattr(train_module, "build_trainer", build)
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -114,7 +114,9 @@ def test_nan_validation_metric_is_never_best():
     assert torch.isinf(logged["val_mse"])  # NaN would stay "best" under mode=min; inf never does
 
 
-def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(tiny_dataset, tmp_path, sigterm_at, monkeypatch):
+def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
+    tiny_dataset, tmp_path, sigterm_at, monkeypatch
+):
     hp = _hp("contrastive_lr", max_steps=10)
     sigterm_at(6)
     with pytest.raises(TrainingInterrupted):
@@ -128,7 +130,14 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(tiny_d
         train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
     monkeypatch.undo()
     logged = []
-    train_network(str(tiny_dataset), "contrastive_lr", _hp("contrastive_lr", max_steps=10, learning_rate=5e-4), RUN, tmp_path,
-                  progress=False, log=logged.append)  # the saved state belongs to another learning rate
+    train_network(
+        str(tiny_dataset),
+        "contrastive_lr",
+        _hp("contrastive_lr", max_steps=10, learning_rate=5e-4),
+        RUN,
+        tmp_path,
+        progress=False,
+        log=logged.append,
+    )  # the saved state belongs to another learning rate
     assert any("starting afresh" in line for line in logged)
     assert pd.read_csv(tmp_path / "metrics.csv")["step"].min() == 0

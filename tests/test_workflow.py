@@ -18,12 +18,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from img2spec.config import ConfigError, load_config, validate_config
+from img2spec.evaluation import EvaluationSettings
 from img2spec.inference import InferenceSettings
 from img2spec.mock.survey import MockSettings
 from img2spec.networks import NETWORK_NAMES
-from img2spec.evaluation import EvaluationSettings
 from img2spec.preprocessing import PreprocessingSettings
 
 from .conftest import REPO, TEMPLATE_CACHE
@@ -39,7 +38,7 @@ def _workdir(tmp_path: Path, config: dict) -> Path:
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     command = SNAKEMAKE + ["--snakefile", str(REPO / "workflow" / "Snakefile")]
-    return subprocess.run(command + list(args), cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command + list(args), cwd=workdir, capture_output=True, text=True, timeout=900, check=False)
 
 
 FEW_STEPS = {"max_steps": 4, "batch_size": 8, "val_every_steps": 4, "checkpoint_every_steps": 4}
@@ -50,8 +49,12 @@ TINY = {
     "training": {"networks": {name: dict(FEW_STEPS) for name in NETWORK_NAMES}},
     "inference": {"k_lr": 2, "keep_lr": 1, "k_sr": 2, "steps": 2},
     "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
-    "evaluation": {"chunk_size": 4, "ppxf": {"bootstrap": 1}, "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
-                   "lines": {"draws": 50}},
+    "evaluation": {
+        "chunk_size": 4,
+        "ppxf": {"bootstrap": 1},
+        "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
+        "lines": {"draws": 50},
+    },
     "ablation": {"resolutions": [64, 4], "band_variants": ["1px_mean"], "inference": {"k_lr": 1, "k_sr": 1}},
 }
 
@@ -67,14 +70,28 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     assert len(list((workdir / "results/predictions/fits").glob("*.fits"))) == 6
     with h5py.File(workdir / "results/predictions/mockcubes.h5") as h5:
         assert h5["flux"].shape == (40, 4500)
-    for path in ("results/mock/examples.png", "results/dataset/examples.png", "results/dataset/rejects.csv",
-                 "results/benchmarks/mock_survey.tsv", "results/logs/build_dataset.log", "resources/mock/truth.parquet",
-                 "results/models/cdm_sr/last.ckpt", "results/models/contrastive_lr/loss.png", "results/models/cdm_lr/metrics.csv",
-                 "results/predictions/summary.json", "results/predictions/examples.png", "results/predictions/mockcubes.h5",
-                 "results/evaluation/quality/summary.json", "results/evaluation/quality/histograms.png",
-                 "results/evaluation/fits/chunk1.parquet", "results/evaluation/redshift/redshift.png",
-                 "results/evaluation/ppxf/differences.png", "results/evaluation/firefly/summary.json",
-                 "results/evaluation/indices/indices.png", "results/evaluation/comparisons/bimodality.png"):
+    for path in (
+        "results/mock/examples.png",
+        "results/dataset/examples.png",
+        "results/dataset/rejects.csv",
+        "results/benchmarks/mock_survey.tsv",
+        "results/logs/build_dataset.log",
+        "resources/mock/truth.parquet",
+        "results/models/cdm_sr/last.ckpt",
+        "results/models/contrastive_lr/loss.png",
+        "results/models/cdm_lr/metrics.csv",
+        "results/predictions/summary.json",
+        "results/predictions/examples.png",
+        "results/predictions/mockcubes.h5",
+        "results/evaluation/quality/summary.json",
+        "results/evaluation/quality/histograms.png",
+        "results/evaluation/fits/chunk1.parquet",
+        "results/evaluation/redshift/redshift.png",
+        "results/evaluation/ppxf/differences.png",
+        "results/evaluation/firefly/summary.json",
+        "results/evaluation/indices/indices.png",
+        "results/evaluation/comparisons/bimodality.png",
+    ):
         assert (workdir / path).stat().st_size > 0, path
     summary = (workdir / "results/evaluation/summary.md").read_text()
     assert "mock" in summary and "0.0118" in summary
@@ -87,7 +104,9 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     assert table["variant"].tolist() == ["64px_ugriz", "4px_ugriz", "1px_mean"] and (table["n"] == 6).all()
 
     # the ablation is off the default graph, so it is named as a target to be reported too
-    report = _snakemake(workdir, "all", "results/ablation/summary.json", "--report", "results/report.html", "--configfile", "tiny.yaml")
+    report = _snakemake(
+        workdir, "all", "results/ablation/summary.json", "--report", "results/report.html", "--configfile", "tiny.yaml"
+    )
     assert report.returncode == 0, report.stderr[-4000:]
     html = (workdir / "results/report.html").read_text(errors="replace")
     declared = _declared_report_files()
@@ -100,7 +119,7 @@ def _declared_report_files() -> list[str]:
     """Every file the rules wrap in report(), wildcards expanded as in the tiny mock run (SDSS-only files left out)."""
     text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
     paths = []
-    for block in re.findall(r"report\(\s*(.*?),\s*caption", text, re.S):
+    for block in re.findall(r"report\(\s*(.*?),\s*caption", text, re.DOTALL):
         quoted = re.findall(r'"([^"]+)"', block)
         paths += [quoted[0] + name for name in quoted[1:]] if block.startswith("multiext") else quoted[:1]
     expanded = []
@@ -126,7 +145,15 @@ def _interrupt_training(workdir: Path, target: str, signum: int) -> subprocess.C
     """Run snakemake for ``target`` and send its training process ``signum`` once a resume checkpoint exists."""
     checkpoint = workdir / "results/models/contrastive_lr/resume/last.ckpt"
     seen = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
-    command = SNAKEMAKE + ["--snakefile", str(REPO / "workflow" / "Snakefile"), target, "--cores", "1", "--configfile", "tiny.yaml"]
+    command = SNAKEMAKE + [
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        target,
+        "--cores",
+        "1",
+        "--configfile",
+        "tiny.yaml",
+    ]
     with subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and run.poll() is None:
@@ -143,7 +170,9 @@ def _interrupt_training(workdir: Path, target: str, signum: int) -> subprocess.C
 def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, mangadap_wheel):
     """Snakemake deletes a failed job's outputs; the resume state survives and the rerun continues exactly."""
     network = {"max_steps": 60, "batch_size": 8, "val_every_steps": 20, "checkpoint_every_steps": 20}
-    config = {key: TINY[key] for key in ("templates", "mock", "dataset")} | {"training": {"networks": {"contrastive_lr": network}}}
+    config = {key: TINY[key] for key in ("templates", "mock", "dataset")} | {
+        "training": {"networks": {"contrastive_lr": network}}
+    }
     workdir = _workdir(tmp_path, config)
     target = "results/models/contrastive_lr/last.ckpt"
     straight = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
@@ -159,7 +188,9 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
     assert terminated.returncode != 0, "an unfinished training must not look finished"
     log = (workdir / "results/logs/train_contrastive_lr.log").read_text()
     assert "resuming contrastive_lr from" in log and "TrainingInterrupted: contrastive_lr: stopped at step" in log
-    stopped_at = torch.load(workdir / "results/models/contrastive_lr/resume/last.ckpt", weights_only=False)["global_step"]
+    stopped_at = torch.load(workdir / "results/models/contrastive_lr/resume/last.ckpt", weights_only=False)[
+        "global_step"
+    ]
     assert saved_at < stopped_at < 60
 
     finished = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
@@ -198,19 +229,44 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
 def test_nested_command_line_values_are_typed_and_network_keys_closed(tmp_path):
     """--config training='{devices: 4}' arrives as the string '4' from Snakemake; a misspelt network key is not ignored."""
     workdir = _workdir(tmp_path, {})
-    typed = _snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config", "training={preset: paper, accelerator: gpu, devices: 4}")
+    typed = _snakemake(
+        workdir, "-n", "--configfile", "tiny.yaml", "--config", "training={preset: paper, accelerator: gpu, devices: 4}"
+    )
     assert typed.returncode == 0, typed.stderr[-2000:]
-    misspelt = _snakemake(workdir, "-n", "--configfile", "tiny.yaml", "--config",
-                          "training={networks: {contrastive_lr: {learning_rat: 0.001}}}")
+    misspelt = _snakemake(
+        workdir,
+        "-n",
+        "--configfile",
+        "tiny.yaml",
+        "--config",
+        "training={networks: {contrastive_lr: {learning_rat: 0.001}}}",
+    )
     assert misspelt.returncode != 0
-    assert re.search(r"training\.networks\.contrastive_lr: .*'learning_rat' was unexpected", misspelt.stdout + misspelt.stderr)
+    assert re.search(
+        r"training\.networks\.contrastive_lr: .*'learning_rat' was unexpected", misspelt.stdout + misspelt.stderr
+    )
 
 
 def test_lint_and_format_are_clean():
-    lint = subprocess.run(SNAKEMAKE + ["--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(SNAKEMAKE + ["--lint"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow", "rules"], cwd=REPO, capture_output=True, text=True)
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "workflow", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert fmt.returncode == 0, fmt.stderr
+    for command in (["check"], ["format", "--check"]):
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "scripts", "tests"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ruff.returncode == 0, ruff.stdout + ruff.stderr
 
 
 def test_schema_defaults_match_library_defaults():
@@ -218,7 +274,10 @@ def test_schema_defaults_match_library_defaults():
     defaults = validate_config({})
     assert PreprocessingSettings.from_config(defaults["preprocessing"]) == PreprocessingSettings()
     assert InferenceSettings.from_config(defaults["inference"]) == InferenceSettings()
-    assert EvaluationSettings.from_config(defaults["evaluation"], defaults["preprocessing"]["r_out"]) == EvaluationSettings()
+    assert (
+        EvaluationSettings.from_config(defaults["evaluation"], defaults["preprocessing"]["r_out"])
+        == EvaluationSettings()
+    )
     library = dataclasses.asdict(MockSettings())
     from_schema = dataclasses.asdict(MockSettings.from_config(defaults["mock"]))
     assert from_schema == library
@@ -228,7 +287,13 @@ def test_schema_defaults_match_library_defaults():
 # ---------------------------------------------------------------------------------------------
 # every script's imports, followed into the img2spec package, are in its rule's conda env
 
-IMPORT_TO_CONDA = {"yaml": "pyyaml", "astroquery": "astroquery", "matplotlib": "matplotlib-base", "torch": "pytorch", "pytorch_lightning": "pytorch-lightning"}
+IMPORT_TO_CONDA = {
+    "yaml": "pyyaml",
+    "astroquery": "astroquery",
+    "matplotlib": "matplotlib-base",
+    "torch": "pytorch",
+    "pytorch_lightning": "pytorch-lightning",
+}
 STDLIB = set(sys.stdlib_module_names)
 
 
@@ -270,13 +335,17 @@ def _third_party(script: Path) -> set[str]:
 
 
 def _rules():
-    pattern = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule |\Z)", re.S | re.M)
+    pattern = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule |\Z)", re.DOTALL | re.MULTILINE)
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for name, body in pattern.findall(smk.read_text()):
             conda = re.search(r'conda:\s*"([^"]+)"', body)
             script = re.search(r'script:\s*"([^"]+)"', body)
             if script:
-                yield name, (smk.parent / conda.group(1)).resolve() if conda else None, (smk.parent / script.group(1)).resolve()
+                yield (
+                    name,
+                    (smk.parent / conda.group(1)).resolve() if conda else None,
+                    (smk.parent / script.group(1)).resolve(),
+                )
 
 
 def test_every_rule_env_covers_its_script_imports():
@@ -324,12 +393,14 @@ def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     plan = result.stdout + result.stderr
     for rule, count in (("sdss_query", 1), ("sdss_spectra", 1), ("build_dataset", 1), ("train", 4), ("predict", 1)):
-        assert re.search(rf"^{rule}\s+{count}$", plan, re.M), rule
+        assert re.search(rf"^{rule}\s+{count}$", plan, re.MULTILINE), rule
 
 
 def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
-    result = _snakemake(tmp_path, "-n", "--configfile", "config/sdss.yaml", "--config", "sdss={cubes: {source: frames}}")
+    result = _snakemake(
+        tmp_path, "-n", "--configfile", "config/sdss.yaml", "--config", "sdss={cubes: {source: frames}}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"^sdss_cubes\s+1$", result.stdout + result.stderr, re.M)
+    assert re.search(r"^sdss_cubes\s+1$", result.stdout + result.stderr, re.MULTILINE)

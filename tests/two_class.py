@@ -12,7 +12,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 from img2spec.dataset import LAYOUT_VERSION, SPLITS
 from img2spec.preprocessing import PreprocessingSettings, lowres_bin_means
 
@@ -29,7 +28,9 @@ def class_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
     return np.log(linear / linear[(wave >= 6900) & (wave <= 6950)].mean())
 
 
-def write_two_class_dataset(path: str | Path, n_train: int = 96, n_val: int = 16, n_test: int = 16, seed: int = 0) -> dict:
+def write_two_class_dataset(
+    path: str | Path, n_train: int = 96, n_val: int = 16, n_test: int = 16, seed: int = 0
+) -> dict:
     """Write the dataset; returns the class ("red"/"blue") and tilt of every row."""
     rng = np.random.default_rng(seed)
     settings = PreprocessingSettings()

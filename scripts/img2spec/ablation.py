@@ -27,6 +27,7 @@ from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
 from .io import BANDS, atomic_output
 
+
 def transform_images(images: np.ndarray, resolution: int, bands: str, band_mean: np.ndarray) -> np.ndarray:
     """Ablated copies of image cubes (n, 5, 64, 64) [nanomaggies per pixel].
 
@@ -75,10 +76,18 @@ def variant_dataset(source: str | Path, target: str | Path, variant: str, block:
             images.attrs["train_mean"] = mean
             images.attrs["train_std"] = std
             images.attrs["ablation"] = variant
-    return {"variant": variant, "resolution": resolution, "bands": bands, "train_mean": mean.tolist(), "train_std": std.tolist()}
+    return {
+        "variant": variant,
+        "resolution": resolution,
+        "bands": bands,
+        "train_mean": mean.tolist(),
+        "train_std": std.tolist(),
+    }
 
 
-def rest_frame_mse(predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = (4000.0, 7000.0)) -> pd.DataFrame:
+def rest_frame_mse(
+    predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = (4000.0, 7000.0)
+) -> pd.DataFrame:
     """MSE of ln flux per test galaxy over rest-frame ``rest_range`` [Å] (the paper's Table 3 metric)."""
     with h5py.File(predictions_h5, "r") as pred:
         ids, predicted = pred["specobjid"][()], pred["flux"][()]
@@ -103,9 +112,17 @@ def collect(scores: dict[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
         elif ids != reference:
             raise ValueError(f"{path}: variant {name} was scored on other test galaxies than the first variant")
         resolution, bands = parse_variant(name)
-        rows.append({"variant": name, "resolution": resolution, "bands": bands, "n": len(table),
-                     "mean_mse": float(table["mse"].mean()), "median_mse": float(table["mse"].median()),
-                     "sem_mse": float(table["mse"].std(ddof=1) / np.sqrt(len(table))) if len(table) > 1 else np.nan})
+        rows.append(
+            {
+                "variant": name,
+                "resolution": resolution,
+                "bands": bands,
+                "n": len(table),
+                "mean_mse": float(table["mse"].mean()),
+                "median_mse": float(table["mse"].median()),
+                "sem_mse": float(table["mse"].std(ddof=1) / np.sqrt(len(table))) if len(table) > 1 else np.nan,
+            }
+        )
     result = pd.DataFrame(rows)
     result.to_csv(out_dir / "table.csv", index=False)
     with atomic_output(out_dir / "summary.json") as tmp:

@@ -46,7 +46,7 @@ class BaselineSettings:
     radii_pix: tuple[float, ...] = APERTURE_RADII_PIX
 
     @classmethod
-    def from_config(cls, section: dict) -> "BaselineSettings":
+    def from_config(cls, section: dict) -> BaselineSettings:
         return cls(k=int(section["k"]), radii_pix=tuple(float(r) for r in section["radii_pix"]))
 
 
@@ -57,8 +57,13 @@ def _log_mean(linear: np.ndarray, weights: np.ndarray, floor: float) -> np.ndarr
     return np.log(np.maximum(mean, floor)).astype(np.float32)
 
 
-def mean_spectrum(flux: h5py.Dataset | np.ndarray, mask: h5py.Dataset | np.ndarray, rows: np.ndarray, chunk: int = 1024,
-                  floor: float = 1e-3) -> np.ndarray:
+def mean_spectrum(
+    flux: h5py.Dataset | np.ndarray,
+    mask: h5py.Dataset | np.ndarray,
+    rows: np.ndarray,
+    chunk: int = 1024,
+    floor: float = 1e-3,
+) -> np.ndarray:
     """Mean linear flux of spectra ``rows`` (natural log in ``flux``, (N, L)) over unmasked pixels, as log (L,).
 
     Read ``chunk`` rows at a time, so memory does not grow with the number of spectra.  A pixel
@@ -90,8 +95,14 @@ def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k
     return np.argpartition(distance, k - 1, axis=1)[:, :k]
 
 
-def knn_spectra(neighbours: np.ndarray, flux: h5py.Dataset | np.ndarray, mask: h5py.Dataset | np.ndarray, rows: np.ndarray,
-                chunk: int = 64, floor: float = 1e-3) -> np.ndarray:
+def knn_spectra(
+    neighbours: np.ndarray,
+    flux: h5py.Dataset | np.ndarray,
+    mask: h5py.Dataset | np.ndarray,
+    rows: np.ndarray,
+    chunk: int = 64,
+    floor: float = 1e-3,
+) -> np.ndarray:
     """Average linear flux of the neighbours (N, k) of each query, per pixel over unmasked values, as log (N, L).
 
     ``neighbours`` index ``rows`` (the training rows of ``flux``); only the neighbours of ``chunk``
@@ -107,8 +118,9 @@ def knn_spectra(neighbours: np.ndarray, flux: h5py.Dataset | np.ndarray, mask: h
     return out
 
 
-def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, split: str = "test",
-                          chunk: int = 1024) -> dict[str, np.ndarray]:
+def photometric_baselines(
+    dataset_h5: str | Path, settings: BaselineSettings, split: str = "test", chunk: int = 1024
+) -> dict[str, np.ndarray]:
     """``mean`` and ``knn`` predictions, full and low resolution, for the galaxies of ``split``.
 
     Images and spectra are read ``chunk`` rows at a time (the neighbours' spectra per block of
@@ -121,8 +133,16 @@ def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, sp
         train, query = data.rows("train"), data.rows(split)
         features = {}
         for name, rows in (("train", train), ("query", query)):
-            features[name] = np.concatenate([photometric_features(data.read("images", rows[i : i + chunk]), settings.radii_pix)
-                                             for i in range(0, rows.size, chunk)]) if rows.size else np.zeros((0, 1))
+            features[name] = (
+                np.concatenate(
+                    [
+                        photometric_features(data.read("images", rows[i : i + chunk]), settings.radii_pix)
+                        for i in range(0, rows.size, chunk)
+                    ]
+                )
+                if rows.size
+                else np.zeros((0, 1))
+            )
         out = {"specobjid": data.specobjid[query]}
         neighbours = nearest_neighbours(features["train"], features["query"], settings.k)
         for suffix, flux_key, mask_key in (("", "flux", "mask"), ("_lowres", "flux_lowres", "mask_lowres")):
@@ -132,7 +152,9 @@ def photometric_baselines(dataset_h5: str | Path, settings: BaselineSettings, sp
     return out
 
 
-def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, split: str = "test") -> dict[str, np.ndarray]:
+def truth_spectra(
+    dataset_h5: str | Path, spectra_root: str | Path, settings, split: str = "test"
+) -> dict[str, np.ndarray]:
     """The mock's noiseless spectra of the galaxies of ``split``, preprocessed like the observed ones.
 
     Reads each galaxy's spec-lite ``model`` column (with the observation's ivar and bad pixels, so
@@ -152,7 +174,10 @@ def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, sp
     with DatasetFile(dataset_h5) as data:
         rows = data.rows(split)
         ids, locations = data.specobjid[rows], data.catalog(rows, ("plate", "mjd", "fiberID"))
-    paths = [spectrum_path(spectra_root, p, m, f) for p, m, f in zip(locations["plate"], locations["mjd"], locations["fiberID"])]
+    paths = [
+        spectrum_path(spectra_root, p, m, f)
+        for p, m, f in zip(locations["plate"], locations["mjd"], locations["fiberID"])
+    ]
     spectra = [read_sdss_spectrum(path, bad_bits=settings.bad_bits, flux_column="model") for path in paths]
     result, rejects = preprocess_spectra(spectra, settings)
     if rejects:
@@ -161,7 +186,9 @@ def truth_spectra(dataset_h5: str | Path, spectra_root: str | Path, settings, sp
     return {"specobjid": ids, "truth": result.flux, "truth_lowres": result.flux_lowres}
 
 
-def write_baselines(path: str | Path, predictions: dict[str, np.ndarray], wave: np.ndarray, wave_lowres: np.ndarray) -> None:
+def write_baselines(
+    path: str | Path, predictions: dict[str, np.ndarray], wave: np.ndarray, wave_lowres: np.ndarray
+) -> None:
     """All baselines of one split in one HDF5 file: ``specobjid``, ``wave``, ``wave_lowres`` and per
     baseline ``<name>`` (N, 4500) and ``<name>_lowres`` (N, 563), natural log of normalised flux."""
     from .io import atomic_output
@@ -174,8 +201,15 @@ def write_baselines(path: str | Path, predictions: dict[str, np.ndarray], wave: 
         h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
 
 
-def baseline_summary(dataset_h5: str | Path, settings: BaselineSettings, out_h5: str | Path, out_json: str | Path,
-                     spectra_root: str | Path | None = None, preprocessing=None, split: str = "test") -> dict:
+def baseline_summary(
+    dataset_h5: str | Path,
+    settings: BaselineSettings,
+    out_h5: str | Path,
+    out_json: str | Path,
+    spectra_root: str | Path | None = None,
+    preprocessing=None,
+    split: str = "test",
+) -> dict:
     """Compute every baseline of ``split``, write them (:func:`write_baselines`) and a summary.
 
     ``spectra_root`` (the mock's spectra folder) adds the ``truth`` baseline.  The summary gives
@@ -204,8 +238,15 @@ def baseline_summary(dataset_h5: str | Path, settings: BaselineSettings, out_h5:
         "k": settings.k,
         "features": [f"r mag and u-g, g-r, r-i, i-z in r < {r:g} px" for r in settings.radii_pix] + ["concentration"],
         "seconds": round(time.perf_counter() - started, 2),
-        "baselines": {name: {"median_mean_relative_deviation": float(np.median(metrics.mean_relative_deviation(predictions[name], observed, mask))),
-                             "median_mse": float(np.median(metrics.mse(predictions[name], observed, mask)))} for name in names},
+        "baselines": {
+            name: {
+                "median_mean_relative_deviation": float(
+                    np.median(metrics.mean_relative_deviation(predictions[name], observed, mask))
+                ),
+                "median_mse": float(np.median(metrics.mse(predictions[name], observed, mask))),
+            }
+            for name in names
+        },
     }
     with atomic_output(out_json) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))

@@ -44,14 +44,24 @@ def _validate(instance: Any, schema_path: Path, what: str, prefix: str = "") -> 
     if errors:
         lines = []
         for err in errors:
-            where = ".".join([prefix, *map(str, err.absolute_path)] if prefix else map(str, err.absolute_path)) or "(top level)"
+            where = (
+                ".".join([prefix, *map(str, err.absolute_path)] if prefix else map(str, err.absolute_path))
+                or "(top level)"
+            )
             allowed = err.schema.get("enum") if isinstance(err.schema, dict) else None
             hint = f" (allowed: {allowed})" if allowed else ""
             lines.append(f"{what} key {where}: {err.message}{hint}")
         raise ConfigError("\n".join(lines))
 
 
-_SCALAR_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None), "array": list, "object": dict}
+_SCALAR_TYPES = {
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "null": type(None),
+    "array": list,
+    "object": dict,
+}
 
 
 def _resolved(schema: dict, root: dict) -> dict:
@@ -122,17 +132,23 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     problems = []
     inference = config["inference"]
-    problems.append(_ordered("inference.keep_lr", inference["keep_lr"], inference["k_lr"], strict=False)
-                    and f"config key inference.keep_lr: keeps {inference['keep_lr']} of k_lr = {inference['k_lr']} candidates; "
-                    "it must be at most k_lr")
+    problems.append(
+        _ordered("inference.keep_lr", inference["keep_lr"], inference["k_lr"], strict=False)
+        and f"config key inference.keep_lr: keeps {inference['keep_lr']} of k_lr = {inference['k_lr']} candidates; "
+        "it must be at most k_lr"
+    )
     ablation = config.get("ablation", {}).get("inference", {})
     if "keep_lr" in ablation or "k_lr" in ablation:
         keep, k = ablation.get("keep_lr", inference["keep_lr"]), ablation.get("k_lr", inference["k_lr"])
-        problems.append(keep > k and f"config key ablation.inference.keep_lr: {keep} must be at most ablation.inference.k_lr = {k}")
+        problems.append(
+            keep > k and f"config key ablation.inference.keep_lr: {keep} must be at most ablation.inference.k_lr = {k}"
+        )
     mock = config["mock"]
-    problems.append(_ordered("mock.population.z_min", mock["population"]["z_min"], mock["population"]["z_max"])
-                    and f"config key mock.population.z_min: {mock['population']['z_min']} must be below mock.population.z_max = "
-                    f"{mock['population']['z_max']}")
+    problems.append(
+        _ordered("mock.population.z_min", mock["population"]["z_min"], mock["population"]["z_max"])
+        and f"config key mock.population.z_min: {mock['population']['z_min']} must be below mock.population.z_max = "
+        f"{mock['population']['z_max']}"
+    )
     query = config["sdss"]["query"]
     problems.append(_ordered("sdss.query.z_min", query["z_min"], query["z_max"]))
     redshift = config["evaluation"]["redshift"]
@@ -140,15 +156,21 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     pre = config["preprocessing"]
     problems.append(_ordered("preprocessing.wave_min", pre["wave_min"], pre["wave_max"]))
     problems.append(_ordered("preprocessing.norm_window", *pre["norm_window"]))
-    problems.append(_ordered("preprocessing.r_out", pre["r_out"], pre["r_in"])
-                    and f"config key preprocessing.r_out: {pre['r_out']} must be below r_in = {pre['r_in']} (the spectra are degraded)")
+    problems.append(
+        _ordered("preprocessing.r_out", pre["r_out"], pre["r_in"])
+        and f"config key preprocessing.r_out: {pre['r_out']} must be below r_in = {pre['r_in']} (the spectra are degraded)"
+    )
     dataset = config["dataset"]
     if config["survey"] == "mock" and dataset["n_val"] + dataset["n_test"] >= mock["n_galaxies"]:
-        problems.append(f"config key dataset.n_val + dataset.n_test: {dataset['n_val']} + {dataset['n_test']} leaves no training "
-                        f"galaxy of mock.n_galaxies = {mock['n_galaxies']}")
+        problems.append(
+            f"config key dataset.n_val + dataset.n_test: {dataset['n_val']} + {dataset['n_test']} leaves no training "
+            f"galaxy of mock.n_galaxies = {mock['n_galaxies']}"
+        )
     if "test" in config.get("predict_images", {}):
-        problems.append("config key predict_images.test: the name 'test' belongs to the test split's predictions "
-                        "(results/predictions/test.h5); give the cube file another name")
+        problems.append(
+            "config key predict_images.test: the name 'test' belongs to the test split's predictions "
+            "(results/predictions/test.h5); give the cube file another name"
+        )
     problems = [p for p in problems if p]
     if problems:
         raise ConfigError("\n".join(problems))
@@ -178,7 +200,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -196,7 +220,9 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
     overrides = coerce_strings(training.get("networks", {}), yaml.safe_load(NETWORKS_SCHEMA_PATH.read_text()))
     networks = _merge(yaml.safe_load(path.read_text()), overrides)
     if set(networks) != set(NETWORK_NAMES):
-        raise ConfigError(f"preset {path}: networks {sorted(networks)}; the method's networks are {', '.join(NETWORK_NAMES)}")
+        raise ConfigError(
+            f"preset {path}: networks {sorted(networks)}; the method's networks are {', '.join(NETWORK_NAMES)}"
+        )
     _validate(networks, NETWORKS_SCHEMA_PATH, f"(preset {path.stem} with overrides)", prefix="training.networks")
     return networks
 

@@ -27,7 +27,9 @@ def parse_variant(name: str) -> tuple[int, str]:
     """(resolution, bands) of a variant name such as ``16px_ugriz``."""
     match = VARIANT.match(name)
     if not match or 64 % int(match.group(1)):
-        raise ValueError(f"ablation variant {name!r}: expected '<r>px_<bands>' with r dividing 64 and bands one of {sorted(BAND_SETS)}")
+        raise ValueError(
+            f"ablation variant {name!r}: expected '<r>px_<bands>' with r dividing 64 and bands one of {sorted(BAND_SETS)}"
+        )
     return int(match.group(1)), match.group(2)
 
 

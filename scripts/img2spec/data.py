@@ -46,11 +46,21 @@ class SpectrumStats:
     high: float
 
     def to_dict(self) -> dict:
-        return {"mean": np.asarray(self.mean).tolist(), "std": np.asarray(self.std).tolist(), "low": self.low, "high": self.high}
+        return {
+            "mean": np.asarray(self.mean).tolist(),
+            "std": np.asarray(self.std).tolist(),
+            "low": self.low,
+            "high": self.high,
+        }
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SpectrumStats":
-        return cls(np.asarray(values["mean"], np.float32), np.asarray(values["std"], np.float32), float(values["low"]), float(values["high"]))
+    def from_dict(cls, values: dict) -> SpectrumStats:
+        return cls(
+            np.asarray(values["mean"], np.float32),
+            np.asarray(values["std"], np.float32),
+            float(values["low"]),
+            float(values["high"]),
+        )
 
     @property
     def standardised_range(self) -> tuple[float, float]:
@@ -68,8 +78,10 @@ class SpectrumStats:
 
     def _like(self, values):
         if isinstance(values, torch.Tensor):
-            return (torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
-                    torch.as_tensor(self.std, dtype=values.dtype, device=values.device))
+            return (
+                torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
+                torch.as_tensor(self.std, dtype=values.dtype, device=values.device),
+            )
         return self.mean, self.std
 
 
@@ -173,23 +185,36 @@ class ImageStats:
         """(N, 5, H, W) nanomaggies → standardised (N, F) float32 features, or None without features."""
         if self.feature_centre is None:
             return None
-        return ((photometric_features(images, self.radii_pix) - self.feature_centre) / self.feature_scale).astype(np.float32)
+        return ((photometric_features(images, self.radii_pix) - self.feature_centre) / self.feature_scale).astype(
+            np.float32
+        )
 
     def to_dict(self) -> dict:
         def plain(values):
             return None if values is None else np.asarray(values).tolist()
 
-        return {"softening": plain(self.softening), "mean": plain(self.mean), "std": plain(self.std),
-                "feature_centre": plain(self.feature_centre), "feature_scale": plain(self.feature_scale),
-                "radii_pix": list(self.radii_pix)}
+        return {
+            "softening": plain(self.softening),
+            "mean": plain(self.mean),
+            "std": plain(self.std),
+            "feature_centre": plain(self.feature_centre),
+            "feature_scale": plain(self.feature_scale),
+            "radii_pix": list(self.radii_pix),
+        }
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ImageStats":
+    def from_dict(cls, values: dict) -> ImageStats:
         def array(key):
             return None if values.get(key) is None else np.asarray(values[key], np.float32)
 
-        return cls(array("softening"), array("mean"), array("std"), array("feature_centre"), array("feature_scale"),
-                   tuple(values.get("radii_pix", APERTURE_RADII_PIX)))
+        return cls(
+            array("softening"),
+            array("mean"),
+            array("std"),
+            array("feature_centre"),
+            array("feature_scale"),
+            tuple(values.get("radii_pix", APERTURE_RADII_PIX)),
+        )
 
 
 def image_stats(path: str, transform: str = "linear", features: bool = False, max_images: int = 2000) -> ImageStats:
@@ -214,7 +239,9 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
         feature_scale = 1.4826 * np.median(np.abs(values - feature_centre), axis=0)
         feature_scale = np.where(feature_scale > 0, feature_scale, 1.0)
     if transform == "linear":
-        return ImageStats(None, linear_mean.astype(np.float32), linear_std.astype(np.float32), feature_centre, feature_scale)
+        return ImageStats(
+            None, linear_mean.astype(np.float32), linear_std.astype(np.float32), feature_centre, feature_scale
+        )
     frame = np.ones(images.shape[-2:], dtype=bool)
     frame[8:-8, 8:-8] = False
     sky = images[:, :, frame]
@@ -225,8 +252,13 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
     softening = np.where(softening > 0, softening, np.where(spread > 0, spread, 1.0))
     stretched = np.arcsinh(images / softening[None, :, None, None])
     std = stretched.std(axis=(0, 2, 3))
-    return ImageStats(softening.astype(np.float32), stretched.mean(axis=(0, 2, 3)).astype(np.float32),
-                      np.where(std > 1e-6, std, 1.0).astype(np.float32), feature_centre, feature_scale)
+    return ImageStats(
+        softening.astype(np.float32),
+        stretched.mean(axis=(0, 2, 3)).astype(np.float32),
+        np.where(std > 1e-6, std, 1.0).astype(np.float32),
+        feature_centre,
+        feature_scale,
+    )
 
 
 def lowres_to_fullres(wave_lowres: np.ndarray, wave: np.ndarray) -> np.ndarray:
@@ -246,8 +278,18 @@ class SpectraImages(Dataset):
     ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`).
     """
 
-    def __init__(self, path: str, split: str, target: str, stats: SpectrumStats, image_stats: ImageStats,
-                 lowres_stats: SpectrumStats | None = None, augment: bool = False, crop_pad: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        split: str,
+        target: str,
+        stats: SpectrumStats,
+        image_stats: ImageStats,
+        lowres_stats: SpectrumStats | None = None,
+        augment: bool = False,
+        crop_pad: int = 4,
+        seed: int = 0,
+    ) -> None:
         self.path, self.target, self.stats, self.lowres_stats = path, target, stats, lowres_stats
         self.image_stats = image_stats
         self.augment, self.crop_pad, self.seed = augment, crop_pad, seed
@@ -325,7 +367,9 @@ class ShardedEpochSampler(Sampler):
         return self.per_rank
 
     def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
         order = np.resize(order, self.per_rank * self.world_size)  # pad by wrapping so shards are equal
         share = order[self.rank :: self.world_size]
         if self._skip[0] == self.epoch:
@@ -357,9 +401,19 @@ class ResumableLoader(DataLoader):
 class SpectraDataModule(pl.LightningDataModule):
     """Train and validation loaders for one network."""
 
-    def __init__(self, path: str, target: str, batch_size: int, stats: SpectrumStats, image_stats: ImageStats,
-                 lowres_stats: SpectrumStats | None, num_workers: int = 0, seed: int = 0, crop_pad: int = 4,
-                 val_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        target: str,
+        batch_size: int,
+        stats: SpectrumStats,
+        image_stats: ImageStats,
+        lowres_stats: SpectrumStats | None,
+        num_workers: int = 0,
+        seed: int = 0,
+        crop_pad: int = 4,
+        val_batch_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.path, self.target, self.batch_size = path, target, batch_size
         self.stats, self.image_stats, self.lowres_stats = stats, image_stats, lowres_stats
@@ -367,8 +421,17 @@ class SpectraDataModule(pl.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = SpectraImages(self.path, split, self.target, self.stats, self.image_stats, self.lowres_stats, augment=train,
-                                crop_pad=self.crop_pad, seed=self.seed)
+        dataset = SpectraImages(
+            self.path,
+            split,
+            self.target,
+            self.stats,
+            self.image_stats,
+            self.lowres_stats,
+            augment=train,
+            crop_pad=self.crop_pad,
+            seed=self.seed,
+        )
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)
         return (ResumableLoader if train else DataLoader)(

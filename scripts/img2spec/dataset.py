@@ -9,16 +9,25 @@ with its reason; nothing is dropped silently.
 from __future__ import annotations
 
 import re
-
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from .io import BANDS, CubeFile, InputError, atomic_output, image_problem, read_h5_rows, read_sdss_spectrum, spectrum_path
+from .io import (
+    BANDS,
+    CubeFile,
+    InputError,
+    atomic_output,
+    image_problem,
+    read_h5_rows,
+    read_sdss_spectrum,
+    spectrum_path,
+)
 from .preprocessing import PreprocessingSettings, preprocess_spectra
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -62,10 +71,12 @@ class DatasetFile:
         version = self.h5.attrs.get("layout_version")
         if version != LAYOUT_VERSION:
             self.h5.close()
-            raise InputError(f"{self.path}: dataset layout version {version}, this img2spec reads version {LAYOUT_VERSION}; "
-                             "rebuild it (snakemake --forcerun build_dataset)")
+            raise InputError(
+                f"{self.path}: dataset layout version {version}, this img2spec reads version {LAYOUT_VERSION}; "
+                "rebuild it (snakemake --forcerun build_dataset)"
+            )
 
-    def __enter__(self) -> "DatasetFile":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -116,6 +127,8 @@ class DatasetFile:
     def image_train_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band mean and standard deviation of the training images [nanomaggies per pixel]."""
         return self.h5["images"].attrs["train_mean"], self.h5["images"].attrs["train_std"]
+
+
 REJECT_COLUMNS = ["specObjID", "stage", "reason", "file"]
 
 
@@ -313,7 +326,11 @@ def build_dataset(
     cube_rows: dict[int, int] = {}
     for i, sid in enumerate(cubes.specobjid):
         if int(sid) in cube_rows:
-            rejects.append(_reject(sid, "images", f"{DUPLICATE} in cube file (row {i}; row {cube_rows[int(sid)]} is kept)", cubes.path))
+            rejects.append(
+                _reject(
+                    sid, "images", f"{DUPLICATE} in cube file (row {i}; row {cube_rows[int(sid)]} is kept)", cubes.path
+                )
+            )
         else:
             cube_rows[int(sid)] = i
     rejected = {r["specObjID"] for r in rejects if not r["reason"].startswith(DUPLICATE)}
@@ -344,7 +361,9 @@ def build_dataset(
 
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     n_rejected = int(rejects_df.loc[~rejects_df["reason"].str.startswith(DUPLICATE), "specObjID"].nunique())
-    kinds = pd.Series([reason_kind(st, re_) for st, re_ in zip(rejects_df["stage"], rejects_df["reason"])], dtype=object)
+    kinds = pd.Series(
+        [reason_kind(st, re_) for st, re_ in zip(rejects_df["stage"], rejects_df["reason"])], dtype=object
+    )
     fraction = n_rejected / max(n_catalog, 1)
     if fraction > settings.max_reject_fraction:
         by_kind = kinds.value_counts().head(5).to_dict()
@@ -362,7 +381,7 @@ def build_dataset(
         n_rejected=n_rejected,
         rejects_by_stage=rejects_df["stage"].value_counts().to_dict(),
         rejects_by_reason=kinds.value_counts().to_dict(),
-        n_cubes_without_catalog_row=int(len(set(cube_rows) - set(catalog["specObjID"].astype(int)))),
+        n_cubes_without_catalog_row=len(set(cube_rows) - set(catalog["specObjID"].astype(int))),
     )
     return summary, rejects_df
 
@@ -377,7 +396,12 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
         rows = np.array([spec_row[int(s)] for s in ids])
         for name in ("flux", "ivar", "mask", "flux_lowres", "mask_lowres", "norm", "z_spec"):
             source = spec[name]
-            target = out.create_dataset(name, (n, *source.shape[1:]), source.dtype, chunks=(min(64, n), *source.shape[1:]) if source.ndim > 1 else None)
+            target = out.create_dataset(
+                name,
+                (n, *source.shape[1:]),
+                source.dtype,
+                chunks=(min(64, n), *source.shape[1:]) if source.ndim > 1 else None,
+            )
             for start in range(0, n, settings.chunk_size):
                 block = read_h5_rows(source, rows[start : start + settings.chunk_size])
                 target[start : start + block.shape[0]] = block
@@ -431,5 +455,11 @@ def dataset_figure(dataset_h5: str | Path, path: str | Path, n_examples: int = 5
             for sid, z, m in zip(data.specobjid[rows], data.read("z", rows), data.read("mask", rows))
         ]
         dataset_examples(
-            data.read("images", rows), data.wave, data.read("flux", rows), data.wave_lowres, data.read("flux_lowres", rows), labels, path
+            data.read("images", rows),
+            data.wave,
+            data.read("flux", rows),
+            data.wave_lowres,
+            data.read("flux_lowres", rows),
+            labels,
+            path,
         )

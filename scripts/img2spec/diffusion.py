@@ -8,8 +8,8 @@ one step off its training tables).  Steps are indexed t = 0 … T−1 and ᾱ_t 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -51,8 +51,11 @@ class NoiseSchedule:
             raise ValueError(f"unknown prediction {self.prediction!r} ({', '.join(PREDICTIONS)})")
 
     @classmethod
-    def cosine(cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999, prediction: str = "epsilon") -> "NoiseSchedule":
+    def cosine(
+        cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999, prediction: str = "epsilon"
+    ) -> NoiseSchedule:
         """ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), β clipped at ``max_beta`` (Nichol & Dhariwal 2021)."""
+
         def f(t):
             return math.cos((t / timesteps + offset) / (1 + offset) * math.pi / 2) ** 2
 
@@ -60,13 +63,15 @@ class NoiseSchedule:
         return cls(torch.tensor(betas, dtype=torch.float64), prediction)
 
     @classmethod
-    def linear(cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "epsilon") -> "NoiseSchedule":
+    def linear(
+        cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "epsilon"
+    ) -> NoiseSchedule:
         """The linear schedule of Ho et al. (2020), rescaled to ``timesteps`` steps."""
         scale = 1000 / timesteps
         return cls(torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64), prediction)
 
     @classmethod
-    def named(cls, name: str, timesteps: int, prediction: str = "epsilon") -> "NoiseSchedule":
+    def named(cls, name: str, timesteps: int, prediction: str = "epsilon") -> NoiseSchedule:
         """Schedule ``cosine`` or ``linear`` whose network predicts ``prediction`` (epsilon, v or x0)."""
         if name == "cosine":
             return cls.cosine(timesteps, prediction=prediction)
@@ -91,7 +96,11 @@ class NoiseSchedule:
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def training_loss(
-        self, denoiser: Denoiser, x0: torch.Tensor, weight: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        denoiser: Denoiser,
+        x0: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """MSE of the network's ``prediction`` with t uniform over all T steps.
 
@@ -141,7 +150,11 @@ class NoiseSchedule:
 
     @torch.no_grad()
     def sample_ancestral(
-        self, denoiser: Denoiser, shape: tuple[int, ...], generator: Generators = None, device=None,
+        self,
+        denoiser: Denoiser,
+        shape: tuple[int, ...],
+        generator: Generators = None,
+        device=None,
         x0_range: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """DDPM ancestral sampling over all T steps with the posterior q(x_{t−1} | x_t, x0̂).
@@ -183,13 +196,20 @@ class NoiseSchedule:
         if spacing == "leading":
             return [k * (self.timesteps // steps) for k in reversed(range(steps))]
         if spacing == "trailing":
-            return [int(round(self.timesteps - 1 - k * self.timesteps / steps)) for k in range(steps)]
+            return [round(self.timesteps - 1 - k * self.timesteps / steps) for k in range(steps)]
         raise ValueError(f"unknown step spacing {spacing!r} (leading, trailing)")
 
     @torch.no_grad()
     def sample_ddim(
-        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, eta: float = 0.0, generator: Generators = None,
-        device=None, x0_range: tuple[float, float] | None = None, spacing: str | None = None,
+        self,
+        denoiser: Denoiser,
+        shape: tuple[int, ...],
+        steps: int,
+        eta: float = 0.0,
+        generator: Generators = None,
+        device=None,
+        x0_range: tuple[float, float] | None = None,
+        spacing: str | None = None,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
         x = randn(shape, generator, device)
@@ -207,8 +227,14 @@ class NoiseSchedule:
 
     @torch.no_grad()
     def sample_dpmpp_2m(
-        self, denoiser: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None,
-        x0_range: tuple[float, float] | None = None, spacing: str | None = None,
+        self,
+        denoiser: Denoiser,
+        shape: tuple[int, ...],
+        steps: int,
+        generator: Generators = None,
+        device=None,
+        x0_range: tuple[float, float] | None = None,
+        spacing: str | None = None,
     ) -> torch.Tensor:
         """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data-prediction form.
 
@@ -237,8 +263,17 @@ class NoiseSchedule:
             previous_x0, previous_h = x0, h
         return x
 
-    def sample(self, name: str, denoiser: Denoiser, shape: tuple[int, ...], steps: int | None = None, generator: Generators = None,
-               device=None, x0_range: tuple[float, float] | None = None, spacing: str | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        name: str,
+        denoiser: Denoiser,
+        shape: tuple[int, ...],
+        steps: int | None = None,
+        generator: Generators = None,
+        device=None,
+        x0_range: tuple[float, float] | None = None,
+        spacing: str | None = None,
+    ) -> torch.Tensor:
         """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
 
         ``spacing`` (leading, trailing; None for the prediction's default) applies to the fast samplers.
@@ -246,7 +281,9 @@ class NoiseSchedule:
         if name == "ancestral":
             return self.sample_ancestral(denoiser, shape, generator, device, x0_range)
         if name == "ddim":
-            return self.sample_ddim(denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range, spacing=spacing)
+            return self.sample_ddim(
+                denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range, spacing=spacing
+            )
         if name == "dpmpp_2m":
             return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range, spacing)
         raise ValueError(f"unknown sampler {name!r} (ancestral, ddim, dpmpp_2m)")

@@ -12,9 +12,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .io import atomic_output
 
@@ -71,7 +71,9 @@ class _Permanent(Exception):
     pass
 
 
-def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], timeout: float, deadline: float) -> None:
+def _fetch_once(
+    url: str, target: Path, validate: Callable[[Path], str | None], timeout: float, deadline: float
+) -> None:
     started = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -92,7 +94,9 @@ def _fetch_once(url: str, target: Path, validate: Callable[[Path], str | None], 
     except urllib.error.HTTPError as err:
         if err.code in TRANSIENT_HTTP:
             retry_after = err.headers.get("Retry-After") if err.headers else None
-            raise _Transient(f"HTTP {err.code}", float(retry_after) if retry_after and retry_after.isdigit() else None) from err
+            raise _Transient(
+                f"HTTP {err.code}", float(retry_after) if retry_after and retry_after.isdigit() else None
+            ) from err
         raise _Permanent(f"HTTP {err.code}") from err
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise _Transient(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from err
@@ -107,8 +111,14 @@ def clear_partial_downloads(root: str | Path) -> int:
     return len(stale)
 
 
-def fetch_with_retries(url: str, target: Path, validate: Callable[[Path], str | None], settings: RetryPolicy,
-                       limiter: RateLimiter, sleep: Callable[[float], None] = time.sleep) -> tuple[str | None, int]:
+def fetch_with_retries(
+    url: str,
+    target: Path,
+    validate: Callable[[Path], str | None],
+    settings: RetryPolicy,
+    limiter: RateLimiter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str | None, int]:
     """Download ``url`` to ``target`` (atomically, validated); returns (failure reason or None, requests made).
 
     Transient failures are retried with exponential back-off and jitter (``Retry-After`` honoured);

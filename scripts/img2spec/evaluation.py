@@ -22,14 +22,21 @@ import pandas as pd
 
 from . import metrics, plots
 from .dataset import DatasetFile, rows_of_ids
+from .fitresults import (
+    FIREFLY_COLUMNS,
+    FIT_COLUMNS,
+    FIT_ID_COLUMNS,
+    INDEX_COLUMNS,
+    PPXF_COLUMNS,
+    fit_column,
+    line_column,
+)
 from .io import atomic_output, read_h5_rows
 from .preprocessing import shift_to_redshift
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
 from .toolbox.firefly import fit_rest_firefly
 from .toolbox.indices import indices_of_rest
-from .fitresults import (FIT_COLUMNS, FIT_ID_COLUMNS, FIREFLY_COLUMNS, INDEX_COLUMNS, PPXF_COLUMNS, fit_column,
-                         line_column)
 from .toolbox.lines import CLASSES, LINES, bpt_class, lines_measured, measure_lines
 from .toolbox.spectra import to_rest_frame
 from .toolbox.stellar import FitMasks, fit_rest_ppxf
@@ -61,25 +68,46 @@ class EvaluationSettings:
     kinematics_library: str | None = "m11_miles"
     kinematics_ages_gyr: tuple[float, ...] | None = (0.1, 0.3, 1.0, 3.0, 10.0)
     ages_gyr: tuple[float, ...] | None = None
-    ppxf: dict = field(default_factory=lambda: {"regul": 10.0, "bootstrap": 50, "clean": True, "sky_half_width": 8.0,
-                                                "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
-                                                "sky_lines": list(FitMasks().sky_lines)})
+    ppxf: dict = field(
+        default_factory=lambda: {
+            "regul": 10.0,
+            "bootstrap": 50,
+            "clean": True,
+            "sky_half_width": 8.0,
+            "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
+            "sky_lines": list(FitMasks().sky_lines),
+        }
+    )
     firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
-    redshift: dict = field(default_factory=lambda: {"library": "bc03", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05})
-    lines: dict = field(default_factory=lambda: {
-        "continuum": "firefly", "min_snr": 3.0, "detection": "positive", "min_ew": 1.0, "draws": 5000, "ew_error": 1.0,
-        "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}})
+    redshift: dict = field(
+        default_factory=lambda: {"library": "bc03", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05}
+    )
+    lines: dict = field(
+        default_factory=lambda: {
+            "continuum": "firefly",
+            "min_snr": 3.0,
+            "detection": "positive",
+            "min_ew": 1.0,
+            "draws": 5000,
+            "ew_error": 1.0,
+            "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3},
+        }
+    )
     resolving_power: float = 1500.0
 
     @property
     def fit_masks(self) -> FitMasks:
         """The pPXF fit's interstellar and sky-line windows and its clipping."""
         options = {**EvaluationSettings.__dataclass_fields__["ppxf"].default_factory(), **self.ppxf}
-        return FitMasks({name: tuple(window) for name, window in options["interstellar_masks"].items()}, tuple(options["sky_lines"]),
-                        float(options["sky_half_width"]), bool(options["clean"]))
+        return FitMasks(
+            {name: tuple(window) for name, window in options["interstellar_masks"].items()},
+            tuple(options["sky_lines"]),
+            float(options["sky_half_width"]),
+            bool(options["clean"]),
+        )
 
     @classmethod
-    def from_config(cls, section: dict, resolving_power: float) -> "EvaluationSettings":
+    def from_config(cls, section: dict, resolving_power: float) -> EvaluationSettings:
         """Settings of the workflow's ``evaluation`` section (``emiles_url`` is the download rule's)."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k != "emiles_url"}
         return cls(**values, resolving_power=resolving_power)
@@ -117,8 +145,9 @@ class TestSpectra:
         return self.observed if kind == "observed" else self.predictors[kind]
 
 
-def read_predictors(predictions_h5: str | Path, baselines_h5: str | Path | None = None, start: int = 0,
-                    stop: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def read_predictors(
+    predictions_h5: str | Path, baselines_h5: str | Path | None = None, start: int = 0, stop: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
     ``median`` is present when the predictions hold the candidates' median (``flux_p50``); the
@@ -137,8 +166,13 @@ def read_predictors(predictions_h5: str | Path, baselines_h5: str | Path | None 
     return ids, {name: out[name] for name in PREDICTORS if name in out}
 
 
-def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start: int = 0, stop: int | None = None,
-                      baselines_h5: str | Path | None = None) -> TestSpectra:
+def load_test_spectra(
+    predictions_h5: str | Path,
+    dataset_h5: str | Path,
+    start: int = 0,
+    stop: int | None = None,
+    baselines_h5: str | Path | None = None,
+) -> TestSpectra:
     """The predicted galaxies ``start:stop`` (in the predictions' order) joined to their observations and baselines."""
     ids, predictors = read_predictors(predictions_h5, baselines_h5, start, stop)
     predictors = {name: np.exp(values.astype(np.float64)) for name, values in predictors.items()}
@@ -146,11 +180,21 @@ def load_test_spectra(predictions_h5: str | Path, dataset_h5: str | Path, start:
         rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
         observed = np.exp(data.read("flux", rows).astype(np.float64))
         ivar = np.where(data.read("mask", rows), 0.0, data.read("ivar", rows))
-        return TestSpectra(ids, data.wave, observed, predictors, ivar, data.read("z_spec", rows), data.morphology(rows),
-                           data.catalog(rows))
+        return TestSpectra(
+            ids,
+            data.wave,
+            observed,
+            predictors,
+            ivar,
+            data.read("z_spec", rows),
+            data.morphology(rows),
+            data.catalog(rows),
+        )
 
 
-def redshifts_of_kinds(redshift_csv: str | Path | None, ids: np.ndarray, z_spec: np.ndarray, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+def redshifts_of_kinds(
+    redshift_csv: str | Path | None, ids: np.ndarray, z_spec: np.ndarray, kinds: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """The redshift each kind of spectrum of galaxies ``ids`` is analysed at.
 
     The observed spectra are at the catalog redshift ``z_spec``; every other kind at the redshift
@@ -184,14 +228,23 @@ QUALITY_SCORES = ("mean_relative_deviation", "mse", "chi2_per_pixel")
 
 
 def _scores(predicted: np.ndarray, observed: np.ndarray, ivar: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {"mean_relative_deviation": metrics.mean_relative_deviation(predicted, observed, mask),
-            "mse": metrics.mse(predicted, observed, mask),
-            "chi2_per_pixel": metrics.chi2_per_pixel(predicted, observed, ivar, mask)}
+    return {
+        "mean_relative_deviation": metrics.mean_relative_deviation(predicted, observed, mask),
+        "mse": metrics.mse(predicted, observed, mask),
+        "chi2_per_pixel": metrics.chi2_per_pixel(predicted, observed, ivar, mask),
+    }
 
 
-def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | Path, truth_parquet: str | Path | None = None,
-            baselines_h5: str | Path | None = None, redshift_csv: str | Path | None = None,
-            norm_window: tuple[float, float] = (6900.0, 6950.0), norm_frame: str = "observed") -> dict:
+def quality(
+    predictions_h5: str | Path,
+    dataset_h5: str | Path,
+    out_dir: str | Path,
+    truth_parquet: str | Path | None = None,
+    baselines_h5: str | Path | None = None,
+    redshift_csv: str | Path | None = None,
+    norm_window: tuple[float, float] = (6900.0, 6950.0),
+    norm_frame: str = "observed",
+) -> dict:
     """Spectral agreement of every predictor's test spectra with the observed ones (the paper's Sect. 5.1, Figure 5).
 
     As the paper does, each predicted spectrum is first moved from the redshift measured on it
@@ -242,12 +295,20 @@ def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | P
 
     def headline(selection: pd.Series, prefix: str = "") -> dict:
         sub = table[selection]
-        return {"n": int(len(sub)), **medians(sub, prefix, ""), "n_without_redshift": int(sub[f"{prefix}z"].isna().sum()),
-                "as_predicted": medians(sub, prefix, "_as_predicted")}
+        return {
+            "n": len(sub),
+            **medians(sub, prefix, ""),
+            "n_without_redshift": int(sub[f"{prefix}z"].isna().sum()),
+            "as_predicted": medians(sub, prefix, "_as_predicted"),
+        }
 
     everything = table["specObjID"].notna()
-    summary: dict = {"alignment": "each prediction moved from its measured redshift to the observed spectrum's (paper Sect. 5.1)"
-                     if redshift_csv is not None else "none: every spectrum at the catalog redshift", "all": headline(everything)}
+    summary: dict = {
+        "alignment": "each prediction moved from its measured redshift to the observed spectrum's (paper Sect. 5.1)"
+        if redshift_csv is not None
+        else "none: every spectrum at the catalog redshift",
+        "all": headline(everything),
+    }
     for key, labels in groups.items():
         summary[key] = {str(label): headline(labels == label) for label in sorted(labels.unique())}
     summary["predictors"] = {}
@@ -255,7 +316,9 @@ def quality(predictions_h5: str | Path, dataset_h5: str | Path, out_dir: str | P
         prefix = "" if name == "predicted" else f"{name}_"
         summary["predictors"][name] = {"all": headline(everything, prefix)}
         for key, labels in groups.items():
-            summary["predictors"][name][key] = {str(label): headline(labels == label, prefix) for label in sorted(labels.unique())}
+            summary["predictors"][name][key] = {
+                str(label): headline(labels == label, prefix) for label in sorted(labels.unique())
+            }
     _write_summary(out_dir, summary)
     plots.deviation_histograms(table, "galaxy_zoo", out_dir / "histograms.png")
     return summary
@@ -290,13 +353,22 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     out_dir.mkdir(parents=True, exist_ok=True)
     spectra = load_test_spectra(predictions_h5, dataset_h5, baselines_h5=baselines_h5)
     options = settings.redshift
-    basis = build_basis(load_library(library_npz), settings.resolving_power, n_eigen=options["n_eigen"], z_max=0.35,
-                        obs_range=(min(3800.0, spectra.wave[0]), max(9200.0, spectra.wave[-1])))
+    basis = build_basis(
+        load_library(library_npz),
+        settings.resolving_power,
+        n_eigen=options["n_eigen"],
+        z_max=0.35,
+        obs_range=(min(3800.0, spectra.wave[0]), max(9200.0, spectra.wave[-1])),
+    )
     table = pd.DataFrame({"specObjID": spectra.ids, "z_spec": spectra.z, "galaxy_zoo": spectra.galaxy_zoo})
     started = time.perf_counter()
     for kind in spectra.kinds:
-        results = [_redshift_or_nan(spectra.wave, f, i, basis, (options["z_min"], options["z_max"]), f"{kind} spectrum of specObjID {s}")
-                   for f, i, s in zip(spectra.spectra(kind), spectra.ivar, spectra.ids)]
+        results = [
+            _redshift_or_nan(
+                spectra.wave, f, i, basis, (options["z_min"], options["z_max"]), f"{kind} spectrum of specObjID {s}"
+            )
+            for f, i, s in zip(spectra.spectra(kind), spectra.ivar, spectra.ids)
+        ]
         for key in ("z", "z_err", "delta_chi2_per_dof", "error"):
             table[f"{kind}_{key}"] = [r[key] for r in results]
         table[f"{kind}_dz"] = (table[f"{kind}_z"] - table["z_spec"]) / (1 + table["z_spec"])
@@ -305,7 +377,9 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     summary = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
     for kind in spectra.kinds:
         dz = table[f"{kind}_dz"]
-        outliers = ~(np.abs(dz) <= options["outlier"])  # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
+        outliers = ~(
+            np.abs(dz) <= options["outlier"]
+        )  # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
         summary[kind] = {
             "failed": int((table[f"{kind}_error"] != "").sum()),
             "sigma_mad": metrics.sigma_mad(dz),
@@ -318,8 +392,18 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     return summary
 
 
-def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, seed: int, name: str, bootstrap: bool = True,
-               kinematic_templates=None) -> dict:
+def fit_galaxy(
+    wave,
+    flux,
+    ivar,
+    z,
+    templates,
+    settings: EvaluationSettings,
+    seed: int,
+    name: str,
+    bootstrap: bool = True,
+    kinematic_templates=None,
+) -> dict:
     """pPXF, then the FIREFLY method at pPXF's σ*, then indices with the pPXF stellar model.
 
     With ``kinematic_templates``, pPXF runs twice, as the MaNGA DAP does: the stellar velocity and
@@ -340,13 +424,23 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
     for key in (*PPXF_COLUMNS, *(f"{k}_err" for k in PPXF_COLUMNS), "chi2_per_pixel", "n_masked", "n_clipped"):
         row[fit_column("ppxf", key)] = ppxf_fit[key]
     started = time.perf_counter()
-    ff = fit_rest_firefly(spectrum, templates, ppxf_fit["sigma_star"], settings.firefly["hpf_width"], settings.firefly["beam"],
-                          settings.firefly["max_components"], settings.firefly["bootstrap"] if bootstrap else 0, seed)
+    ff = fit_rest_firefly(
+        spectrum,
+        templates,
+        ppxf_fit["sigma_star"],
+        settings.firefly["hpf_width"],
+        settings.firefly["beam"],
+        settings.firefly["max_components"],
+        settings.firefly["bootstrap"] if bootstrap else 0,
+        seed,
+    )
     row[fit_column("firefly", "seconds")] = time.perf_counter() - started
     for key in (*FIREFLY_COLUMNS, *(f"{k}_err" for k in FIREFLY_COLUMNS), "chi2_per_pixel"):
         row[fit_column("firefly", key)] = ff[key]
-    continua = {"firefly": (ff["wave"], ff["flux"], ff["ivar"], ff["bestfit"]),
-                "ppxf": (ppxf_fit["wave"], ppxf_fit["flux"], ppxf_fit["ivar"], ppxf_fit["stellar_model"])}
+    continua = {
+        "firefly": (ff["wave"], ff["flux"], ff["ivar"], ff["bestfit"]),
+        "ppxf": (ppxf_fit["wave"], ppxf_fit["flux"], ppxf_fit["ivar"], ppxf_fit["stellar_model"]),
+    }
     for continuum, arrays in continua.items():
         for key, value in measure_lines(*arrays, settings.resolving_power).items():
             row[line_column(continuum, key)] = value
@@ -356,8 +450,17 @@ def fit_galaxy(wave, flux, ivar, z, templates, settings: EvaluationSettings, see
     return row
 
 
-def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettings, chunk: int, out_path,
-              baselines_h5=None, redshift_csv=None, kinematics_npz=None) -> pd.DataFrame:
+def fit_chunk(
+    predictions_h5,
+    dataset_h5,
+    library_npz,
+    settings: EvaluationSettings,
+    chunk: int,
+    out_path,
+    baselines_h5=None,
+    redshift_csv=None,
+    kinematics_npz=None,
+) -> pd.DataFrame:
     """Fit the observed spectra and every predictor's spectra of test galaxies ``chunk·chunk_size`` onwards.
 
     Each spectrum is fitted in the rest frame of its own redshift (:func:`redshifts_of_kinds`,
@@ -370,10 +473,18 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
     """
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
-    templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr))
-    kinematic_templates = None if kinematics_npz is None else prepare_templates(
-        load_library(kinematics_npz), settings.resolving_power,
-        ages_gyr=settings.kinematics_ages_gyr and list(settings.kinematics_ages_gyr))
+    templates = prepare_templates(
+        load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr)
+    )
+    kinematic_templates = (
+        None
+        if kinematics_npz is None
+        else prepare_templates(
+            load_library(kinematics_npz),
+            settings.resolving_power,
+            ages_gyr=settings.kinematics_ages_gyr and list(settings.kinematics_ages_gyr),
+        )
+    )
     z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
     rows = []
     for i in range(len(spectra)):
@@ -381,14 +492,34 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
             flux = spectra.spectra(kind)[i]
             name = f"{kind} spectrum of specObjID {spectra.ids[i]}"
             z = float(z_of[kind][i])
-            row = {"specObjID": int(spectra.ids[i]), "kind": kind, "galaxy_zoo": spectra.galaxy_zoo[i], "error": "", "z_fit": z}
+            row = {
+                "specObjID": int(spectra.ids[i]),
+                "kind": kind,
+                "galaxy_zoo": spectra.galaxy_zoo[i],
+                "error": "",
+                "z_fit": z,
+            }
             if not np.isfinite(z):
-                row["error"] = f"{name}: no redshift could be measured on it ({redshift_csv}), so it has no rest frame to be fitted in"
+                row["error"] = (
+                    f"{name}: no redshift could be measured on it ({redshift_csv}), so it has no rest frame to be fitted in"
+                )
                 rows.append(row)
                 continue
             try:
-                row.update(fit_galaxy(spectra.wave, flux, spectra.ivar[i], z, templates, settings, settings.seed + start + i, name,
-                                      bootstrap=kind not in UNBOOTSTRAPPED, kinematic_templates=kinematic_templates))
+                row.update(
+                    fit_galaxy(
+                        spectra.wave,
+                        flux,
+                        spectra.ivar[i],
+                        z,
+                        templates,
+                        settings,
+                        settings.seed + start + i,
+                        name,
+                        bootstrap=kind not in UNBOOTSTRAPPED,
+                        kinematic_templates=kinematic_templates,
+                    )
+                )
             except Exception as err:  # noqa: BLE001 - any fit failure is recorded for this galaxy; the others go on
                 row["error"] = f"{name}: {type(err).__name__}: {err}"
                 print(row["error"])
@@ -397,7 +528,7 @@ def fit_chunk(predictions_h5, dataset_h5, library_npz, settings: EvaluationSetti
     if unknown:
         raise KeyError(f"fit results {unknown} are not in the fit-table schema (evaluation.FIT_COLUMNS)")
     table = pd.DataFrame(rows).reindex(columns=list(FIT_COLUMNS))
-    for column in FIT_COLUMNS[len(FIT_ID_COLUMNS):]:
+    for column in FIT_COLUMNS[len(FIT_ID_COLUMNS) :]:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(np.float64)
     with atomic_output(out_path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -417,9 +548,14 @@ def gather_fits(chunk_paths: list[str | Path]) -> pd.DataFrame:
     for path in chunk_paths:
         table = pd.read_parquet(path)
         if tuple(table.columns) != FIT_COLUMNS:
-            missing, extra = sorted(set(FIT_COLUMNS) - set(table.columns)), sorted(set(table.columns) - set(FIT_COLUMNS))
-            raise ValueError(f"{path}: fit table columns differ from evaluation.FIT_COLUMNS (missing {missing}, unexpected {extra}); "
-                             "refit it (snakemake --forcerun fit_chunk)")
+            missing, extra = (
+                sorted(set(FIT_COLUMNS) - set(table.columns)),
+                sorted(set(table.columns) - set(FIT_COLUMNS)),
+            )
+            raise ValueError(
+                f"{path}: fit table columns differ from evaluation.FIT_COLUMNS (missing {missing}, unexpected {extra}); "
+                "refit it (snakemake --forcerun fit_chunk)"
+            )
         tables.append(table)
     return pd.concat([t for t in tables if len(t)], ignore_index=True)
 
@@ -456,7 +592,7 @@ def agreement(observed: pd.Series, predicted: pd.Series, relative: bool = False)
 def _fit_failures(fits: pd.DataFrame, out_dir: Path) -> dict:
     failed = fits[fits["error"] != ""]
     failed[["specObjID", "kind", "error"]].to_csv(out_dir / "failures.csv", index=False)
-    return {"failed_fits": int(len(failed)), "fitted": int((fits["error"] == "").sum())}
+    return {"failed_fits": len(failed), "fitted": int((fits["error"] == "").sum())}
 
 
 def _versus_truth(fits: pd.DataFrame, code: str, truth: pd.DataFrame | None) -> dict:
@@ -473,7 +609,9 @@ def _versus_truth(fits: pd.DataFrame, code: str, truth: pd.DataFrame | None) -> 
             "ebv": agreement(true["ebv"], sub[fit_column(code, "ebv")]),
         }
         if code == "ppxf":
-            out[kind]["sigma_star_relative"] = agreement(true["sigma_star"], sub[fit_column("ppxf", "sigma_star")], relative=True)
+            out[kind]["sigma_star_relative"] = agreement(
+                true["sigma_star"], sub[fit_column("ppxf", "sigma_star")], relative=True
+            )
     return {"fit_minus_truth": out}
 
 
@@ -515,9 +653,17 @@ def indices(fits: pd.DataFrame, out_dir) -> dict:
     def index_agreement(pairs: pd.DataFrame, kind: str) -> dict:
         sel = (pairs["galaxy_zoo"] != "spiral") & pairs["observed"].notna() & pairs[kind].notna()
         rho = float(np.corrcoef(pairs["observed"][sel], pairs[kind][sel])[0, 1]) if sel.sum() > 2 else np.nan
-        return {"pearson_rho_without_spirals": rho, "n": int(sel.sum()),
-                "median_observed": float(pairs["observed"].median()), "median_predicted": float(pairs[kind].median()),
-                **{k: v for k, v in agreement(pairs["observed"][sel], pairs[kind][sel]).items() if k in ("median_offset", "scatter_mad")}}
+        return {
+            "pearson_rho_without_spirals": rho,
+            "n": int(sel.sum()),
+            "median_observed": float(pairs["observed"].median()),
+            "median_predicted": float(pairs[kind].median()),
+            **{
+                k: v
+                for k, v in agreement(pairs["observed"][sel], pairs[kind][sel]).items()
+                if k in ("median_offset", "scatter_mad")
+            },
+        }
 
     summary["predictors"] = {kind: {} for kind in kinds_in(fits)[1:]}
     for name in INDEX_COLUMNS:
@@ -544,12 +690,17 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = fits["specObjID"].unique()
     with DatasetFile(dataset_h5) as data:
-        catalog = data.catalog(data.rows_of(ids, "fitted galaxies"), (STELLAR_MASS, "modelMag_u", "modelMag_r")).set_index(ids)
+        catalog = data.catalog(
+            data.rows_of(ids, "fitted galaxies"), (STELLAR_MASS, "modelMag_u", "modelMag_r")
+        ).set_index(ids)
     catalog = catalog.rename(columns={STELLAR_MASS: "logMass"})
     catalog["u_minus_r"] = catalog["modelMag_u"] - catalog["modelMag_r"]
     table = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
-    for column in (*(fit_column("ppxf", k) for k in ("log_age", "metallicity", "ebv", "sigma_star")),
-                   *(fit_column("firefly", k) for k in ("log_age", "metallicity", "ebv")), "Dn4000"):
+    for column in (
+        *(fit_column("ppxf", k) for k in ("log_age", "metallicity", "ebv", "sigma_star")),
+        *(fit_column("firefly", k) for k in ("log_age", "metallicity", "ebv")),
+        "Dn4000",
+    ):
         pairs = paired(fits, column)
         for kind in kinds_in(fits):
             table[f"{kind}_{column}"] = pairs[kind].reindex(table.index)
@@ -571,9 +722,11 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
 
 def _line_inputs(fits: pd.DataFrame, kind: str, continuum: str, ids: np.ndarray) -> dict:
     sub = fits[fits["kind"] == kind].set_index("specObjID").reindex(ids)
-    return {"fluxes": {name: sub[line_column(continuum, f"flux_{name}")].to_numpy(float) for name in LINES},
-            "errors": {name: sub[line_column(continuum, f"flux_err_{name}")].to_numpy(float) for name in LINES},
-            "ew": sub[line_column(continuum, "ew_Halpha")].to_numpy(float)}
+    return {
+        "fluxes": {name: sub[line_column(continuum, f"flux_{name}")].to_numpy(float) for name in LINES},
+        "errors": {name: sub[line_column(continuum, f"flux_err_{name}")].to_numpy(float) for name in LINES},
+        "ew": sub[line_column(continuum, "ew_Halpha")].to_numpy(float),
+    }
 
 
 def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
@@ -594,18 +747,39 @@ def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
     for name in LINES:
         obs, pred = (inputs[k]["fluxes"][name] for k in KINDS)
         snr = {k: inputs[k]["fluxes"][name] / inputs[k]["errors"][name] for k in KINDS}
-        both = (snr["observed"] >= settings.lines["min_snr"]) & (snr["predicted"] >= settings.lines["min_snr"]) & (obs > 0) & (pred > 0)
+        both = (
+            (snr["observed"] >= settings.lines["min_snr"])
+            & (snr["predicted"] >= settings.lines["min_snr"])
+            & (obs > 0)
+            & (pred > 0)
+        )
         summary[name] = {f"fraction_measured_{k}": float(np.mean(snr[k] >= settings.lines["min_snr"])) for k in KINDS}
-        summary[name].update({f"fraction_measured_{k}": float(np.mean(inputs[k]["fluxes"][name] / inputs[k]["errors"][name]
-                                                                        >= settings.lines["min_snr"])) for k in kinds[2:]})
+        summary[name].update(
+            {
+                f"fraction_measured_{k}": float(
+                    np.mean(inputs[k]["fluxes"][name] / inputs[k]["errors"][name] >= settings.lines["min_snr"])
+                )
+                for k in kinds[2:]
+            }
+        )
         summary[name]["n_both"] = int(both.sum())
         summary[name]["log_ratio_median"] = float(np.median(np.log10(pred[both] / obs[both]))) if both.any() else np.nan
-        summary[name]["log_ratio_scatter_mad"] = metrics.sigma_mad(np.log10(pred[both] / obs[both])) if both.any() else np.nan
+        summary[name]["log_ratio_scatter_mad"] = (
+            metrics.sigma_mad(np.log10(pred[both] / obs[both])) if both.any() else np.nan
+        )
     ew = {k: inputs[k]["ew"] for k in kinds}
-    summary["ew_Halpha"] = {"median_observed": float(np.nanmedian(ew["observed"])), "median_predicted": float(np.nanmedian(ew["predicted"])),
-                            "median_difference": float(np.nanmedian(ew["predicted"] - ew["observed"]))}
-    summary["predictors"] = {k: {"ew_Halpha_median_difference": float(np.nanmedian(ew[k] - ew["observed"])),
-                                 "ew_Halpha_scatter_mad": metrics.sigma_mad(ew[k] - ew["observed"])} for k in kinds[1:]}
+    summary["ew_Halpha"] = {
+        "median_observed": float(np.nanmedian(ew["observed"])),
+        "median_predicted": float(np.nanmedian(ew["predicted"])),
+        "median_difference": float(np.nanmedian(ew["predicted"] - ew["observed"])),
+    }
+    summary["predictors"] = {
+        k: {
+            "ew_Halpha_median_difference": float(np.nanmedian(ew[k] - ew["observed"])),
+            "ew_Halpha_scatter_mad": metrics.sigma_mad(ew[k] - ew["observed"]),
+        }
+        for k in kinds[1:]
+    }
     table.to_csv(out_dir / "galaxies.csv", index=False)
     _write_summary(out_dir, summary)
     plots.line_comparison(table, tuple(LINES), out_dir / "lines.png")
@@ -625,34 +799,64 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     ids = fits["specObjID"].unique()
     kinds = kinds_in(fits)
     inputs = {kind: _line_inputs(fits, kind, options["continuum"], ids) for kind in kinds}
-    measured = {kind: lines_measured(inputs[kind]["fluxes"], inputs[kind]["errors"], options["min_snr"], options.get("detection", "positive"))
-                for kind in kinds}
-    classes = {kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options["min_ew"]) for kind in kinds}
+    measured = {
+        kind: lines_measured(
+            inputs[kind]["fluxes"], inputs[kind]["errors"], options["min_snr"], options.get("detection", "positive")
+        )
+        for kind in kinds
+    }
+    classes = {
+        kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options["min_ew"]) for kind in kinds
+    }
     table = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
     matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], CLASSES)
-    pd.DataFrame(matrix, index=[f"observed {c}" for c in CLASSES], columns=[f"predicted {c}" for c in CLASSES]).to_csv(out_dir / "confusion.csv")
+    pd.DataFrame(matrix, index=[f"observed {c}" for c in CLASSES], columns=[f"predicted {c}" for c in CLASSES]).to_csv(
+        out_dir / "confusion.csv"
+    )
 
     def classifier(kind):
         # draws move fluxes and EW; whether a line counts as measured stays as found
         return lambda fluxes, ew: bpt_class(fluxes, ew, measured[kind], options["min_ew"])
 
-    monte_carlo = metrics.monte_carlo_scores(classifier("observed"), classifier("predicted"), inputs["observed"], inputs["predicted"],
-                                             options["relative_errors"], options["ew_error"], options["draws"], settings.seed)
+    monte_carlo = metrics.monte_carlo_scores(
+        classifier("observed"),
+        classifier("predicted"),
+        inputs["observed"],
+        inputs["predicted"],
+        options["relative_errors"],
+        options["ew_error"],
+        options["draws"],
+        settings.seed,
+    )
     summary = {
-        "n": int(len(ids)),
+        "n": len(ids),
         "counts": {kind: {c: int(np.sum(classes[kind] == c)) for c in CLASSES} for kind in kinds},
-        "confusion_matrix": {"rows_observed": list(CLASSES), "columns_predicted": list(CLASSES), "counts": matrix.tolist()},
+        "confusion_matrix": {
+            "rows_observed": list(CLASSES),
+            "columns_predicted": list(CLASSES),
+            "counts": matrix.tolist(),
+        },
         "scores": metrics.classification_scores(classes["observed"], classes["predicted"]),
-        "predictors": {kind: {**metrics.classification_scores(classes["observed"], classes[kind]),
-                              "confusion_counts": metrics.confusion_matrix(classes["observed"], classes[kind], CLASSES).tolist()}
-                       for kind in kinds[1:]},
-        "monte_carlo": {"draws": options["draws"], "relative_errors": options["relative_errors"], "ew_error": options["ew_error"],
-                        "scores": monte_carlo},
+        "predictors": {
+            kind: {
+                **metrics.classification_scores(classes["observed"], classes[kind]),
+                "confusion_counts": metrics.confusion_matrix(classes["observed"], classes[kind], CLASSES).tolist(),
+            }
+            for kind in kinds[1:]
+        },
+        "monte_carlo": {
+            "draws": options["draws"],
+            "relative_errors": options["relative_errors"],
+            "ew_error": options["ew_error"],
+            "scores": monte_carlo,
+        },
     }
     truth = _truth_table(truth_parquet, ids)
     if truth is not None:
         table["true_class"] = truth["bpt_class"].to_numpy()
-        summary["versus_truth"] = {kind: metrics.classification_scores(table["true_class"].to_numpy(), classes[kind]) for kind in kinds}
+        summary["versus_truth"] = {
+            kind: metrics.classification_scores(table["true_class"].to_numpy(), classes[kind]) for kind in kinds
+        }
     table.to_csv(out_dir / "galaxies.csv", index=False)
     _write_summary(out_dir, summary)
     plots.confusion(matrix, CLASSES, out_dir / "confusion.png")
@@ -663,13 +867,27 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
 #: Headline rows: label, the paper's value (None where it gives none), whether lower is better, and
 #: where each predictor's value is found (``{p}`` is the predictor's name).
 HEADLINES = (
-    ("median mean relative deviation Δ̄", 0.055, True, ("quality", "predictors", "{p}", "all", "median_mean_relative_deviation")),
+    (
+        "median mean relative deviation Δ̄",
+        0.055,
+        True,
+        ("quality", "predictors", "{p}", "all", "median_mean_relative_deviation"),
+    ),
     ("fraction with Δ̄ < 10%", None, False, ("quality", "predictors", "{p}", "all", "fraction_below_10pct")),
     ("median MSE of ln flux", None, True, ("quality", "predictors", "{p}", "all", "median_mse")),
     ("median χ²/N", None, True, ("quality", "predictors", "{p}", "all", "median_chi2_per_pixel")),
-    ("median Δ̄ without redshift alignment", None, True, ("quality", "predictors", "{p}", "all", "as_predicted",
-                                                        "median_mean_relative_deviation")),
-    ("median MSE without redshift alignment", None, True, ("quality", "predictors", "{p}", "all", "as_predicted", "median_mse")),
+    (
+        "median Δ̄ without redshift alignment",
+        None,
+        True,
+        ("quality", "predictors", "{p}", "all", "as_predicted", "median_mean_relative_deviation"),
+    ),
+    (
+        "median MSE without redshift alignment",
+        None,
+        True,
+        ("quality", "predictors", "{p}", "all", "as_predicted", "median_mse"),
+    ),
     ("redshift σ_MAD of Δz/(1+z)", 0.0118, True, ("redshift", "{p}", "sigma_mad")),
     ("redshift outlier fraction", None, True, ("redshift", "{p}", "outlier_fraction")),
     ("pPXF [M/H] within 0.1 dex", 0.86, False, ("ppxf", "predictors", "{p}", "metallicity", "fraction_within_0.1")),
@@ -677,8 +895,18 @@ HEADLINES = (
     ("pPXF E(B−V) scatter (MAD)", None, True, ("ppxf", "predictors", "{p}", "ebv", "scatter_mad")),
     ("pPXF σ* relative scatter (std)", 0.20, True, ("ppxf", "predictors", "{p}", "sigma_star", "scatter_std")),
     ("pPXF σ* relative scatter (MAD)", None, True, ("ppxf", "predictors", "{p}", "sigma_star", "scatter_mad")),
-    ("Dn4000 Pearson ρ (no spirals)", None, False, ("indices", "predictors", "{p}", "Dn4000", "pearson_rho_without_spirals")),
-    ("[MgFe]′ Pearson ρ (no spirals)", None, False, ("indices", "predictors", "{p}", "MgFe_prime", "pearson_rho_without_spirals")),
+    (
+        "Dn4000 Pearson ρ (no spirals)",
+        None,
+        False,
+        ("indices", "predictors", "{p}", "Dn4000", "pearson_rho_without_spirals"),
+    ),
+    (
+        "[MgFe]′ Pearson ρ (no spirals)",
+        None,
+        False,
+        ("indices", "predictors", "{p}", "MgFe_prime", "pearson_rho_without_spirals"),
+    ),
     ("BPT class accuracy", None, False, ("bpt", "predictors", "{p}", "accuracy")),
     ("AGN accuracy", 0.82, False, ("bpt", "predictors", "{p}", "AGN_accuracy")),
     ("AGN precision", 0.73, False, ("bpt", "predictors", "{p}", "AGN_precision")),
@@ -688,7 +916,10 @@ HEADLINES = (
 TRUTH_ROWS = (
     ("pPXF [M/H] − truth, scatter (MAD)", ("ppxf", "fit_minus_truth", "{p}", "metallicity", "scatter_mad")),
     ("pPXF log age − truth, scatter (MAD)", ("ppxf", "fit_minus_truth", "{p}", "log_age", "scatter_mad")),
-    ("pPXF σ*, relative to truth, scatter (MAD)", ("ppxf", "fit_minus_truth", "{p}", "sigma_star_relative", "scatter_mad")),
+    (
+        "pPXF σ*, relative to truth, scatter (MAD)",
+        ("ppxf", "fit_minus_truth", "{p}", "sigma_star_relative", "scatter_mad"),
+    ),
     ("BPT class accuracy against the true class", ("bpt", "versus_truth", "{p}", "accuracy")),
 )
 
@@ -696,35 +927,68 @@ TRUTH_ROWS = (
 #: How each headline number is computed here, and where that differs from the paper's procedure.
 HEADLINE_METHODS = {
     "median mean relative deviation Δ̄": (
-        "median over test galaxies of the mean over unmasked pixels of |F_pred − F_obs|/F_obs, linear normalised flux (eq. 9), "
-        "after moving the prediction from the redshift measured on it to the observed one and renormalising it in 6900–6950 Å "
-        "(Sect. 5.1)", "the paper does not say how the moved spectrum is renormalised; pixels the moved prediction does not cover "
-        "are left out"),
+        (
+            "median over test galaxies of the mean over unmasked pixels of |F_pred − F_obs|/F_obs, linear normalised flux (eq. 9), "
+            "after moving the prediction from the redshift measured on it to the observed one and renormalising it in 6900–6950 Å "
+            "(Sect. 5.1)"
+        ),
+        (
+            "the paper does not say how the moved spectrum is renormalised; pixels the moved prediction does not cover "
+            "are left out"
+        ),
+    ),
     "fraction with Δ̄ < 10%": ("as Δ̄; a prediction without a measured redshift counts as above 10%", "—"),
-    "median MSE of ln flux": ("mean squared difference of ln flux over unmasked pixels, after the same move",
-                              "the paper's MSE (Table 3) is in the rest frame over 4000–7000 Å"),
+    "median MSE of ln flux": (
+        "mean squared difference of ln flux over unmasked pixels, after the same move",
+        "the paper's MSE (Table 3) is in the rest frame over 4000–7000 Å",
+    ),
     "median χ²/N": ("Σ (F_pred − F_obs)² ivar_obs / N over unmasked pixels, after the same move", "—"),
-    "median Δ̄ without redshift alignment": ("Δ̄ of the prediction as it comes, on the observed wavelength grid",
-                                            "not in the paper; shows what the alignment changes"),
+    "median Δ̄ without redshift alignment": (
+        "Δ̄ of the prediction as it comes, on the observed wavelength grid",
+        "not in the paper; shows what the alignment changes",
+    ),
     "median MSE without redshift alignment": ("MSE of the prediction as it comes", "not in the paper"),
-    "redshift σ_MAD of Δz/(1+z)": ("1.4826 × MAD of Δz/(1+z_spec), z from a χ² scan over principal components of the redshift "
-                                   "library (evaluation.redshift), observed-spectrum noise", "the paper does not describe its redshift "
-                                   "measurement"),
-    "redshift outlier fraction": ("|Δz|/(1+z_spec) > evaluation.redshift.outlier (0.05), a failed fit counted as an outlier", "—"),
-    "pPXF [M/H] within 0.1 dex": ("|[M/H]_pred − [M/H]_obs| ≤ 0.1, light-weighted, each spectrum fitted in the rest frame of its "
-                                  "own redshift (Sect. 5.3) with evaluation.library, regul, Calzetti dust, gas lines, "
-                                  "interstellar/sky masks and 3σ clipping", "the paper uses E-MILES; the default here is BC03 "
-                                  "(config/sdss.yaml uses E-MILES)"),
+    "redshift σ_MAD of Δz/(1+z)": (
+        (
+            "1.4826 × MAD of Δz/(1+z_spec), z from a χ² scan over principal components of the redshift "
+            "library (evaluation.redshift), observed-spectrum noise"
+        ),
+        "the paper does not describe its redshift measurement",
+    ),
+    "redshift outlier fraction": (
+        "|Δz|/(1+z_spec) > evaluation.redshift.outlier (0.05), a failed fit counted as an outlier",
+        "—",
+    ),
+    "pPXF [M/H] within 0.1 dex": (
+        (
+            "|[M/H]_pred − [M/H]_obs| ≤ 0.1, light-weighted, each spectrum fitted in the rest frame of its "
+            "own redshift (Sect. 5.3) with evaluation.library, regul, Calzetti dust, gas lines, "
+            "interstellar/sky masks and 3σ clipping"
+        ),
+        "the paper uses E-MILES; the default here is BC03 (config/sdss.yaml uses E-MILES)",
+    ),
     "pPXF log age scatter (MAD)": ("1.4826 × MAD of log age_obs − log age_pred (light-weighted)", "—"),
     "pPXF E(B−V) scatter (MAD)": ("1.4826 × MAD of the stellar E(B−V) difference (Calzetti, A_V/4.05)", "—"),
     "pPXF σ* relative scatter (std)": ("standard deviation of (σ*_obs − σ*_pred)/σ*_obs", "—"),
     "pPXF σ* relative scatter (MAD)": ("1.4826 × MAD of (σ*_obs − σ*_pred)/σ*_obs", "not in the paper"),
-    "Dn4000 Pearson ρ (no spirals)": ("Pearson ρ of Dn4000 (Balogh et al. 1999) of predicted and observed rest-frame spectra, "
-                                      "Galaxy Zoo spirals excluded (Figure 7)", "—"),
-    "[MgFe]′ Pearson ρ (no spirals)": ("as Dn4000, [MgFe]′ from Lick indices corrected for σ* with the pPXF model", "—"),
-    "BPT class accuracy": ("passive if EW(Hα) < 1 Å or a line missing (evaluation.lines.detection), else star-forming below "
-                           "Kauffmann et al. (2003), AGN above; lines after subtracting the FIREFLY-method continuum (Sect. 5.7)",
-                           "the paper also labels passive by visual inspection"),
+    "Dn4000 Pearson ρ (no spirals)": (
+        (
+            "Pearson ρ of Dn4000 (Balogh et al. 1999) of predicted and observed rest-frame spectra, "
+            "Galaxy Zoo spirals excluded (Figure 7)"
+        ),
+        "—",
+    ),
+    "[MgFe]′ Pearson ρ (no spirals)": (
+        "as Dn4000, [MgFe]′ from Lick indices corrected for σ* with the pPXF model",
+        "—",
+    ),
+    "BPT class accuracy": (
+        (
+            "passive if EW(Hα) < 1 Å or a line missing (evaluation.lines.detection), else star-forming below "
+            "Kauffmann et al. (2003), AGN above; lines after subtracting the FIREFLY-method continuum (Sect. 5.7)"
+        ),
+        "the paper also labels passive by visual inspection",
+    ),
     "AGN accuracy": ("AGN against the rest, observed spectra's class as truth", "—"),
     "AGN precision": ("as AGN accuracy", "—"),
     "AGN recall": ("as AGN accuracy", "—"),
@@ -770,58 +1034,122 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
     loaded = {name: json.loads(Path(path).read_text()) for name, path in summaries.items()}
     present = [p for p in PREDICTORS if p in loaded["quality"].get("predictors", {"predicted": None})]
     dataset = "the embedded mock SDSS survey" if survey == "mock" else "SDSS"
-    rows = [{"quantity": label, "paper": paper, "lower_is_better": lower, "target": path[0],
-             "values": {p: _lookup(loaded, path, p) for p in present}} for label, paper, lower, path in HEADLINES]
+    rows = [
+        {
+            "quantity": label,
+            "paper": paper,
+            "lower_is_better": lower,
+            "target": path[0],
+            "values": {p: _lookup(loaded, path, p) for p in present},
+        }
+        for label, paper, lower, path in HEADLINES
+    ]
     n_test = loaded["quality"]["all"]["n"]
-    summary = {"dataset": dataset, "survey": survey, "n_test": n_test, "preset": preset,
-               "paper": "Doorenbos, Sextl et al. 2024, ApJ 977, 131 (SDSS DR12, 1,506 test galaxies)",
-               "predictors": {p: PREDICTOR_LABELS[p] for p in present}, "headlines": rows}
+    summary = {
+        "dataset": dataset,
+        "survey": survey,
+        "n_test": n_test,
+        "preset": preset,
+        "paper": "Doorenbos, Sextl et al. 2024, ApJ 977, 131 (SDSS DR12, 1,506 test galaxies)",
+        "predictors": {p: PREDICTOR_LABELS[p] for p in present},
+        "headlines": rows,
+    }
     if "bpt" in loaded and "monte_carlo" in loaded["bpt"]:
-        summary["agn_monte_carlo_spread"] = {k: loaded["bpt"]["monte_carlo"]["scores"][k]["std"]
-                                             for k in ("AGN_accuracy", "AGN_precision", "AGN_recall")}
+        summary["agn_monte_carlo_spread"] = {
+            k: loaded["bpt"]["monte_carlo"]["scores"][k]["std"] for k in ("AGN_accuracy", "AGN_precision", "AGN_recall")
+        }
     if survey == "mock":
-        summary["versus_truth"] = [{"quantity": label, "values": {k: _lookup(loaded, path, k) for k in ("observed", *present)}}
-                                   for label, path in TRUTH_ROWS]
+        summary["versus_truth"] = [
+            {"quantity": label, "values": {k: _lookup(loaded, path, k) for k in ("observed", *present)}}
+            for label, path in TRUTH_ROWS
+        ]
     summary["predicted_beats_knn"] = beats(summary) if "knn" in present else {}
     summary["median_beats_knn"] = beats(summary, "median") if {"knn", "median"} <= set(present) else {}
     header = ["quantity", *(PREDICTOR_LABELS[p] for p in present), "paper (SDSS)"]
-    lines = [f"# img2spec evaluation: headline numbers ({dataset})", "",
-             f"Ours: {n_test} test galaxies of {dataset}, networks of the `{preset}` preset. Paper: {summary['paper']}.",
-             "Every predictor goes through the same metrics and the same fits against the same observed spectra.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# img2spec evaluation: headline numbers ({dataset})",
+        "",
+        f"Ours: {n_test} test galaxies of {dataset}, networks of the `{preset}` preset. Paper: {summary['paper']}.",
+        "Every predictor goes through the same metrics and the same fits against the same observed spectra.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row in rows:
         cells = [_cell(row["values"][p]) for p in present]
-        lines.append(f"| {row['quantity']} | " + " | ".join(cells) + f" | {_cell(row['paper']) if row['paper'] is not None else '—'} |")
+        lines.append(
+            f"| {row['quantity']} | "
+            + " | ".join(cells)
+            + f" | {_cell(row['paper']) if row['paper'] is not None else '—'} |"
+        )
     if summary["predicted_beats_knn"]:
-        for who, key in (("selected candidate", "predicted_beats_knn"), ("median of the candidates", "median_beats_knn")):
+        for who, key in (
+            ("selected candidate", "predicted_beats_knn"),
+            ("median of the candidates", "median_beats_knn"),
+        ):
             verdict = summary[key]
             if not verdict:
                 continue
             won, lost, tied = ([q for q, v in verdict.items() if v == outcome] for outcome in ("wins", "loses", "tie"))
-            lines += ["", f"The networks' {who} beats the nearest-neighbour baseline on {len(won)} of "
-                      f"{len(won) + len(lost) + len(tied)} rows" + (f"; it loses on: {', '.join(lost)}" if lost else "")
-                      + (f"; ties on: {', '.join(tied)}" if tied else "") + "."]
+            lines += [
+                "",
+                f"The networks' {who} beats the nearest-neighbour baseline on {len(won)} of "
+                f"{len(won) + len(lost) + len(tied)} rows"
+                + (f"; it loses on: {', '.join(lost)}" if lost else "")
+                + (f"; ties on: {', '.join(tied)}" if tied else "")
+                + ".",
+            ]
     if "agn_monte_carlo_spread" in summary:
         spread = summary["agn_monte_carlo_spread"]
-        lines += ["", "Monte-Carlo spread of the networks' AGN scores under the paper's line errors: "
-                  + ", ".join(f"{k.replace('AGN_', '')} ± {v:.2g}" for k, v in spread.items()) + "."]
+        lines += [
+            "",
+            "Monte-Carlo spread of the networks' AGN scores under the paper's line errors: "
+            + ", ".join(f"{k.replace('AGN_', '')} ± {v:.2g}" for k, v in spread.items())
+            + ".",
+        ]
     if "predictions" in loaded and "coverage_of_16_84_band" in loaded["predictions"]:
         band = loaded["predictions"]
-        summary["band_coverage"] = {key: band.get(key) for key in ("coverage_of_16_84_band", "coverage_of_16_84_band_as_drawn", "band_scale",
-                                                                     "coverage_of_16_84_band_by_morphology")}
+        summary["band_coverage"] = {
+            key: band.get(key)
+            for key in (
+                "coverage_of_16_84_band",
+                "coverage_of_16_84_band_as_drawn",
+                "band_scale",
+                "coverage_of_16_84_band_by_morphology",
+            )
+        }
         by_morphology = ", ".join(f"{m} {v:.2f}" for m, v in band["coverage_of_16_84_band_by_morphology"].items())
-        lines += ["", f"Uncertainty band: the 16–84% band of the candidates holds {band['coverage_of_16_84_band']:.2f} of the test "
-                  f"galaxies' observed pixels (nominal 0.68; {by_morphology}); as drawn, before its calibration on validation "
-                  f"galaxies (× {band.get('band_scale', 1.0):.2f}), {band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."]
+        lines += [
+            "",
+            (
+                f"Uncertainty band: the 16–84% band of the candidates holds {band['coverage_of_16_84_band']:.2f} of the test "
+                f"galaxies' observed pixels (nominal 0.68; {by_morphology}); as drawn, before its calibration on validation "
+                f"galaxies (× {band.get('band_scale', 1.0):.2f}), {band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."
+            ),
+        ]
     if survey == "mock":
         truth_header = ["quantity", "observed spectrum", *(PREDICTOR_LABELS[p] for p in present)]
-        lines += ["", "## Against the mock's truth", "", "| " + " | ".join(truth_header) + " |", "|" + "---|" * len(truth_header)]
+        lines += [
+            "",
+            "## Against the mock's truth",
+            "",
+            "| " + " | ".join(truth_header) + " |",
+            "|" + "---|" * len(truth_header),
+        ]
         for row in summary["versus_truth"]:
-            lines.append(f"| {row['quantity']} | " + " | ".join(_cell(row["values"][k]) for k in ("observed", *present)) + " |")
-    lines += ["", "## How each number is computed", "",
-              "Every row compares a predictor's spectrum with the observed spectrum of the same galaxy; fractions and scatters compare",
-              "the fit of one with the fit of the other. Sources: `results/evaluation/<target>/summary.json`.", "",
-              "| quantity | how | differs from the paper |", "|---|---|---|"]
+            lines.append(
+                f"| {row['quantity']} | " + " | ".join(_cell(row["values"][k]) for k in ("observed", *present)) + " |"
+            )
+    lines += [
+        "",
+        "## How each number is computed",
+        "",
+        "Every row compares a predictor's spectrum with the observed spectrum of the same galaxy; fractions and scatters compare",
+        "the fit of one with the fit of the other. Sources: `results/evaluation/<target>/summary.json`.",
+        "",
+        "| quantity | how | differs from the paper |",
+        "|---|---|---|",
+    ]
     lines += [f"| {label} | {HEADLINE_METHODS[label][0]} | {HEADLINE_METHODS[label][1]} |" for label, *_ in HEADLINES]
     for path, text in ((out_json, json.dumps(summary, indent=2, default=float)), (out_md, "\n".join(lines) + "\n")):
         with atomic_output(path) as tmp:

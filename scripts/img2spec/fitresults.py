@@ -11,7 +11,12 @@ from .spectral import BPT_LINES
 
 #: Keys of :func:`img2spec.toolbox.lines.measure_lines`' result: flux and error of each BPT line
 #: [f_λ × Å], the gas velocity and σ [km/s], EW(Hα) [Å].
-LINE_KEYS = (*(f"{kind}_{name}" for name in BPT_LINES for kind in ("flux", "flux_err")), "gas_velocity", "gas_sigma", "ew_Halpha")
+LINE_KEYS = (
+    *(f"{kind}_{name}" for name in BPT_LINES for kind in ("flux", "flux_err")),
+    "gas_velocity",
+    "gas_sigma",
+    "ew_Halpha",
+)
 
 #: Per-galaxy values each fitter contributes to a chunk's table.
 PPXF_COLUMNS = ("velocity", "sigma_star", "log_age", "metallicity", "ebv")
@@ -39,7 +44,8 @@ def line_column(continuum: str, key: str) -> str:
 
 #: Every column of a fit table, in order: the one schema its writer and readers share.
 FIT_COLUMNS = (
-    *FIT_ID_COLUMNS, "z_fit",
+    *FIT_ID_COLUMNS,
+    "z_fit",
     *(fit_column("ppxf", f"{key}{suffix}") for key in PPXF_COLUMNS for suffix in ("", "_err")),
     *(fit_column("ppxf", key) for key in ("chi2_per_pixel", "n_masked", "n_clipped", "seconds")),
     *(fit_column("firefly", f"{key}{suffix}") for key in FIREFLY_COLUMNS for suffix in ("", "_err")),

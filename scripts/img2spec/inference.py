@@ -12,9 +12,9 @@ results do not depend on batch sizes or on which other galaxies are predicted al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -67,7 +67,7 @@ class InferenceSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, section: dict) -> "InferenceSettings":
+    def from_config(cls, section: dict) -> InferenceSettings:
         """Settings of the workflow's ``inference`` section (``device`` and ``threads`` are the caller's)."""
         return settings_from_section(cls, section, ignore=("device", "threads"))
 
@@ -87,7 +87,7 @@ class TrainedModels:
     wave_lowres: np.ndarray
 
     @classmethod
-    def load(cls, checkpoints: dict[str, str | Path], wave, wave_lowres, device: str = "cpu") -> "TrainedModels":
+    def load(cls, checkpoints: dict[str, str | Path], wave, wave_lowres, device: str = "cpu") -> TrainedModels:
         tasks = {}
         for name, path in checkpoints.items():
             task_class = DiffusionTask if network(name).is_diffusion else ContrastiveTask
@@ -95,7 +95,9 @@ class TrainedModels:
         return cls(**tasks, wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
 
     @classmethod
-    def from_dataset(cls, checkpoints: dict[str, str | Path], dataset_h5: str | Path, device: str = "cpu") -> "TrainedModels":
+    def from_dataset(
+        cls, checkpoints: dict[str, str | Path], dataset_h5: str | Path, device: str = "cpu"
+    ) -> TrainedModels:
         """The networks with the wavelength grids of the dataset they were trained on."""
         with DatasetFile(dataset_h5) as data:
             return cls.load(checkpoints, data.wave, data.wave_lowres, device)
@@ -137,8 +139,13 @@ def check_images(images: np.ndarray, source: str) -> dict[int, str]:
 
 
 @torch.no_grad()
-def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, settings: InferenceSettings,
-                    log: Callable[[str], None] = lambda message: None) -> dict[str, np.ndarray]:
+def predict_spectra(
+    models: TrainedModels,
+    images: np.ndarray,
+    ids: np.ndarray,
+    settings: InferenceSettings,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, np.ndarray]:
     """Predict spectra for cubes ``images`` (N, 5, 64, 64) [nanomaggies] of galaxies ``ids``.
 
     Returns
@@ -165,8 +172,15 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         raw = images[start : start + b]
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
-        lowres = cdm_lr.sample(*_network_input(cdm_lr, raw, device), None, s.sampler, s.steps, _generators(s.seed, chunk_ids, 0, s.k_lr, device),
-                               spacing, repeats=s.k_lr)
+        lowres = cdm_lr.sample(
+            *_network_input(cdm_lr, raw, device),
+            None,
+            s.sampler,
+            s.steps,
+            _generators(s.seed, chunk_ids, 0, s.k_lr, device),
+            spacing,
+            repeats=s.k_lr,
+        )
         lowres_ln = cdm_lr.stats.restore(lowres)
         lowres_full = (lowres_ln @ interp).view(b, s.k_lr, n_full)
         ranker = models.contrastive_lr
@@ -177,10 +191,23 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         kept_ln = torch.gather(lowres_ln.view(b, s.k_lr, n_low), 1, kept[..., None].expand(-1, -1, n_low))
 
         # full resolution: k_sr candidates from each kept low-resolution spectrum
-        condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
-        full = cdm_sr.sample(*_network_input(cdm_sr, raw, device), condition, s.sampler, s.steps,
-                             _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device), spacing, repeats=s.keep_lr * s.k_sr)
-        parents = torch.gather(lowres_full, 1, kept[..., None].expand(-1, -1, n_full)).repeat_interleave(s.k_sr, dim=1).view(-1, n_full)
+        condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(
+            s.k_sr, dim=0
+        )
+        full = cdm_sr.sample(
+            *_network_input(cdm_sr, raw, device),
+            condition,
+            s.sampler,
+            s.steps,
+            _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device),
+            spacing,
+            repeats=s.keep_lr * s.k_sr,
+        )
+        parents = (
+            torch.gather(lowres_full, 1, kept[..., None].expand(-1, -1, n_full))
+            .repeat_interleave(s.k_sr, dim=1)
+            .view(-1, n_full)
+        )
         full_ln = cdm_sr.stats.restore(full)
         if cdm_sr.residual:
             full_ln = full_ln + parents
@@ -188,7 +215,9 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         ranker = models.contrastive_sr
         image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
         spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(full_ln.reshape(-1, n_full)))
-        score_sr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1]))
+        score_sr = torch.einsum(
+            "bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1])
+        )
         best = score_sr.argmax(dim=1)
         rows = torch.arange(b, device=device)
         out["flux"].append(full_ln[rows, best].cpu().numpy())
@@ -198,7 +227,9 @@ def predict_spectra(models: TrainedModels, images: np.ndarray, ids: np.ndarray, 
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
         pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
-        out["percentiles"].append(np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2))  # torch.quantile caps at 2**24 values
+        out["percentiles"].append(
+            np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2)
+        )  # torch.quantile caps at 2**24 values
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
     for i, p in enumerate(s.percentiles):
@@ -239,7 +270,9 @@ def band_scale(bands: dict[float, np.ndarray], observed_ln: np.ndarray, mask: np
     """
     levels = sorted(bands)
     if 50.0 not in bands or levels[0] >= 50 or levels[-1] <= 50:
-        raise ValueError(f"inference.percentiles {levels}: calibrating the band needs 50 and one percentile on each side of it")
+        raise ValueError(
+            f"inference.percentiles {levels}: calibrating the band needs 50 and one percentile on each side of it"
+        )
     median, lower, upper = bands[50.0], bands[levels[0]], bands[levels[-1]]
     above = observed_ln >= median
     width = np.where(above, upper - median, median - lower)
@@ -262,7 +295,9 @@ def _apply_band_scale(result: dict[str, np.ndarray], settings: InferenceSettings
         result[f"flux_p{p:g}"] = band
 
 
-def calibrate_bands(dataset_path, checkpoints: dict, settings: InferenceSettings, out_json, device: str = "cpu") -> dict:
+def calibrate_bands(
+    dataset_path, checkpoints: dict, settings: InferenceSettings, out_json, device: str = "cpu"
+) -> dict:
     """Predict the first ``settings.calibration_galaxies`` validation galaxies and write the band's scale factor.
 
     The JSON holds ``band_scale`` (1 when no galaxy is to be used), the galaxies used and the
@@ -283,9 +318,12 @@ def calibrate_bands(dataset_path, checkpoints: dict, settings: InferenceSettings
         factor = band_scale(bands, observed, mask)
         low, high = min(settings.percentiles), max(settings.percentiles)
         scaled = scale_bands(bands, factor)
-        summary.update(n_galaxies=int(rows.size), band_scale=factor,
-                       coverage_before=band_coverage(bands[low], bands[high], observed, mask),
-                       coverage_after=band_coverage(scaled[low], scaled[high], observed, mask))
+        summary.update(
+            n_galaxies=int(rows.size),
+            band_scale=factor,
+            coverage_before=band_coverage(bands[low], bands[high], observed, mask),
+            coverage_after=band_coverage(scaled[low], scaled[high], observed, mask),
+        )
     with atomic_output(out_json) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
     return summary
@@ -298,15 +336,23 @@ def read_band_scale(calibration_json: str | Path) -> float:
     return float(json.loads(Path(calibration_json).read_text())["band_scale"])
 
 
-def write_prediction_fits(path: str | Path, specobjid: int, wave: np.ndarray, flux_ln: np.ndarray, bands: dict[str, np.ndarray],
-                          meta: dict | None = None) -> None:
+def write_prediction_fits(
+    path: str | Path,
+    specobjid: int,
+    wave: np.ndarray,
+    flux_ln: np.ndarray,
+    bands: dict[str, np.ndarray],
+    meta: dict | None = None,
+) -> None:
     """One predicted spectrum as a FITS binary table readable by any spectroscopic tool.
 
     Columns: ``WAVELENGTH`` [Å, vacuum, observed frame], ``FLUX`` (normalised to mean 1 in
     6900–6950 Å, linear), and ``FLUX_P16`` etc. for the percentile bands.
     """
-    columns = [fits.Column("WAVELENGTH", "D", unit="Angstrom", array=wave),
-               fits.Column("FLUX", "E", unit="normalised", array=np.exp(flux_ln))]
+    columns = [
+        fits.Column("WAVELENGTH", "D", unit="Angstrom", array=wave),
+        fits.Column("FLUX", "E", unit="normalised", array=np.exp(flux_ln)),
+    ]
     for name, values in bands.items():
         columns.append(fits.Column(name.upper(), "E", unit="normalised", array=np.exp(values)))
     table = fits.BinTableHDU.from_columns(columns, name="PREDICTION")
@@ -338,8 +384,17 @@ def _write_predictions(path, ids, result, wave, wave_lowres, settings: Inference
         h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
 
 
-def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, fits_dir, summary_json, figure_png,
-                    device: str = "cpu", band_factor: float = 1.0) -> dict:
+def predict_dataset(
+    dataset_path,
+    checkpoints: dict,
+    settings: InferenceSettings,
+    out_h5,
+    fits_dir,
+    summary_json,
+    figure_png,
+    device: str = "cpu",
+    band_factor: float = 1.0,
+) -> dict:
     """Predict the test split of ``dataset.h5``; write predictions, per-galaxy FITS, summary and figure.
 
     ``band_factor`` scales the bands' distances from the median (from :func:`calibrate_bands`); the
@@ -349,6 +404,7 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
     import time
 
     from . import metrics, plots
+
     with DatasetFile(dataset_path) as data:
         rows = data.rows("test")
         images, observed, mask = (data.read(key, rows) for key in ("images", "flux", "mask"))
@@ -364,8 +420,14 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
         bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
-        write_prediction_fits(Path(fits_dir) / f"{int(sid)}.fits", sid, models.wave, result["flux"][i], bands,
-                              {"SAMPLER": settings.sampler, "STEPS": settings.steps})
+        write_prediction_fits(
+            Path(fits_dir) / f"{int(sid)}.fits",
+            sid,
+            models.wave,
+            result["flux"][i],
+            bands,
+            {"SAMPLER": settings.sampler, "STEPS": settings.steps},
+        )
     deviation = metrics.mean_relative_deviation(result["flux"], observed, mask)
     squared = metrics.mse(result["flux"], observed, mask)
     summary = {
@@ -378,15 +440,26 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
         "median_mean_relative_deviation": float(np.median(deviation)),
         "fraction_mean_relative_deviation_below_10pct": float(np.mean(deviation < 0.1)),
         "median_mse": float(np.median(squared)),
-        "median_mean_relative_deviation_of_candidates_median": float(np.median(
-            metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))) if 50.0 in settings.percentiles else None,
+        "median_mean_relative_deviation_of_candidates_median": float(
+            np.median(metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))
+        )
+        if 50.0 in settings.percentiles
+        else None,
         "band_scale": band_factor,
         "coverage_of_16_84_band_as_drawn": coverage_as_drawn,
         "coverage_of_16_84_band": band_coverage(result[lo], result[hi], observed, mask),
-        "coverage_of_16_84_band_by_morphology": {m: band_coverage(result[lo][morphology == m], result[hi][morphology == m],
-                                                                          observed[morphology == m], mask[morphology == m])
-                                                 for m in sorted(set(morphology))},
-        "median_mean_relative_deviation_by_morphology": {m: float(np.median(deviation[morphology == m])) for m in sorted(set(morphology))},
+        "coverage_of_16_84_band_by_morphology": {
+            m: band_coverage(
+                result[lo][morphology == m],
+                result[hi][morphology == m],
+                observed[morphology == m],
+                mask[morphology == m],
+            )
+            for m in sorted(set(morphology))
+        },
+        "median_mean_relative_deviation_by_morphology": {
+            m: float(np.median(deviation[morphology == m])) for m in sorted(set(morphology))
+        },
     }
     Path(summary_json).write_text(json.dumps(summary, indent=2))
     picks = []
@@ -394,13 +467,29 @@ def predict_dataset(dataset_path, checkpoints: dict, settings: InferenceSettings
         picks += list(np.flatnonzero(morphology == name)[:2])
     picks = picks[:6] or list(range(min(4, ids.size)))
     labels = [f"specObjID {ids[i]}  {morphology[i]}  Δ̄ = {100 * deviation[i]:.1f}%" for i in picks]
-    plots.prediction_examples(models.wave, observed[picks], result["flux"][picks], result[lo][picks], result[hi][picks],
-                              images[picks], labels, figure_png)
+    plots.prediction_examples(
+        models.wave,
+        observed[picks],
+        result["flux"][picks],
+        result[lo][picks],
+        result[hi][picks],
+        images[picks],
+        labels,
+        figure_png,
+    )
     return summary
 
 
-def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: InferenceSettings, out_h5, rejects_csv,
-                      device: str = "cpu", band_factor: float = 1.0) -> int:
+def predict_cube_file(
+    cubes_path,
+    dataset_path,
+    checkpoints: dict,
+    settings: InferenceSettings,
+    out_h5,
+    rejects_csv,
+    device: str = "cpu",
+    band_factor: float = 1.0,
+) -> int:
     """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels or a band all zero are
     listed in ``rejects_csv`` with the reason, and the others go on.
 
@@ -423,8 +512,9 @@ def predict_cube_file(cubes_path, dataset_path, checkpoints: dict, settings: Inf
     problems = check_images(images, str(cubes_path))
     bad = np.array(sorted(problems), dtype=int)
     good = np.setdiff1d(np.arange(ids.size), bad)
-    pd.DataFrame({"specObjID": ids[bad], "reason": [problems[i] for i in bad],
-                  "file": [str(cubes_path)] * bad.size}).to_csv(rejects_csv, index=False)
+    pd.DataFrame(
+        {"specObjID": ids[bad], "reason": [problems[i] for i in bad], "file": [str(cubes_path)] * bad.size}
+    ).to_csv(rejects_csv, index=False)
     if good.size == 0:
         raise InputError(f"{cubes_path}: no usable cube (e.g. specObjID {ids[bad[0]]}: {problems[bad[0]]})")
     result = predict_spectra(models, images[good], ids[good], settings)

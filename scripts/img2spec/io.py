@@ -15,9 +15,10 @@ import tempfile
 import threading
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import h5py
 import numpy as np
@@ -30,15 +31,38 @@ BANDS = ("u", "g", "r", "i", "z")
 #: file; petroMag_r is the cut that stands in for the paper's private object list).  The mock
 #: survey writes exactly these.
 SAMPLE_COLUMNS = (
-    "specObjID", "objID", "ra", "dec",
-    "firstRelease", "programname", "instrument", "run2d",
-    "z", "zErr", "velDisp", "velDispErr",
-    *(f"petroRad_{b}" for b in BANDS), *(f"petroR90_{b}" for b in BANDS), *(f"fiberMag_{b}" for b in BANDS),
-    "extinction_r", "plateSN2",
-    *(f"modelMag_{b}" for b in BANDS), *(f"cModelMag_{b}" for b in BANDS),
-    "p_mg", "p_el_debiased", "p_cs_debiased", "spiral", "elliptical", "uncertain",
-    "logMass_Maraston09", "logMass_ConroyDust", "logMass_ConroyNoDust",
-    "plate", "mjd", "fiberID", "petroMag_r",
+    "specObjID",
+    "objID",
+    "ra",
+    "dec",
+    "firstRelease",
+    "programname",
+    "instrument",
+    "run2d",
+    "z",
+    "zErr",
+    "velDisp",
+    "velDispErr",
+    *(f"petroRad_{b}" for b in BANDS),
+    *(f"petroR90_{b}" for b in BANDS),
+    *(f"fiberMag_{b}" for b in BANDS),
+    "extinction_r",
+    "plateSN2",
+    *(f"modelMag_{b}" for b in BANDS),
+    *(f"cModelMag_{b}" for b in BANDS),
+    "p_mg",
+    "p_el_debiased",
+    "p_cs_debiased",
+    "spiral",
+    "elliptical",
+    "uncertain",
+    "logMass_Maraston09",
+    "logMass_ConroyDust",
+    "logMass_ConroyNoDust",
+    "plate",
+    "mjd",
+    "fiberID",
+    "petroMag_r",
 )
 #: Columns the query adds for building cubes from SDSS frames (``sdss.cubes.source: frames``); the mock has no frames.
 FRAME_COLUMNS = ("run", "rerun", "camcol", "field")
@@ -122,7 +146,11 @@ def _table_rows(path: Path, hdu: fits.BinTableHDU) -> np.ndarray:
         if code == "A":
             fields.append((header[f"TTYPE{i}"], f"S{count}"))
         else:
-            fields.append((header[f"TTYPE{i}"], _TFORM_DTYPES[code], (count,)) if count > 1 else (header[f"TTYPE{i}"], _TFORM_DTYPES[code]))
+            fields.append(
+                (header[f"TTYPE{i}"], _TFORM_DTYPES[code], (count,))
+                if count > 1
+                else (header[f"TTYPE{i}"], _TFORM_DTYPES[code])
+            )
     dtype = np.dtype(fields)
     if dtype.itemsize != header["NAXIS1"]:
         raise InputError(f"{path}: {hdu.name} rows are {header['NAXIS1']} bytes, columns add up to {dtype.itemsize}")
@@ -217,12 +245,7 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF, flux
         raise InputError(f"{path}: SPECOBJID {meta['specobjid']!r} is not an integer") from err
     if loglam.size < 2 or np.any(~np.isfinite(loglam)) or np.any(np.diff(loglam) <= 0):
         raise InputError(f"{path}: loglam is not a finite increasing grid")
-    bad = (
-        ~np.isfinite(flux)
-        | ~np.isfinite(ivar)
-        | (ivar <= 0)
-        | ((and_mask & bad_bits) != 0)
-    )
+    bad = ~np.isfinite(flux) | ~np.isfinite(ivar) | (ivar <= 0) | ((and_mask & bad_bits) != 0)
     if bad.all():
         raise InputError(f"{path}: every pixel is bad (ivar = 0, masked or non-finite)")
     flux = np.where(np.isfinite(flux), flux, 0.0)
@@ -231,8 +254,14 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF, flux
 
 
 _COADD_DTYPE = [
-    ("flux", ">f4"), ("loglam", ">f4"), ("ivar", ">f4"), ("and_mask", ">i4"),
-    ("or_mask", ">i4"), ("wdisp", ">f4"), ("sky", ">f4"), ("model", ">f4"),
+    ("flux", ">f4"),
+    ("loglam", ">f4"),
+    ("ivar", ">f4"),
+    ("and_mask", ">i4"),
+    ("or_mask", ">i4"),
+    ("wdisp", ">f4"),
+    ("sky", ">f4"),
+    ("model", ">f4"),
 ]
 
 
@@ -370,11 +399,7 @@ def _npz_member_memmap(path: Path, member: str) -> np.ndarray | None:
         extra_len = int.from_bytes(local_header[28:30], "little")
         fh.seek(info.header_offset + 30 + name_len + extra_len)
         version = np.lib.format.read_magic(fh)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(fh)
         offset = fh.tell()
     if fortran:
@@ -428,10 +453,10 @@ class CubeFile:
             self._pixels = None  # release the memory map before its file goes
             self._scratch.cleanup()
 
-    def __enter__(self) -> "CubeFile":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -526,10 +551,14 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
         cache.mkdir(parents=True, exist_ok=True)
         unpacked = cache / f"{path.stem}.cube.npy"
         if not unpacked.exists() or unpacked.stat().st_mtime < path.stat().st_mtime:
-            with zipfile.ZipFile(path) as archive, archive.open("cube.npy") as src:
-                with atomic_output(unpacked) as tmp, open(tmp, "wb") as dst:
-                    while chunk := src.read(1 << 24):
-                        dst.write(chunk)
+            with (
+                zipfile.ZipFile(path) as archive,
+                archive.open("cube.npy") as src,
+                atomic_output(unpacked) as tmp,
+                open(tmp, "wb") as dst,
+            ):
+                while chunk := src.read(1 << 24):
+                    dst.write(chunk)
         pixels = np.load(unpacked, mmap_mode="r")
     try:
         _check_cube_shape(path, pixels.shape, bands)
@@ -546,20 +575,21 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
 def write_cube_file(path: str | os.PathLike, cubes: np.ndarray, labels: np.ndarray) -> None:
     """Write cubes (N, 64, 64, 5) float32 ugriz and their label record array as an uncompressed npz."""
     _check_cube_shape(Path(path), cubes.shape, None)
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, cube=np.asarray(cubes, np.float32), labels=labels, bands=np.array(BANDS))
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, cube=np.asarray(cubes, np.float32), labels=labels, bands=np.array(BANDS))
 
 
 def write_cube_archive(path: str | os.PathLike, cube_npy: str | os.PathLike, labels: np.ndarray) -> None:
     """Write the npz of :func:`write_cube_file` from cubes already in an ``.npy`` file (e.g. a memmap), without loading them."""
-    with atomic_output(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            archive.write(cube_npy, "cube.npy")
-            with archive.open("labels.npy", "w") as fh:
-                np.lib.format.write_array(fh, np.asarray(labels))
-            with archive.open("bands.npy", "w") as fh:
-                np.lib.format.write_array(fh, np.array(BANDS))
+    with (
+        atomic_output(path) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+        archive.write(cube_npy, "cube.npy")
+        with archive.open("labels.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.asarray(labels))
+        with archive.open("bands.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.array(BANDS))
 
 
 def read_h5_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:

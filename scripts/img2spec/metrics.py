@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def mean_relative_deviation(predicted_ln: np.ndarray, observed_ln: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def mean_relative_deviation(
+    predicted_ln: np.ndarray, observed_ln: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Δ̄ per spectrum (the paper's eq. 9): mean over good pixels of |F_pred − F_obs| / F_obs.
 
     Parameters
@@ -27,14 +29,18 @@ def mse(predicted_ln: np.ndarray, observed_ln: np.ndarray, mask: np.ndarray | No
     return np.where(good, (predicted_ln - observed_ln) ** 2, 0.0).sum(axis=1) / np.maximum(good.sum(axis=1), 1)
 
 
-def band_coverage(lower_ln: np.ndarray, upper_ln: np.ndarray, observed_ln: np.ndarray, mask: np.ndarray | None = None) -> float:
+def band_coverage(
+    lower_ln: np.ndarray, upper_ln: np.ndarray, observed_ln: np.ndarray, mask: np.ndarray | None = None
+) -> float:
     """Fraction of good observed pixels inside [lower, upper] (0.68 for calibrated 16–84% bands)."""
     good = np.ones_like(observed_ln, bool) if mask is None else ~mask
     inside = (observed_ln >= lower_ln) & (observed_ln <= upper_ln)
     return float(inside[good].mean())
 
 
-def chi2_per_pixel(predicted_ln: np.ndarray, observed_ln: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def chi2_per_pixel(
+    predicted_ln: np.ndarray, observed_ln: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """χ²/N per spectrum in linear normalised flux with the observed inverse variance (good pixels with ivar > 0)."""
     good = (ivar > 0) if mask is None else (~mask & (ivar > 0))
     residual = np.exp(predicted_ln) - np.exp(observed_ln)
@@ -64,13 +70,25 @@ def classification_scores(actual: np.ndarray, predicted: np.ndarray, positive: s
         return {
             "accuracy": float(np.mean(actual == predicted)),
             f"{positive}_accuracy": float(np.mean((actual == positive) == (predicted == positive))),
-            f"{positive}_precision": float(true_pos / np.sum(predicted == positive)) if np.any(predicted == positive) else float("nan"),
-            f"{positive}_recall": float(true_pos / np.sum(actual == positive)) if np.any(actual == positive) else float("nan"),
+            f"{positive}_precision": float(true_pos / np.sum(predicted == positive))
+            if np.any(predicted == positive)
+            else float("nan"),
+            f"{positive}_recall": float(true_pos / np.sum(actual == positive))
+            if np.any(actual == positive)
+            else float("nan"),
         }
 
 
-def monte_carlo_scores(classify_actual, classify_predicted, actual: dict, predicted: dict, relative_errors: dict[str, float],
-                       ew_error: float, draws: int, seed: int = 0) -> dict[str, dict[str, float]]:
+def monte_carlo_scores(
+    classify_actual,
+    classify_predicted,
+    actual: dict,
+    predicted: dict,
+    relative_errors: dict[str, float],
+    ew_error: float,
+    draws: int,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Mean and spread of :func:`classification_scores` when the measurements are perturbed.
 
     Parameters
@@ -92,6 +110,11 @@ def monte_carlo_scores(classify_actual, classify_predicted, actual: dict, predic
         fluxes = {k: v * (1 + relative_errors[k] * rng.standard_normal(v.shape)) for k, v in inputs["fluxes"].items()}
         return classify(fluxes, inputs["ew"] + ew_error * rng.standard_normal(inputs["ew"].shape))
 
-    samples = [classification_scores(perturbed(classify_actual, actual), perturbed(classify_predicted, predicted)) for _ in range(draws)]
-    return {key: {"mean": float(np.nanmean([s[key] for s in samples])), "std": float(np.nanstd([s[key] for s in samples]))}
-            for key in samples[0]}
+    samples = [
+        classification_scores(perturbed(classify_actual, actual), perturbed(classify_predicted, predicted))
+        for _ in range(draws)
+    ]
+    return {
+        key: {"mean": float(np.nanmean([s[key] for s in samples])), "std": float(np.nanstd([s[key] for s in samples]))}
+        for key in samples[0]
+    }

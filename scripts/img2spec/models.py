@@ -37,7 +37,9 @@ class BasicBlock(nn.Module):
         self.conv2 = conv(ch, ch, 3, 1, 1, bias=False)
         self.bn2 = norm(ch)
         self.shortcut = (
-            nn.Sequential(conv(in_ch, ch, 1, stride, bias=False), norm(ch)) if stride != 1 or in_ch != ch else nn.Identity()
+            nn.Sequential(conv(in_ch, ch, 1, stride, bias=False), norm(ch))
+            if stride != 1 or in_ch != ch
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,9 +54,14 @@ class Bottleneck(nn.Module):
         super().__init__()
         out_ch = ch * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(in_ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
-            nn.Conv2d(ch, ch, 3, stride, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
-            nn.Conv2d(ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
+            nn.Conv2d(in_ch, ch, 1, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, out_ch, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
         )
         self.shortcut = (
             nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
@@ -92,7 +99,9 @@ class ResNetEncoder(nn.Module):
     pooled (B, C), with C = ``out_dim``.
     """
 
-    def __init__(self, depth: int = 18, width: int = 64, in_bands: int = 5, stem_stride: int = 1, feature_dim: int = 0) -> None:
+    def __init__(
+        self, depth: int = 18, width: int = 64, in_bands: int = 5, stem_stride: int = 1, feature_dim: int = 0
+    ) -> None:
         super().__init__()
         block, layers = RESNET_LAYOUTS[depth]
         self.stem = nn.Sequential(
@@ -136,7 +145,9 @@ class SpectrumEncoder(nn.Module):
 
     def __init__(self, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2)) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(1, width, 7, 2, 3, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv1d(1, width, 7, 2, 3, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)
+        )
         layers, in_ch = [], width
         for i, n in enumerate(blocks):
             ch = width * 2**i
@@ -251,10 +262,14 @@ class UNet1D(nn.Module):
         for level, mult in reversed(list(enumerate(multipliers))):
             for _ in range(res_blocks + 1):
                 out = base * mult
-                self.up.append(self._stage(ch + skips.pop(), out, emb_dim, dropout, level in attention_levels, context_dim, heads))
+                self.up.append(
+                    self._stage(ch + skips.pop(), out, emb_dim, dropout, level in attention_levels, context_dim, heads)
+                )
                 ch = out
             if level > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(ch, ch, 3, padding=1)))
+                self.up.append(
+                    nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(ch, ch, 3, padding=1))
+                )
         self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), nn.Conv1d(ch, 1, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
@@ -302,7 +317,9 @@ class RegressionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, length: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, length))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, length)
+        )
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -317,22 +334,34 @@ class BoundDenoiser:
     mean of the spectrum, or None for a network without one; with it the U-Net models x0 − mean.
     """
 
-    def __init__(self, unet: "UNet1D", tokens: torch.Tensor, pooled: torch.Tensor, lowres: torch.Tensor | None,
-                 mean: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        unet: UNet1D,
+        tokens: torch.Tensor,
+        pooled: torch.Tensor,
+        lowres: torch.Tensor | None,
+        mean: torch.Tensor | None,
+    ) -> None:
         self.unet, self.tokens, self.pooled, self.lowres, self.mean = unet, tokens, pooled, lowres, mean
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         channels = [x_t] if self.lowres is None else [x_t, self.lowres]
         return self.unet(torch.stack(channels, dim=1), t, self.tokens, self.pooled)
 
-    def repeated(self, repeats: int, lowres: torch.Tensor | None = None) -> "BoundDenoiser":
+    def repeated(self, repeats: int, lowres: torch.Tensor | None = None) -> BoundDenoiser:
         """The same conditioning with each row repeated ``repeats`` times (several candidates per image,
         the image encoded once), and ``lowres`` (B·repeats, L) per candidate when given."""
+
         def rows(values):
             return None if values is None else values.repeat_interleave(repeats, dim=0)
 
-        return BoundDenoiser(self.unet, rows(self.tokens), rows(self.pooled), lowres if lowres is not None else rows(self.lowres),
-                             rows(self.mean))
+        return BoundDenoiser(
+            self.unet,
+            rows(self.tokens),
+            rows(self.pooled),
+            lowres if lowres is not None else rows(self.lowres),
+            rows(self.mean),
+        )
 
 
 class ConditionalDenoiser(nn.Module):
@@ -350,11 +379,19 @@ class ConditionalDenoiser(nn.Module):
         self.unet = unet
         self.regression = regression
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, images: torch.Tensor, lowres: torch.Tensor | None = None,
-                features: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        images: torch.Tensor,
+        lowres: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.conditioned(images, lowres, features)(x_t, t)
 
-    def conditioned(self, images: torch.Tensor, lowres: torch.Tensor | None = None, features: torch.Tensor | None = None) -> BoundDenoiser:
+    def conditioned(
+        self, images: torch.Tensor, lowres: torch.Tensor | None = None, features: torch.Tensor | None = None
+    ) -> BoundDenoiser:
         """The denoiser for fixed images, low-resolution spectra and photometric features (encoded
         once, not at every sampler step)."""
         tokens, pooled = self.encoder(images, features)
@@ -365,12 +402,21 @@ class ConditionalDenoiser(nn.Module):
 class ContrastiveModel(nn.Module):
     """Image and spectrum encoders mapped to a shared L2-normalised latent space (CLIP-style)."""
 
-    def __init__(self, image_encoder: ResNetEncoder, spectrum_encoder: SpectrumEncoder, latent: int, temperature: float, learn_temperature: bool) -> None:
+    def __init__(
+        self,
+        image_encoder: ResNetEncoder,
+        spectrum_encoder: SpectrumEncoder,
+        latent: int,
+        temperature: float,
+        learn_temperature: bool,
+    ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.spectrum_encoder = spectrum_encoder
         self.image_head = nn.Sequential(nn.Linear(image_encoder.out_dim, latent), nn.ReLU(), nn.Linear(latent, latent))
-        self.spectrum_head = nn.Sequential(nn.Linear(spectrum_encoder.out_dim, latent), nn.ReLU(), nn.Linear(latent, latent))
+        self.spectrum_head = nn.Sequential(
+            nn.Linear(spectrum_encoder.out_dim, latent), nn.ReLU(), nn.Linear(latent, latent)
+        )
         log_t = torch.tensor(math.log(temperature))
         self.log_temperature = nn.Parameter(log_t, requires_grad=learn_temperature)
 

@@ -45,9 +45,15 @@ NETWORKS: dict[str, Network] = {
     network.name: network
     for network in (
         Network("cdm_lr", "diffusion", "lowres", "CDM drawing low-resolution spectra from the image (Sect. 3.1)"),
-        Network("contrastive_lr", "contrastive", "lowres", "ranks the low-resolution draws against the image (Sect. 3.2)"),
-        Network("cdm_sr", "diffusion", "full", "CDM upsampling a low-resolution spectrum to full resolution (Sect. 3.3)"),
-        Network("contrastive_sr", "contrastive", "full", "ranks the full-resolution draws against the image (Sect. 3.3)"),
+        Network(
+            "contrastive_lr", "contrastive", "lowres", "ranks the low-resolution draws against the image (Sect. 3.2)"
+        ),
+        Network(
+            "cdm_sr", "diffusion", "full", "CDM upsampling a low-resolution spectrum to full resolution (Sect. 3.3)"
+        ),
+        Network(
+            "contrastive_sr", "contrastive", "full", "ranks the full-resolution draws against the image (Sect. 3.3)"
+        ),
     )
 }
 #: Network names in training and inference order.

@@ -46,9 +46,7 @@ def sdss_filters() -> FilterSet:
     )
 
 
-def ab_maggies(
-    wave: np.ndarray, flux: np.ndarray, filters: FilterSet, bands: str = "".join(BANDS)
-) -> np.ndarray:
+def ab_maggies(wave: np.ndarray, flux: np.ndarray, filters: FilterSet, bands: str = "".join(BANDS)) -> np.ndarray:
     """AB maggies of spectra in each band.
 
     Parameters

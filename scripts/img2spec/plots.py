@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from .fitresults import FITTERS, fit_column  # noqa: E402
-from .spectral import kauffmann03, kewley01  # noqa: E402
+from .fitresults import FITTERS, fit_column
+from .spectral import kauffmann03, kewley01
 
 
 def gri_composite(cube: np.ndarray, scale: float | None = None) -> np.ndarray:
@@ -63,7 +63,9 @@ def colour_mass(logmass: np.ndarray, u_minus_r: np.ndarray, quenched: np.ndarray
     plt.close(fig)
 
 
-def bpt_diagram(log_nii_ha: np.ndarray, log_oiii_hb: np.ndarray, classes: np.ndarray, path: str | Path, title: str = "") -> None:
+def bpt_diagram(
+    log_nii_ha: np.ndarray, log_oiii_hb: np.ndarray, classes: np.ndarray, path: str | Path, title: str = ""
+) -> None:
     """[N II]/Hα versus [O III]/Hβ with the Kauffmann et al. (2003) and Kewley et al. (2001) lines."""
     fig, ax = plt.subplots(figsize=(5, 4.2))
     for name, colour in (("star-forming", "C0"), ("AGN", "C3"), ("composite", "C2"), ("passive", "0.6")):
@@ -131,8 +133,16 @@ def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
     plt.close(fig)
 
 
-def prediction_examples(wave: np.ndarray, observed: np.ndarray, predicted: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                        images: np.ndarray, labels: list[str], path: str | Path) -> None:
+def prediction_examples(
+    wave: np.ndarray,
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    images: np.ndarray,
+    labels: list[str],
+    path: str | Path,
+) -> None:
     """Predicted against observed spectra, like Figure 2 of Doorenbos, Sextl et al. (2024)."""
     n = len(labels)
     fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
@@ -140,7 +150,9 @@ def prediction_examples(wave: np.ndarray, observed: np.ndarray, predicted: np.nd
         axes[row, 0].imshow(gri_composite(images[row]), origin="lower")
         axes[row, 0].set_axis_off()
         ax = axes[row, 1]
-        ax.fill_between(wave, np.exp(lower[row]), np.exp(upper[row]), color="C0", alpha=0.3, lw=0, label="16–84% of candidates")
+        ax.fill_between(
+            wave, np.exp(lower[row]), np.exp(upper[row]), color="C0", alpha=0.3, lw=0, label="16–84% of candidates"
+        )
         ax.plot(wave, np.exp(observed[row]), lw=0.5, color="k", label="observed")
         ax.plot(wave, np.exp(predicted[row]), lw=0.6, color="C3", label="predicted")
         ax.set_title(label, fontsize=8, loc="left")
@@ -155,12 +167,21 @@ def prediction_examples(wave: np.ndarray, observed: np.ndarray, predicted: np.nd
 def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> None:
     """Histograms of Δ̄ and MSE per morphology group, like Figure 5 of Doorenbos, Sextl et al. (2024)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for column, ax, label in (("mean_relative_deviation", axes[0], "Δ̄ (mean relative deviation)"), ("mse", axes[1], "MSE of ln flux")):
+    for column, ax, label in (
+        ("mean_relative_deviation", axes[0], "Δ̄ (mean relative deviation)"),
+        ("mse", axes[1], "MSE of ln flux"),
+    ):
         values = table[column]
         bins = np.linspace(0, np.nanpercentile(values, 99), 30)
         for name in sorted(table[group].unique()):
             sel = table[group] == name
-            ax.hist(values[sel], bins=bins, histtype="step", lw=1.5, label=f"{name} ({sel.sum()}, median {values[sel].median():.3f})")
+            ax.hist(
+                values[sel],
+                bins=bins,
+                histtype="step",
+                lw=1.5,
+                label=f"{name} ({sel.sum()}, median {values[sel].median():.3f})",
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("galaxies")
         ax.legend(fontsize=7)
@@ -181,14 +202,23 @@ def redshift_density(z_true: np.ndarray, z_predicted: np.ndarray, summary: dict,
     lo, hi = np.nanmin(z_true) - 0.01, np.nanmax(z_true) + 0.01
     axes[0].hexbin(z_true, np.clip(z_predicted, lo, hi), gridsize=30, extent=(lo, hi, lo, hi), mincnt=1, cmap="viridis")
     axes[0].plot([lo, hi], [lo, hi], "w--", lw=1)
-    axes[0].set(xlabel="catalog z", ylabel="z of the predicted spectrum (clipped to the panel)", title=f"σ_MAD {summary['sigma_mad']:.4f}, outliers {summary['outlier_fraction']:.1%}")
+    axes[0].set(
+        xlabel="catalog z",
+        ylabel="z of the predicted spectrum (clipped to the panel)",
+        title=f"σ_MAD {summary['sigma_mad']:.4f}, outliers {summary['outlier_fraction']:.1%}",
+    )
     dz = (np.asarray(z_predicted) - np.asarray(z_true)) / (1 + np.asarray(z_true))
     axes[1].hist(np.clip(dz, -0.05, 0.05), bins=50, color="C0")
     axes[1].set(xlabel="Δz / (1+z) (clipped at ±0.05)", ylabel="galaxies")
     _save(fig, path)
 
 
-PROPERTY_LABELS = {"log_age": "log age [yr]", "metallicity": "[M/H] [dex]", "ebv": "E(B−V) [mag]", "sigma_star": "σ* [km/s]"}
+PROPERTY_LABELS = {
+    "log_age": "log age [yr]",
+    "metallicity": "[M/H] [dex]",
+    "ebv": "E(B−V) [mag]",
+    "sigma_star": "σ* [km/s]",
+}
 
 
 def property_histograms(fits: pd.DataFrame, code: str, properties: list[str], path: str | Path) -> None:
@@ -222,7 +252,11 @@ def index_comparison(fits: pd.DataFrame, names: tuple[str, ...], summary: dict, 
         if np.isfinite(values).any():
             lo, hi = np.nanpercentile(values, [1, 99])
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set(xlabel=f"{name} observed", ylabel=f"{name} predicted", title=f"ρ = {summary[name]['pearson_rho_without_spirals']:.2f}")
+        ax.set(
+            xlabel=f"{name} observed",
+            ylabel=f"{name} predicted",
+            title=f"ρ = {summary[name]['pearson_rho_without_spirals']:.2f}",
+        )
     axes.ravel()[0].legend(fontsize=7)
     _save(fig, path)
 
@@ -233,7 +267,14 @@ def mass_metallicity(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path
     for ax, code in zip(axes, FITTERS):
         for kind, marker in (("observed", "o"), ("predicted", "x")):
             sub = fits[fits["kind"] == kind].set_index("specObjID")
-            ax.scatter(catalog.loc[sub.index, "logMass"], sub[fit_column(code, "metallicity")], s=10, marker=marker, label=kind, alpha=0.7)
+            ax.scatter(
+                catalog.loc[sub.index, "logMass"],
+                sub[fit_column(code, "metallicity")],
+                s=10,
+                marker=marker,
+                label=kind,
+                alpha=0.7,
+            )
         ax.set(xlabel="log M* [M_sun]", ylabel="[M/H] [dex]", title=code)
     axes[0].legend(fontsize=8)
     _save(fig, path)
@@ -243,9 +284,14 @@ def degeneracy(fits: pd.DataFrame, path: str | Path) -> None:
     """Δ age against Δ [M/H] coloured by Δ E(B−V) (obs − pred): the degeneracy of Figure 10."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for ax, code in zip(axes, FITTERS):
-        delta = {p: fits.pivot(index="specObjID", columns="kind", values=fit_column(code, p)) for p in ("log_age", "metallicity", "ebv")}
+        delta = {
+            p: fits.pivot(index="specObjID", columns="kind", values=fit_column(code, p))
+            for p in ("log_age", "metallicity", "ebv")
+        }
         diff = {p: d["observed"] - d["predicted"] for p, d in delta.items()}
-        points = ax.scatter(diff["log_age"], diff["metallicity"], c=diff["ebv"], s=12, cmap="coolwarm", vmin=-0.2, vmax=0.2)
+        points = ax.scatter(
+            diff["log_age"], diff["metallicity"], c=diff["ebv"], s=12, cmap="coolwarm", vmin=-0.2, vmax=0.2
+        )
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
         ax.set(xlabel="Δ log age (obs − pred)", ylabel="Δ [M/H] (obs − pred)", title=code)
@@ -255,8 +301,12 @@ def degeneracy(fits: pd.DataFrame, path: str | Path) -> None:
 
 def bimodality(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> None:
     """Distributions of E(B−V), age, σ*, Dn4000 and u−r from observed and predicted spectra (Figure 11)."""
-    panels = [(fit_column("ppxf", "ebv"), "E(B−V) (pPXF)"), (fit_column("ppxf", "log_age"), "log age (pPXF)"),
-              (fit_column("ppxf", "sigma_star"), "σ* [km/s]"), ("Dn4000", "Dn4000")]
+    panels = [
+        (fit_column("ppxf", "ebv"), "E(B−V) (pPXF)"),
+        (fit_column("ppxf", "log_age"), "log age (pPXF)"),
+        (fit_column("ppxf", "sigma_star"), "σ* [km/s]"),
+        ("Dn4000", "Dn4000"),
+    ]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(16, 3.2))
     for ax, (column, label) in zip(axes, panels):
         values = fits[column].dropna()
@@ -314,8 +364,13 @@ def bpt_pair(fluxes: dict[str, dict[str, np.ndarray]], classes: dict[str, np.nda
         ax.plot(x_line[x_line < 0.0], kauffmann03(x_line[x_line < 0.0]), "k-", lw=1, label="Kauffmann+03")
         x_kewley = np.linspace(-1.5, 0.4, 100)
         ax.plot(x_kewley, kewley01(x_kewley), "k--", lw=1, label="Kewley+01")
-        ax.set(xlim=(-1.5, 0.6), ylim=(-1.2, 1.5), xlabel="log [N II]/Hα", ylabel="log [O III]/Hβ",
-               title=f"{kind} ({np.sum(classes[kind] == 'passive')} passive not shown)")
+        ax.set(
+            xlim=(-1.5, 0.6),
+            ylim=(-1.2, 1.5),
+            xlabel="log [N II]/Hα",
+            ylabel="log [O III]/Hβ",
+            title=f"{kind} ({np.sum(classes[kind] == 'passive')} passive not shown)",
+        )
         ax.legend(fontsize=7, loc="lower left")
     _save(fig, path)
 

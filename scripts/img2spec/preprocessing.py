@@ -12,8 +12,8 @@ log-λ grid and processed as a 2-D array.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import sparse
@@ -67,14 +67,14 @@ class PreprocessingSettings:
     bad_bits: int = 0xFFFFFFFF
 
     @classmethod
-    def from_config(cls, section: dict) -> "PreprocessingSettings":
+    def from_config(cls, section: dict) -> PreprocessingSettings:
         """Settings of the workflow's ``preprocessing`` section (``chunk_size`` is the caller's)."""
         return settings_from_section(cls, section, ignore=("chunk_size",))
 
     @property
     def wave(self) -> np.ndarray:
         """Output pixel centres [Å]."""
-        n = int(round((self.wave_max - self.wave_min) / self.dwave)) + 1
+        n = round((self.wave_max - self.wave_min) / self.dwave) + 1
         return self.wave_min + self.dwave * np.arange(n)
 
     @property
@@ -148,9 +148,7 @@ def rebin_matrix(in_edges: np.ndarray, out_edges: np.ndarray) -> sparse.csr_matr
         cols.append(j[keep])
         lengths.append(overlap[keep])
     shape = (in_edges.size - 1, out_edges.size - 1)
-    return sparse.csr_matrix(
-        (np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols))), shape=shape
-    )
+    return sparse.csr_matrix((np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
 
 
 def lowres_bin_means(values: np.ndarray, factor: int) -> np.ndarray:
@@ -359,7 +357,9 @@ def preprocess_spectra(
         elif not np.isfinite(z[row]):
             reason = "no redshift in the file, which the rest-frame normalisation window needs"
         elif not in_window[row].any():
-            reason = f"normalisation window {windows[row, 0]:.0f}-{windows[row, 1]:.0f} A is outside the wavelength grid"
+            reason = (
+                f"normalisation window {windows[row, 0]:.0f}-{windows[row, 1]:.0f} A is outside the wavelength grid"
+            )
         elif bad_window[row] > s.max_bad_norm_fraction:
             reason = (
                 f"normalisation window {windows[row, 0]:.0f}-{windows[row, 1]:.0f} A is "

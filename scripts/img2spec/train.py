@@ -36,7 +36,16 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from . import networks as registry
 from .data import ImageStats, ResumableLoader, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
 from .diffusion import NoiseSchedule
-from .models import BoundDenoiser, ConditionalDenoiser, ContrastiveModel, RegressionHead, ResNetEncoder, SpectrumEncoder, UNet1D, info_nce
+from .models import (
+    BoundDenoiser,
+    ConditionalDenoiser,
+    ContrastiveModel,
+    RegressionHead,
+    ResNetEncoder,
+    SpectrumEncoder,
+    UNet1D,
+    info_nce,
+)
 
 #: Folder below a network's output folder holding the state of an unfinished training.
 RESUME_DIR = "resume"
@@ -75,13 +84,19 @@ def learning_rate_factor(step: int, warmup_steps: int, max_steps: int, schedule:
 
 def _optimizer_with_schedule(parameters, hp: dict, optimizer_class):
     optimizer = optimizer_class(parameters, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
-    factor = functools.partial(learning_rate_factor, warmup_steps=hp.get("lr_warmup_steps", 0), max_steps=hp["max_steps"],
-                               schedule=hp.get("lr_schedule", "constant"))
+    factor = functools.partial(
+        learning_rate_factor,
+        warmup_steps=hp.get("lr_warmup_steps", 0),
+        max_steps=hp["max_steps"],
+        schedule=hp.get("lr_schedule", "constant"),
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def build_denoiser(hp: dict, super_resolution: bool, feature_dim: int = 0, length: int | None = None) -> ConditionalDenoiser:
+def build_denoiser(
+    hp: dict, super_resolution: bool, feature_dim: int = 0, length: int | None = None
+) -> ConditionalDenoiser:
     """Image encoder and U-Net of a CDM; ``length`` (pixels of the spectrum) sizes the regression head, if any."""
     encoder = ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim)
     unet = UNet1D(
@@ -124,14 +139,18 @@ class _RNGStateMixin:
         if states:
             random.setstate(states["python"])
             numpy_state = dict(states["numpy"])
-            numpy_state["state"] = dict(numpy_state["state"], key=np.asarray(numpy_state["state"]["key"], dtype=np.uint32))
+            numpy_state["state"] = dict(
+                numpy_state["state"], key=np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+            )
             np.random.set_state(numpy_state)
             torch.set_rng_state(states["torch"])
 
 
 def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"{network}: training loss is {loss.item()} at step {step}; stopping (lower the learning rate or check the data)")
+        raise FloatingPointError(
+            f"{network}: training loss is {loss.item()} at step {step}; stopping (lower the learning rate or check the data)"
+        )
 
 
 class DiffusionTask(_RNGStateMixin, pl.LightningModule):
@@ -143,7 +162,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     with a regression head ``val_regression_mse``, the same for its conditional mean.
     """
 
-    def __init__(self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = network
@@ -160,7 +181,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     def _bind(net: ConditionalDenoiser, batch: dict) -> BoundDenoiser:
         return net.conditioned(batch["images"], batch.get("lowres"), batch.get("features"))
 
-    def _loss(self, bound: BoundDenoiser, x0: torch.Tensor, weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _loss(
+        self, bound: BoundDenoiser, x0: torch.Tensor, weight: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted MSE."""
         if bound.mean is None:
             return self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
@@ -192,8 +215,17 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
                 ema.copy_(live)
 
     @torch.no_grad()
-    def sample(self, images: torch.Tensor, features: torch.Tensor | None = None, lowres: torch.Tensor | None = None,
-               sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None, repeats: int = 1) -> torch.Tensor:
+    def sample(
+        self,
+        images: torch.Tensor,
+        features: torch.Tensor | None = None,
+        lowres: torch.Tensor | None = None,
+        sampler: str = "ddim",
+        steps: int = 10,
+        generator=None,
+        spacing: str | None = None,
+        repeats: int = 1,
+    ) -> torch.Tensor:
         """Standardised spectra (B·repeats, L) drawn by the EMA network for standardised ``images`` (B, 5, 64, 64).
 
         ``features`` are the photometric features; each image is encoded once and gets ``repeats``
@@ -204,7 +236,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         bound = self.ema.conditioned(images, None, features).repeated(repeats, lowres)
         return self.draw(bound, sampler, steps, generator, spacing)
 
-    def draw(self, bound: BoundDenoiser, sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None) -> torch.Tensor:
+    def draw(
+        self, bound: BoundDenoiser, sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None
+    ) -> torch.Tensor:
         """Standardised spectra from a denoiser bound to its conditioning; x0 estimates are bounded by the
         training range (:meth:`SpectrumStats.standardised_range`), of the whole spectrum when the
         network draws a residual on its regression mean."""
@@ -213,7 +247,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         device = bound.tokens.device
         if bound.mean is None:
             return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
-        residual = self.schedule.sample(sampler, bound, shape, steps, generator, device, (low - bound.mean, high - bound.mean), spacing)
+        residual = self.schedule.sample(
+            sampler, bound, shape, steps, generator, device, (low - bound.mean, high - bound.mean), spacing
+        )
         return bound.mean + residual
 
     @torch.no_grad()
@@ -232,7 +268,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         def log_mse(name: str, standardised: torch.Tensor) -> None:
             error = (self.stats.restore(standardised) - self.stats.restore(x0)) ** 2
             mse = (error * weight).sum() / weight.sum().clamp_min(1.0)
-            self.log(name, torch.nan_to_num(mse, nan=float("inf")), prog_bar=name == "val_mse", sync_dist=True, batch_size=n)
+            self.log(
+                name, torch.nan_to_num(mse, nan=float("inf")), prog_bar=name == "val_mse", sync_dist=True, batch_size=n
+            )
 
         self.log("val_loss", loss, sync_dist=True, batch_size=n)
         log_mse("val_mse", sample)
@@ -246,7 +284,9 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
 class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
     """Image–spectrum contrastive network; validation logs InfoNCE loss and top-1 retrieval accuracy."""
 
-    def __init__(self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = network
@@ -264,7 +304,13 @@ class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
         logits = self.model.logits(batch["images"], batch["spectrum"], batch.get("features"))
         n = logits.shape[0]
         accuracy = (logits.argmax(dim=1) == torch.arange(n, device=logits.device)).float().mean()
-        self.log("val_loss", torch.nan_to_num(info_nce(logits), nan=float("inf")), prog_bar=True, sync_dist=True, batch_size=n)
+        self.log(
+            "val_loss",
+            torch.nan_to_num(info_nce(logits), nan=float("inf")),
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=n,
+        )
         self.log("val_top1", accuracy, sync_dist=True, batch_size=n)
 
     def configure_optimizers(self):
@@ -297,17 +343,24 @@ class CheckpointOnSigterm(Callback):
             self.saved_at = trainer.global_step
 
 
-def make_task(network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None,
-              seed: int = 0) -> pl.LightningModule:
+def make_task(
+    network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None, seed: int = 0
+) -> pl.LightningModule:
     cls = DiffusionTask if registry.network(network).is_diffusion else ContrastiveTask
     return cls(network, hp, stats.to_dict(), images.to_dict(), lowres_stats.to_dict() if lowres_stats else None, seed)
 
 
-def network_statistics(dataset_path: str, network: str, hp: dict) -> tuple[SpectrumStats, ImageStats, SpectrumStats | None]:
+def network_statistics(
+    dataset_path: str, network: str, hp: dict
+) -> tuple[SpectrumStats, ImageStats, SpectrumStats | None]:
     """Standardisation of the network's target, its images and (CDM_sr) its conditioning spectrum."""
     per_pixel = hp.get("target_standardisation", "global") == "per_pixel"
     stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel)
-    lowres_stats = spectrum_stats(dataset_path, "flux_lowres", per_pixel) if registry.network(network).conditioned_on_lowres else None
+    lowres_stats = (
+        spectrum_stats(dataset_path, "flux_lowres", per_pixel)
+        if registry.network(network).conditioned_on_lowres
+        else None
+    )
     images = image_stats(dataset_path, hp.get("image_transform", "linear"), hp.get("photometric_features", False))
     return stats, images, lowres_stats
 
@@ -328,8 +381,15 @@ def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = Tru
     """
     out_dir = Path(out_dir)
     monitor = "val_mse" if "val_sampler_steps" in hp else "val_loss"
-    checkpoints = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode="min", save_last=True,
-                                  every_n_train_steps=hp["checkpoint_every_steps"], save_on_train_epoch_end=False)
+    checkpoints = ModelCheckpoint(
+        dirpath=out_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        every_n_train_steps=hp["checkpoint_every_steps"],
+        save_on_train_epoch_end=False,
+    )
     checkpoints.CHECKPOINT_NAME_LAST = "last"
     parallel = run["devices"] != 1 or run["num_nodes"] > 1
     return pl.Trainer(
@@ -356,8 +416,12 @@ def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = Tru
 def training_fingerprint(dataset_path: str | Path, network: str, hp: dict, run: dict) -> str:
     """What a saved training state belongs to: the network, its hyperparameters, the seed and the dataset file."""
     stat = Path(dataset_path).stat()
-    identity = {"network": network, "hp": hp, "seed": run["seed"], "dataset": [str(Path(dataset_path).resolve()), stat.st_size,
-                                                                              stat.st_mtime_ns]}
+    identity = {
+        "network": network,
+        "hp": hp,
+        "seed": run["seed"],
+        "dataset": [str(Path(dataset_path).resolve()), stat.st_size, stat.st_mtime_ns],
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -384,8 +448,9 @@ def _resume_state(resume_dir: Path, fingerprint: str, log) -> Path | None:
     return last
 
 
-def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, progress: bool = True,
-                  log=print) -> pl.LightningModule:
+def train_network(
+    dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, progress: bool = True, log=print
+) -> pl.LightningModule:
     """Train one network on ``dataset_path``; writes ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` to ``out_dir``.
 
     Resumes from ``out_dir/resume/`` when an earlier run of the same training left its state there
@@ -404,8 +469,17 @@ def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir:
     (resume_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "network": network}))
     pl.seed_everything(run["seed"], workers=True, verbose=False)
     stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
-    data = SpectraDataModule(dataset_path, target_key(network, hp), hp["batch_size"], stats, images, lowres_stats,
-                             num_workers=run["num_workers"], seed=run["seed"], crop_pad=hp["crop_pad"])
+    data = SpectraDataModule(
+        dataset_path,
+        target_key(network, hp),
+        hp["batch_size"],
+        stats,
+        images,
+        lowres_stats,
+        num_workers=run["num_workers"],
+        seed=run["seed"],
+        crop_pad=hp["crop_pad"],
+    )
     task = make_task(network, hp, stats, images, lowres_stats, run["seed"])
     trainer = build_trainer(resume_dir, hp, run, progress)
     metrics = resume_dir / "metrics.csv"
@@ -426,8 +500,10 @@ def train_network(dataset_path: str, network: str, hp: dict, run: dict, out_dir:
         current = pd.read_csv(metrics)
         pd.concat([previous[previous["step"] < current["step"].min()], current]).to_csv(metrics, index=False)
     if stopped is not None or trainer.global_step < hp["max_steps"]:
-        raise TrainingInterrupted(f"{network}: stopped at step {trainer.global_step} of {hp['max_steps']}; "
-                                  f"the next run resumes from {resume_dir / 'last.ckpt'}") from stopped
+        raise TrainingInterrupted(
+            f"{network}: stopped at step {trainer.global_step} of {hp['max_steps']}; "
+            f"the next run resumes from {resume_dir / 'last.ckpt'}"
+        ) from stopped
     for name in ("last.ckpt", "best.ckpt", "metrics.csv"):
         shutil.copy2(resume_dir / name, out_dir / name)
     shutil.rmtree(resume_dir)

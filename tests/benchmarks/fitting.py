@@ -12,20 +12,19 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import time
+from pathlib import Path
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-
-from img2spec.dataset import SPLITS  # noqa: E402
-from img2spec.templates import load_library  # noqa: E402
-from img2spec.toolbox import build_basis, measure_redshift, prepare_templates  # noqa: E402
-from img2spec.toolbox.firefly import fit_rest_firefly  # noqa: E402
-from img2spec.toolbox.indices import indices_of_rest  # noqa: E402
-from img2spec.toolbox.spectra import to_rest_frame  # noqa: E402
-from img2spec.toolbox.stellar import fit_rest_ppxf  # noqa: E402
+import h5py
+import numpy as np
+from img2spec.dataset import SPLITS
+from img2spec.templates import load_library
+from img2spec.toolbox import build_basis, measure_redshift, prepare_templates
+from img2spec.toolbox.firefly import fit_rest_firefly
+from img2spec.toolbox.indices import indices_of_rest
+from img2spec.toolbox.spectra import to_rest_frame
+from img2spec.toolbox.stellar import fit_rest_ppxf
 
 AGES = [0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0]
 
@@ -54,11 +53,23 @@ def main() -> None:
     spectra = [to_rest_frame(wave, f, i, zz, 1500.0, templates.velscale) for f, i, zz in zip(flux, ivar, z)]
     basis = build_basis(load_library(Path(args.templates) / "miuscat.npz"), 1500.0)
     print(f"{len(spectra)} observed test spectra, templates {templates.flux.shape}")
-    timed("redshift (trial-z template fit)", lambda i: measure_redshift(wave, flux[i], ivar[i], basis), range(len(spectra)))
+    timed(
+        "redshift (trial-z template fit)",
+        lambda i: measure_redshift(wave, flux[i], ivar[i], basis),
+        range(len(spectra)),
+    )
     fits = timed("pPXF, no bootstrap", lambda s: fit_rest_ppxf(s, templates, bootstrap=0), spectra)
     timed("pPXF, 50 bootstrap refits", lambda s: fit_rest_ppxf(s, templates, bootstrap=50), spectra[:4])
-    timed("FIREFLY method, no bootstrap", lambda p: fit_rest_firefly(p[0], templates, p[1]["sigma_star"], bootstrap=0), list(zip(spectra, fits)))
-    timed("FIREFLY method, 10 bootstrap refits", lambda p: fit_rest_firefly(p[0], templates, p[1]["sigma_star"], bootstrap=10), list(zip(spectra, fits)))
+    timed(
+        "FIREFLY method, no bootstrap",
+        lambda p: fit_rest_firefly(p[0], templates, p[1]["sigma_star"], bootstrap=0),
+        list(zip(spectra, fits)),
+    )
+    timed(
+        "FIREFLY method, 10 bootstrap refits",
+        lambda p: fit_rest_firefly(p[0], templates, p[1]["sigma_star"], bootstrap=10),
+        list(zip(spectra, fits)),
+    )
     timed("indices with sigma correction", lambda p: indices_of_rest(*p), list(zip(spectra, fits)))
 
 

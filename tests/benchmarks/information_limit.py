@@ -24,10 +24,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from img2spec.baselines import knn_spectra, nearest_neighbours  # noqa: E402
-from img2spec.dataset import DatasetFile  # noqa: E402
-from img2spec.photometry import photometric_features  # noqa: E402
-from report import emit  # noqa: E402 - tests/benchmarks/report.py
+from img2spec.baselines import knn_spectra, nearest_neighbours
+from img2spec.dataset import DatasetFile
+from img2spec.photometry import photometric_features
+from report import emit
 
 
 def mse(predicted: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -99,13 +99,16 @@ def main() -> None:
         data = {}
         for split in ("train", "val"):
             rows = dataset.rows(split)
-            data[split] = (photometric_features(dataset.read("images", rows)), dataset.read("flux_lowres", rows),
-                           dataset.read("mask_lowres", rows))
+            data[split] = (
+                photometric_features(dataset.read("images", rows)),
+                dataset.read("flux_lowres", rows),
+                dataset.read("mask_lowres", rows),
+            )
     (f_train, y_train, m_train), (f_val, y_val, m_val) = data["train"], data["val"]
     order = np.random.default_rng(0).permutation(len(f_train))
     table = {}
     for fraction in args.fractions:
-        subset = order[: int(round(fraction * len(order)))]
+        subset = order[: round(fraction * len(order))]
         fit, hold = subset[: int(0.8 * subset.size)], subset[int(0.8 * subset.size) :]
         column = f"{subset.size} training galaxies"
         x_fit, x_hold = standardise(f_train[fit], f_train[hold])
@@ -113,24 +116,40 @@ def main() -> None:
         mean = np.log(np.exp(y_train[subset].astype(np.float64)).mean(0))
         table.setdefault("mean training spectrum", {})[column] = mse(np.broadcast_to(mean, y_val.shape), y_val, m_val)
         for method, (_, grid) in GRIDS.items():
-            held_out = [np.mean(mse(predict(method, p, x_fit, y_train[fit], m_train[fit], x_hold), y_train[hold], m_train[hold]))
-                        for p in grid]
+            held_out = [
+                np.mean(
+                    mse(predict(method, p, x_fit, y_train[fit], m_train[fit], x_hold), y_train[hold], m_train[hold])
+                )
+                for p in grid
+            ]
             best = grid[int(np.argmin(held_out))]
             scores = mse(predict(method, best, x_all, y_train[subset], m_train[subset], x_val), y_val, m_val)
             table.setdefault(method, {})[column] = scores
             table.setdefault(f"{method}: chosen parameter", {})[column] = best
         print(f"{column} done", flush=True)
-    columns = [f"{int(round(f * len(order)))} training galaxies" for f in args.fractions]
-    lines = [f"Validation MSE of ln low-resolution flux, {len(f_val)} galaxies: mean (median)", "",
-             "| regressor on the cube photometry | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    columns = [f"{round(f * len(order))} training galaxies" for f in args.fractions]
+    lines = [
+        f"Validation MSE of ln low-resolution flux, {len(f_val)} galaxies: mean (median)",
+        "",
+        "| regressor on the cube photometry | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
     for method, cells in table.items():
         if method.endswith("chosen parameter"):
             continue
-        lines.append(f"| {method} | " + " | ".join(f"{cells[c].mean():.4f} ({np.median(cells[c]):.4f})" for c in columns) + " |")
+        lines.append(
+            f"| {method} | " + " | ".join(f"{cells[c].mean():.4f} ({np.median(cells[c]):.4f})" for c in columns) + " |"
+        )
     for method in GRIDS:
-        lines.append(f"| {method}: chosen parameter | " + " | ".join(str(table[f'{method}: chosen parameter'][c]) for c in columns) + " |")
+        lines.append(
+            f"| {method}: chosen parameter | "
+            + " | ".join(str(table[f"{method}: chosen parameter"][c]) for c in columns)
+            + " |"
+        )
     for name, value in network_figures(args.models).items():
-        lines.append(f"| {name}, all training galaxies | " + " | ".join(["–"] * (len(columns) - 1)) + f" | {value:.4f} (mean) |")
+        lines.append(
+            f"| {name}, all training galaxies | " + " | ".join(["–"] * (len(columns) - 1)) + f" | {value:.4f} (mean) |"
+        )
     emit("\n".join(lines), args.out)
 
 

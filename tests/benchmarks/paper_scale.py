@@ -43,7 +43,6 @@ STAGES = ("preprocess", "dataset", "baselines", "training_start", "epoch", "pred
 def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     """Replicate the mock survey in ``seed_dir`` to ``n_objects`` objects below ``out`` (catalog.csv, spectra/, cubes.npz)."""
     from astropy.io import fits
-
     from img2spec.dataset import read_catalog
     from img2spec.io import SpecLiteWriter, encode_specobjid, open_cube_file, spectrum_path, write_cube_archive
 
@@ -52,9 +51,15 @@ def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     for row in catalog.itertuples(index=False):
         with fits.open(spectrum_path(seed_dir / "spectra", row.plate, row.mjd, row.fiberID)) as hdul:
             coadd, specobj = hdul[1].data, hdul[2].data
-            seeds.append(({name: np.array(coadd[name]) for name in coadd.names},
-                          {name: specobj[name][0].item() if hasattr(specobj[name][0], "item") else specobj[name][0]
-                           for name in specobj.names}))
+            seeds.append(
+                (
+                    {name: np.array(coadd[name]) for name in coadd.names},
+                    {
+                        name: specobj[name][0].item() if hasattr(specobj[name][0], "item") else specobj[name][0]
+                        for name in specobj.names
+                    },
+                )
+            )
     index = np.arange(n_objects) % len(catalog)
     plate, fiber, mjd = 3000 + np.arange(n_objects) // 1000, 1 + np.arange(n_objects) % 1000, np.full(n_objects, 55000)
     ids = np.array([encode_specobjid(p, f, m) for p, f, m in zip(plate, fiber, mjd)], dtype=np.int64)
@@ -65,10 +70,24 @@ def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     writer = SpecLiteWriter()
     for i in range(n_objects):
         coadd, specobj = seeds[index[i]]
-        specobj = specobj | {"SPECOBJID": int(ids[i]), "PLATE": int(plate[i]), "FIBERID": int(fiber[i]), "MJD": int(mjd[i])}
+        specobj = specobj | {
+            "SPECOBJID": int(ids[i]),
+            "PLATE": int(plate[i]),
+            "FIBERID": int(fiber[i]),
+            "MJD": int(mjd[i]),
+        }
         specobj = {k: v.decode() if isinstance(v, bytes) else v for k, v in specobj.items()}
-        writer.write(spectrum_path(out / "spectra", plate[i], mjd[i], fiber[i]), coadd["loglam"], coadd["flux"], coadd["ivar"],
-                     coadd["and_mask"], specobj, sky=coadd["sky"], model=coadd["model"], wdisp=coadd["wdisp"])
+        writer.write(
+            spectrum_path(out / "spectra", plate[i], mjd[i], fiber[i]),
+            coadd["loglam"],
+            coadd["flux"],
+            coadd["ivar"],
+            coadd["and_mask"],
+            specobj,
+            sky=coadd["sky"],
+            model=coadd["model"],
+            wdisp=coadd["wdisp"],
+        )
 
     with open_cube_file(seed_dir / "cubes.npz") as seed_cubes:
         pixels = seed_cubes.read(np.arange(len(seed_cubes.specobjid)))
@@ -108,22 +127,32 @@ def run_stage(stage: str, work: Path) -> dict:
     from img2spec.dataset import DatasetSettings, build_dataset, preprocess_catalog_spectra, read_catalog
     from img2spec.preprocessing import PreprocessingSettings
 
-    quiet = lambda _: None  # noqa: E731
+    quiet = lambda _: None
     dataset = work / "dataset.h5"
     if stage == "preprocess":
-        rejects = preprocess_catalog_spectra(read_catalog(work / "catalog.csv"), work / "spectra", PreprocessingSettings(),
-                                             work / "spectra.h5", log=quiet)
+        rejects = preprocess_catalog_spectra(
+            read_catalog(work / "catalog.csv"),
+            work / "spectra",
+            PreprocessingSettings(),
+            work / "spectra.h5",
+            log=quiet,
+        )
         rejects.to_csv(work / "spectra_rejects.csv", index=False)
         return {"rejected": len(rejects)}
     if stage == "dataset":
         import pandas as pd
-
         from img2spec.io import open_cube_file
 
         with open_cube_file(work / "cubes.npz") as cubes:
-            summary, _ = build_dataset(read_catalog(work / "catalog.csv"), work / "spectra.h5", cubes,
-                                       DatasetSettings(n_val=N_VAL, n_test=N_TEST), dataset,
-                                       prior_rejects=pd.read_csv(work / "spectra_rejects.csv"), log=quiet)
+            summary, _ = build_dataset(
+                read_catalog(work / "catalog.csv"),
+                work / "spectra.h5",
+                cubes,
+                DatasetSettings(n_val=N_VAL, n_test=N_TEST),
+                dataset,
+                prior_rejects=pd.read_csv(work / "spectra_rejects.csv"),
+                log=quiet,
+            )
         return {"objects": summary["n_objects"]}
     if stage == "baselines":
         from img2spec.baselines import BaselineSettings, photometric_baselines
@@ -142,7 +171,9 @@ def run_stage(stage: str, work: Path) -> dict:
 
         hp = _tiny_networks()["cdm_sr"]
         stats, images, lowres_stats = network_statistics(str(dataset), "cdm_sr", hp)
-        loader = SpectraDataModule(str(dataset), target_key("cdm_sr", hp), 64, stats, images, lowres_stats).train_dataloader()
+        loader = SpectraDataModule(
+            str(dataset), target_key("cdm_sr", hp), 64, stats, images, lowres_stats
+        ).train_dataloader()
         started, n_items = time.perf_counter(), 0
         for batch in loader:
             n_items += batch["images"].shape[0]
@@ -152,9 +183,18 @@ def run_stage(stage: str, work: Path) -> dict:
         from img2spec.networks import NETWORK_NAMES
 
         checkpoints = {name: work / "models" / name / "last.ckpt" for name in NETWORK_NAMES}
-        settings = InferenceSettings(k_lr=2, keep_lr=1, k_sr=2, sampler="ddim", steps=2, batch_galaxies=16, calibration_galaxies=0)
-        summary = predict_dataset(dataset, checkpoints, settings, work / "predictions.h5", work / "fits", work / "predictions.json",
-                                  work / "predictions.png")
+        settings = InferenceSettings(
+            k_lr=2, keep_lr=1, k_sr=2, sampler="ddim", steps=2, batch_galaxies=16, calibration_galaxies=0
+        )
+        summary = predict_dataset(
+            dataset,
+            checkpoints,
+            settings,
+            work / "predictions.h5",
+            work / "fits",
+            work / "predictions.json",
+            work / "predictions.png",
+        )
         return {"galaxies_per_second": summary["galaxies_per_second"]}
     raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
 
@@ -196,7 +236,9 @@ class PeakMemory:
 def measure(stage: str, work: Path) -> dict:
     """Run ``stage`` in a fresh interpreter; its wall time [s] and peak resident memory [MB]."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--stage", stage, "--work", str(work)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", stage, "--work", str(work)], capture_output=True, text=True, check=False
+    )
     if done.returncode:
         raise RuntimeError(f"stage {stage} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -218,14 +260,15 @@ def main() -> None:
 
     from img2spec.mock.survey import MockSettings, MockSurvey, generate
     from img2spec.templates import fetch_wheel, library_from_wheel
-
-    from throughput import MANGADAP  # noqa: E402 - the pinned wheel, one definition for the benchmarks
+    from throughput import MANGADAP
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         seed_dir = Path(tmp) / "seed"
         library = library_from_wheel(fetch_wheel(*MANGADAP, REPO / "resources" / "downloads"), "miuscat")
-        generate(MockSurvey.from_library(library, MockSettings(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)), seed_dir)
+        generate(
+            MockSurvey.from_library(library, MockSettings(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)), seed_dir
+        )
         for n in args.sizes:
             work = Path(tmp) / f"n{n}"
             (work / "spectra").mkdir(parents=True)
@@ -236,24 +279,55 @@ def main() -> None:
                 result = measure(stage, work)
                 rows.append({"objects": n, "stage": stage} | result)
                 print(json.dumps(rows[-1]), flush=True)
-            for path in (work / "spectra", ):
+            for path in (work / "spectra",):
                 subprocess.run(["rm", "-rf", str(path)], check=True)
             (work / "spectra.h5").unlink()
             dataset_bytes = (work / "dataset.h5").stat().st_size
-            rows.append({"objects": n, "stage": "dataset.h5 size", "peak_mb": None, "seconds": None, "mb": round(dataset_bytes / 2**20)})
+            rows.append(
+                {
+                    "objects": n,
+                    "stage": "dataset.h5 size",
+                    "peak_mb": None,
+                    "seconds": None,
+                    "mb": round(dataset_bytes / 2**20),
+                }
+            )
             subprocess.run(["rm", "-rf", str(work)], check=True)
-    lines = ["| stage | " + " | ".join(f"N = {n}: peak anonymous MB / peak resident MB, s" for n in args.sizes)
-             + f" | s at N = {PAPER_OBJECTS:,} (linear) |", "|---|" + "---|" * (len(args.sizes) + 1)]
+    lines = [
+        "| stage | "
+        + " | ".join(f"N = {n}: peak anonymous MB / peak resident MB, s" for n in args.sizes)
+        + f" | s at N = {PAPER_OBJECTS:,} (linear) |",
+        "|---|" + "---|" * (len(args.sizes) + 1),
+    ]
     for stage in STAGES:
         cells = [next(r for r in rows if r["objects"] == n and r["stage"] == stage) for n in args.sizes]
         largest = cells[-1]
-        scaled = largest["seconds"] * PAPER_OBJECTS / args.sizes[-1] if stage not in ("predict",) else largest["seconds"]
-        lines.append(f"| {stage} | " + " | ".join(f"{c['peak_anon_mb']:.0f} / {c['peak_mb']:.0f}, {c['seconds']:.0f}" for c in cells) + f" | {scaled:,.0f} |")
+        scaled = (
+            largest["seconds"] * PAPER_OBJECTS / args.sizes[-1] if stage not in ("predict",) else largest["seconds"]
+        )
+        lines.append(
+            f"| {stage} | "
+            + " | ".join(f"{c['peak_anon_mb']:.0f} / {c['peak_mb']:.0f}, {c['seconds']:.0f}" for c in cells)
+            + f" | {scaled:,.0f} |"
+        )
     sizes = [next(r for r in rows if r["objects"] == n and r["stage"] == "dataset.h5 size")["mb"] for n in args.sizes]
-    lines.append("| dataset.h5 [MB] | " + " | ".join(str(s) for s in sizes) + f" | {sizes[-1] * PAPER_OBJECTS / args.sizes[-1]:,.0f} |")
-    lines += ["", f"Test split {N_TEST} galaxies at every size (prediction time does not scale with N); one torch thread; "
-              "peak anonymous = largest RssAnon sampled every 50 ms (what the stage needs); peak resident = VmHWM, "
-              "which adds pages of memory-mapped inputs that the kernel can drop.", "", "Raw rows:", "", *(f"    {json.dumps(r)}" for r in rows)]
+    lines.append(
+        "| dataset.h5 [MB] | "
+        + " | ".join(str(s) for s in sizes)
+        + f" | {sizes[-1] * PAPER_OBJECTS / args.sizes[-1]:,.0f} |"
+    )
+    lines += [
+        "",
+        (
+            f"Test split {N_TEST} galaxies at every size (prediction time does not scale with N); one torch thread; "
+            "peak anonymous = largest RssAnon sampled every 50 ms (what the stage needs); peak resident = VmHWM, "
+            "which adds pages of memory-mapped inputs that the kernel can drop."
+        ),
+        "",
+        "Raw rows:",
+        "",
+        *(f"    {json.dumps(r)}" for r in rows),
+    ]
     emit("\n".join(lines), args.out)
 
 

@@ -22,16 +22,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from img2spec import metrics  # noqa: E402
-from img2spec.baselines import BaselineSettings, photometric_baselines  # noqa: E402
-from img2spec.config import resolve_networks  # noqa: E402
-from img2spec.dataset import SPLITS  # noqa: E402
-from img2spec.train import DiffusionTask, train_network  # noqa: E402
+from img2spec import metrics
+from img2spec.baselines import BaselineSettings, photometric_baselines
+from img2spec.config import resolve_networks
+from img2spec.dataset import SPLITS
+from img2spec.train import DiffusionTask, train_network
 
 #: Each variant adds to the one before it unless it names its own base.
 VARIANTS = {
-    "paper recipe (ε, linear images, global std)": {"prediction": "epsilon", "image_transform": "linear",
-                                                   "target_standardisation": "global", "lr_warmup_steps": 0, "lr_schedule": "constant"},
+    "paper recipe (ε, linear images, global std)": {
+        "prediction": "epsilon",
+        "image_transform": "linear",
+        "target_standardisation": "global",
+        "lr_warmup_steps": 0,
+        "lr_schedule": "constant",
+    },
     "+ arcsinh images": {"image_transform": "arcsinh"},
     "+ per-pixel standardisation": {"target_standardisation": "per_pixel"},
     "+ x0-prediction": {"prediction": "x0"},
@@ -41,12 +46,29 @@ VARIANTS = {
     "+ photometric features": {"photometric_features": True},
     "+ learning rate 2e-3": {"learning_rate": 2.0e-3},
     "+ wider image encoder (16)": {"image_encoder": {"depth": 18, "width": 16, "stem_stride": 2}},
-    "tiny cdm_lr with U-Net base 32": {"learning_rate": 1.0e-3, "image_encoder": {"depth": 18, "width": 8, "stem_stride": 2},
-                                       "unet": {"base": 32, "multipliers": [1, 2, 4], "attention_levels": [2], "heads": 2,
-                                                "res_blocks": 1, "dropout": 0.0}},
-    "tiny cdm_lr + regression head (CorrDiff)": {"unet": {"base": 16, "multipliers": [1, 2, 4], "attention_levels": [2], "heads": 2,
-                                                          "res_blocks": 1, "dropout": 0.0},
-                                                 "regression": {"hidden": 256, "loss_weight": 1.0}},
+    "tiny cdm_lr with U-Net base 32": {
+        "learning_rate": 1.0e-3,
+        "image_encoder": {"depth": 18, "width": 8, "stem_stride": 2},
+        "unet": {
+            "base": 32,
+            "multipliers": [1, 2, 4],
+            "attention_levels": [2],
+            "heads": 2,
+            "res_blocks": 1,
+            "dropout": 0.0,
+        },
+    },
+    "tiny cdm_lr + regression head (CorrDiff)": {
+        "unet": {
+            "base": 16,
+            "multipliers": [1, 2, 4],
+            "attention_levels": [2],
+            "heads": 2,
+            "res_blocks": 1,
+            "dropout": 0.0,
+        },
+        "regression": {"hidden": 256, "loss_weight": 1.0},
+    },
 }
 
 
@@ -61,17 +83,29 @@ def score(checkpoint: Path, dataset: str, n_samples: int, seed: int = 0) -> dict
         mask = h5["mask_lowres"][()][rows]
     generator = torch.Generator().manual_seed(seed)
     samples = []
-    regression = task.regression_mean(torch.from_numpy(images), None if features is None else torch.from_numpy(features))
+    regression = task.regression_mean(
+        torch.from_numpy(images), None if features is None else torch.from_numpy(features)
+    )
     with torch.no_grad():
         for _ in range(n_samples):
-            x = task.sample(torch.from_numpy(images), None if features is None else torch.from_numpy(features), None, "ddim",
-                            task.hparams.hp["val_sampler_steps"], generator)
+            x = task.sample(
+                torch.from_numpy(images),
+                None if features is None else torch.from_numpy(features),
+                None,
+                "ddim",
+                task.hparams.hp["val_sampler_steps"],
+                generator,
+            )
             samples.append(task.stats.restore(x).numpy())
     samples = np.stack(samples)
     single = metrics.mse(samples[0], observed, mask)
     median = metrics.mse(np.median(samples, axis=0), observed, mask)
-    scores = {"single_median": float(np.median(single)), "single_mean": float(single.mean()),
-              "median_of_samples_median": float(np.median(median)), "median_of_samples_mean": float(median.mean())}
+    scores = {
+        "single_median": float(np.median(single)),
+        "single_mean": float(single.mean()),
+        "median_of_samples_median": float(np.median(median)),
+        "median_of_samples_mean": float(median.mean()),
+    }
     if regression is not None:
         regressed = metrics.mse(task.stats.restore(regression).numpy(), observed, mask)
         scores.update(regression_median=float(np.median(regressed)), regression_mean=float(regressed.mean()))
@@ -94,34 +128,62 @@ def main() -> None:
     with h5py.File(args.dataset, "r") as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["val"])
         observed, mask = h5["flux_lowres"][()][rows], h5["mask_lowres"][()][rows]
-    results = {name: {"median": float(np.median(metrics.mse(baselines[f"{name}_lowres"], observed, mask))),
-                      "mean": float(metrics.mse(baselines[f"{name}_lowres"], observed, mask).mean())} for name in ("mean", "knn")}
+    results = {
+        name: {
+            "median": float(np.median(metrics.mse(baselines[f"{name}_lowres"], observed, mask))),
+            "mean": float(metrics.mse(baselines[f"{name}_lowres"], observed, mask).mean()),
+        }
+        for name in ("mean", "knn")
+    }
     log = out / "rows.jsonl"
     previous = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     rows_out = {r["variant"]: r for r in previous if r.get("steps") == args.steps}
     hp = resolve_networks({"preset": "tiny"})["cdm_lr"]
     for name, overrides in VARIANTS.items():
-        hp = {**hp, **overrides, "max_steps": args.steps, "val_every_steps": args.steps, "checkpoint_every_steps": args.steps}
+        hp = {
+            **hp,
+            **overrides,
+            "max_steps": args.steps,
+            "val_every_steps": args.steps,
+            "checkpoint_every_steps": args.steps,
+        }
         if args.only and not any(name.startswith(prefix) for prefix in args.only):
             continue
         folder = out / "".join(c if c.isalnum() else "_" for c in name)
         started = time.perf_counter()
-        train_network(args.dataset, "cdm_lr", hp, {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true",
-                                                     "num_workers": 0, "seed": 0}, folder, progress=False)
+        train_network(
+            args.dataset,
+            "cdm_lr",
+            hp,
+            {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true", "num_workers": 0, "seed": 0},
+            folder,
+            progress=False,
+        )
         seconds = time.perf_counter() - started
-        rows_out[name] = {"variant": name, "steps": args.steps, "train_seconds": round(seconds, 1),
-                          **score(folder / "last.ckpt", args.dataset, args.samples)}
+        rows_out[name] = {
+            "variant": name,
+            "steps": args.steps,
+            "train_seconds": round(seconds, 1),
+            **score(folder / "last.ckpt", args.dataset, args.samples),
+        }
         print(json.dumps(rows_out[name]), flush=True)
         log.write_text("".join(json.dumps(r) + "\n" for r in rows_out.values()))
-    lines = [f"CDM_lr, {args.steps} steps, validation MSE of ln flux (low resolution); baselines: mean spectrum "
-             f"{results['mean']['median']:.4f} (mean {results['mean']['mean']:.4f}), knn {results['knn']['median']:.4f} "
-             f"(mean {results['knn']['mean']:.4f})", "",
-             "| variant | train s | one sample: median (mean) | median of samples: median (mean) | regression head: median (mean) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"CDM_lr, {args.steps} steps, validation MSE of ln flux (low resolution); baselines: mean spectrum "
+            f"{results['mean']['median']:.4f} (mean {results['mean']['mean']:.4f}), knn {results['knn']['median']:.4f} "
+            f"(mean {results['knn']['mean']:.4f})"
+        ),
+        "",
+        "| variant | train s | one sample: median (mean) | median of samples: median (mean) | regression head: median (mean) |",
+        "|---|---|---|---|---|",
+    ]
     for r in sorted(rows_out.values(), key=lambda r: list(VARIANTS).index(r["variant"])):
-        lines.append(f"| {r['variant']} | {r['train_seconds']} | {r['single_median']:.4f} ({r['single_mean']:.4f}) | "
-                     f"{r['median_of_samples_median']:.4f} ({r['median_of_samples_mean']:.4f}) | " +
-                     (f"{r['regression_median']:.4f} ({r['regression_mean']:.4f}) |" if "regression_median" in r else "– |"))
+        lines.append(
+            f"| {r['variant']} | {r['train_seconds']} | {r['single_median']:.4f} ({r['single_mean']:.4f}) | "
+            f"{r['median_of_samples_median']:.4f} ({r['median_of_samples_mean']:.4f}) | "
+            + (f"{r['regression_median']:.4f} ({r['regression_mean']:.4f}) |" if "regression_median" in r else "– |")
+        )
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-
 from img2spec.dataset import SPLITS
 from img2spec.inference import InferenceSettings, TrainedModels, network_evaluations, predict_spectra
 from img2spec.metrics import band_coverage, mean_relative_deviation, mse
@@ -29,17 +28,23 @@ def main() -> None:
     parser.add_argument("--galaxies", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--configs", default="ancestral:250,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50,ddim:10,ddim:20,ddim:50")
+    parser.add_argument(
+        "--configs", default="ancestral:250,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50,ddim:10,ddim:20,ddim:50"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with h5py.File(args.dataset, "r") as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])[: args.galaxies]
         images, observed, mask = h5["images"][rows], h5["flux"][rows], h5["mask"][rows]
         ids = h5["specobjid"][()][rows]
-    models = TrainedModels.from_dataset({n: Path(args.models) / n / "last.ckpt" for n in NETWORK_NAMES}, args.dataset, args.device)
+    models = TrainedModels.from_dataset(
+        {n: Path(args.models) / n / "last.ckpt" for n in NETWORK_NAMES}, args.dataset, args.device
+    )
     print(f"device {args.device}, {ids.size} galaxies, 15 → 3 → 5 candidates")
-    print(f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}"
-          f"{'median of candidates: Δ̄':>26}{'MSE':>8}{'16-84% coverage':>17}")
+    print(
+        f"{'sampler':<16}{'NFE/galaxy':>11}{'galaxies/s':>12}{'median Δ̄':>10}{'median MSE':>12}"
+        f"{'median of candidates: Δ̄':>26}{'MSE':>8}{'16-84% coverage':>17}"
+    )
     for config in args.configs.split(","):
         name, steps = config.split(":")
         settings = dataclasses.replace(InferenceSettings(), sampler=name, steps=int(steps), batch_galaxies=ids.size)
@@ -51,9 +56,12 @@ def main() -> None:
         median_deviation = np.median(mean_relative_deviation(result["flux_p50"], observed, mask))
         median_error = np.median(mse(result["flux_p50"], observed, mask))
         label = f"{name}-{steps}"
-        print(f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}"
-              f"{100 * median_deviation:>25.1f}%{median_error:>8.4f}"
-              f"{band_coverage(result['flux_p16'], result['flux_p84'], observed, mask):>17.3f}", flush=True)
+        print(
+            f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}"
+            f"{100 * median_deviation:>25.1f}%{median_error:>8.4f}"
+            f"{band_coverage(result['flux_p16'], result['flux_p84'], observed, mask):>17.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -19,17 +19,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from img2spec.networks import NETWORK_NAMES  # noqa: E402
+from img2spec.networks import NETWORK_NAMES
 
 BASELINE_STYLE = {"mean": ":", "knn": "--", "truth": "-."}
 
 
 def run_point(results: Path) -> dict:
-    seconds = sum(float(pd.read_csv(results / "benchmarks" / f"train_{n}.tsv", sep="\t")["cpu_time"].iloc[0]) for n in NETWORK_NAMES)
+    seconds = sum(
+        float(pd.read_csv(results / "benchmarks" / f"train_{n}.tsv", sep="\t")["cpu_time"].iloc[0])
+        for n in NETWORK_NAMES
+    )
     quality = json.loads((results / "evaluation" / "quality" / "summary.json").read_text())["predictors"]
     return {"core_hours": seconds / 3600, "quality": quality}
 
@@ -46,20 +50,41 @@ def main() -> None:
         for predictor, marker in (("predicted", "o"), ("median", "s")):
             xs = [p["core_hours"] for p in points.values() if predictor in p["quality"]]
             ys = [p["quality"][predictor]["all"][key] for p in points.values() if predictor in p["quality"]]
-            ax.plot(xs, ys, marker=marker, label={"predicted": "selected candidate", "median": "median of candidates"}[predictor])
+            ax.plot(
+                xs,
+                ys,
+                marker=marker,
+                label={"predicted": "selected candidate", "median": "median of candidates"}[predictor],
+            )
         for name, style in BASELINE_STYLE.items():
             levels = sorted({round(p["quality"][name]["all"][key], 6) for p in points.values() if name in p["quality"]})
             for i, level in enumerate(levels):  # one line unless the runs were scored on different test galaxies
                 ax.axhline(level, ls=style, color="grey", label=f"{name} baseline" if i == 0 else None)
         for run, p in points.items():
-            ax.annotate(run, (p["core_hours"], p["quality"]["predicted"]["all"][key]), textcoords="offset points", xytext=(4, 4))
+            ax.annotate(
+                run, (p["core_hours"], p["quality"]["predicted"]["all"][key]), textcoords="offset points", xytext=(4, 4)
+            )
         ax.set(xscale="log", xlabel="training compute [CPU core-hours]", ylabel=label)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the few decades spanned leave only crowded minor labels
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
-    print(json.dumps({k: {"core_hours": v["core_hours"], **{f"{predictor} {m}": v["quality"][predictor]["all"][m]
-                                                            for predictor in v["quality"] for m, _ in metrics}}
-                      for k, v in points.items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {
+                    "core_hours": v["core_hours"],
+                    **{
+                        f"{predictor} {m}": v["quality"][predictor]["all"][m]
+                        for predictor in v["quality"]
+                        for m, _ in metrics
+                    },
+                }
+                for k, v in points.items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from img2spec.io import read_sdss_spectrum
 from img2spec.mock.survey import MockSettings, MockSurvey, generate
 from img2spec.preprocessing import preprocess_spectra

@@ -10,7 +10,6 @@ import argparse
 import time
 
 import torch
-
 from img2spec.config import resolve_networks
 from img2spec.data import SpectraDataModule
 from img2spec.networks import NETWORK_NAMES
@@ -54,8 +53,10 @@ def main() -> None:
                 load_time += loaded - start
                 step_time += time.perf_counter() - loaded
         per_step = (load_time + step_time) / args.steps
-        print(f"{network:<16}{hp['batch_size']:>6}{step_time / args.steps:>10.3f}{load_time / args.steps:>10.3f}"
-              f"{hp['batch_size'] / per_step:>11.1f}")
+        print(
+            f"{network:<16}{hp['batch_size']:>6}{step_time / args.steps:>10.3f}{load_time / args.steps:>10.3f}"
+            f"{hp['batch_size'] / per_step:>11.1f}"
+        )
 
 
 if __name__ == "__main__":

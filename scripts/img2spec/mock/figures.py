@@ -16,8 +16,12 @@ from ..spectral import BPT_LINES, bpt_ratios
 def pick_examples(truth: pd.DataFrame) -> list[int]:
     """Rows showing the range of the mock: an elliptical, a spiral, an AGN and a passive galaxy."""
     picks = []
-    for query in ("morphology == 'elliptical' and bpt_class == 'passive'", "morphology == 'spiral' and bpt_class == 'star-forming'",
-                  "bpt_class == 'AGN'", "morphology == 'spiral' and ebv > 0.15"):
+    for query in (
+        "morphology == 'elliptical' and bpt_class == 'passive'",
+        "morphology == 'spiral' and bpt_class == 'star-forming'",
+        "bpt_class == 'AGN'",
+        "morphology == 'spiral' and ebv > 0.15",
+    ):
         rows = truth.query(query).index
         rows = [r for r in rows if r not in picks]
         if rows:
@@ -25,7 +29,9 @@ def pick_examples(truth: pd.DataFrame) -> list[int]:
     return picks
 
 
-def mock_figures(out_dir: str | Path, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path) -> None:
+def mock_figures(
+    out_dir: str | Path, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path
+) -> None:
     """Example galaxies, u − r against mass, and the truth BPT diagram of a mock survey in ``out_dir``."""
     out_dir = Path(out_dir)
     catalog = pd.read_csv(out_dir / "catalog.csv")
@@ -42,7 +48,11 @@ def mock_figures(out_dir: str | Path, examples_png: str | Path, colour_mass_png:
             model = np.asarray(hdul["COADD"].data["model"], float)
         spectra.append((spec.wave, spec.flux, model))
     plots.mock_examples(images, spectra, truth.iloc[rows], examples_png)
-    plots.colour_mass(truth["logmass"].to_numpy(), (catalog["modelMag_u"] - catalog["modelMag_r"]).to_numpy(),
-                      truth["quenched"].to_numpy(bool), colour_mass_png)
+    plots.colour_mass(
+        truth["logmass"].to_numpy(),
+        (catalog["modelMag_u"] - catalog["modelMag_r"]).to_numpy(),
+        truth["quenched"].to_numpy(bool),
+        colour_mass_png,
+    )
     x, y = bpt_ratios({name: truth[f"flux_{name}"].to_numpy() for name in BPT_LINES})
     plots.bpt_diagram(x, y, truth["bpt_detail"].to_numpy(), bpt_png, title="mock truth (fiber line fluxes)")

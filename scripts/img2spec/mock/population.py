@@ -103,9 +103,7 @@ def stellar_metallicity(logmass: np.ndarray) -> np.ndarray:
     return -0.25 + 0.33 * np.tanh((np.asarray(logmass) - 10.2) / 0.6)
 
 
-def delayed_tau_mass_in_bins(
-    age_edges: np.ndarray, formation_age: np.ndarray, tau: np.ndarray
-) -> np.ndarray:
+def delayed_tau_mass_in_bins(age_edges: np.ndarray, formation_age: np.ndarray, tau: np.ndarray) -> np.ndarray:
     """Mass fraction formed in each stellar-age bin by SFR(t) ∝ t e^(−t/τ).
 
     Parameters
@@ -122,6 +120,7 @@ def delayed_tau_mass_in_bins(
     ndarray, (n, n_bins)
         Fractions summing to 1 per galaxy.
     """
+
     # the cumulative mass formed by time t is τ² − τ(t + τ) e^(−t/τ); an age a ↔ t = T − a
     def formed_by(t: np.ndarray) -> np.ndarray:
         t = np.clip(t, 0.0, None)
@@ -257,7 +256,9 @@ def draw_galaxies(
     out["agn_log_sii_ha"] = np.where(is_liner, -0.1, -0.3) + rng.normal(0, 0.08, n)
     out["agn_log_oi_ha"] = np.where(is_liner, -0.7, -1.0) + rng.normal(0, 0.1, n)
     # AGN strength as Hα equivalent width against the fiber continuum (Cid Fernandes et al. 2011)
-    out["agn_ew_ha"] = np.where(is_agn, 10 ** np.where(is_liner, rng.normal(0.45, 0.2, n), rng.normal(1.1, 0.3, n)), 0.0)
+    out["agn_ew_ha"] = np.where(
+        is_agn, 10 ** np.where(is_liner, rng.normal(0.45, 0.2, n), rng.normal(1.1, 0.3, n)), 0.0
+    )
     out["agn_sigma_gas"] = rng.uniform(150, 300, n)
     return out
 

@@ -19,7 +19,7 @@ from ..spectral import FWHM_PER_SIGMA
 N_THETA = 64
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sersic_mixture(n: float, n_gauss: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-mixture approximation of a Sérsic profile of index ``n`` and half-light radius 1.
 
@@ -40,7 +40,7 @@ def sersic_mixture(n: float, n_gauss: int = 12) -> tuple[np.ndarray, np.ndarray]
     weight = r
     amp, _ = nnls(basis * weight[:, None], profile * weight)
     amp = amp / amp.sum()
-    enclosed = lambda radius: np.sum(amp * (1 - np.exp(-0.5 * (radius / sigma) ** 2)))  # noqa: E731
+    enclosed = lambda radius: np.sum(amp * (1 - np.exp(-0.5 * (radius / sigma) ** 2)))
     lo, hi = 0.01, 10.0
     for _ in range(60):
         mid = np.sqrt(lo * hi)

@@ -66,7 +66,7 @@ class SpectralModel:
     instrument_sigma_kms: float
 
     @classmethod
-    def from_library(cls, library: SSPLibrary, resolving_power: float = 2000.0) -> "SpectralModel":
+    def from_library(cls, library: SSPLibrary, resolving_power: float = 2000.0) -> SpectralModel:
         """Put ``library`` on the rest log grid and broaden it to ``resolving_power``.
 
         MILES-based spectra have a constant FWHM in Å (2.51 Å for MIUSCAT), so their velocity
@@ -85,7 +85,13 @@ class SpectralModel:
                 grid[m, a] = library.flux[hit[0]]
         flat = grid.reshape(-1, library.wave_air.size)
         wave_vac = air_to_vacuum(library.wave_air)
-        in_edges = np.concatenate([[wave_vac[0] - 0.5 * (wave_vac[1] - wave_vac[0])], 0.5 * (wave_vac[1:] + wave_vac[:-1]), [wave_vac[-1] + 0.5 * (wave_vac[-1] - wave_vac[-2])]])
+        in_edges = np.concatenate(
+            [
+                [wave_vac[0] - 0.5 * (wave_vac[1] - wave_vac[0])],
+                0.5 * (wave_vac[1:] + wave_vac[:-1]),
+                [wave_vac[-1] + 0.5 * (wave_vac[-1] - wave_vac[-2])],
+            ]
+        )
         k0 = int(np.ceil(np.log10(REST_RANGE[0]) / LOG10_STEP))
         k1 = int(np.floor(np.log10(REST_RANGE[1]) / LOG10_STEP))
         k = np.arange(k0, k1 + 1)
@@ -163,7 +169,7 @@ def redshift_and_broaden(
     covered : ndarray of bool, (n, n_out)
         Pixels at least 6σ inside the rest-frame range.
     """
-    n, n_rest = rest.shape
+    _n, n_rest = rest.shape
     pad = 64
     padded = np.pad(rest, ((0, 0), (pad, pad)), mode="edge")
     n_fft = int(2 ** np.ceil(np.log2(padded.shape[1] + pad)))
@@ -181,9 +187,7 @@ def redshift_and_broaden(
     return np.where(covered, flux, 0.0), covered
 
 
-def line_profiles(
-    loglam: np.ndarray, centre: np.ndarray, sigma_kms: np.ndarray, flux: np.ndarray
-) -> np.ndarray:
+def line_profiles(loglam: np.ndarray, centre: np.ndarray, sigma_kms: np.ndarray, flux: np.ndarray) -> np.ndarray:
     """Gaussian lines integrated over log-λ pixels, as flux density.
 
     Parameters

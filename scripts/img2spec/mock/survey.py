@@ -17,12 +17,28 @@ import pandas as pd
 
 from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
-from ..io import (BANDS, NODATA_BIT, SAMPLE_COLUMNS, SpecLiteWriter, atomic_output, encode_specobjid, spectrum_path,
-                  write_cube_archive)
+from ..io import (
+    BANDS,
+    NODATA_BIT,
+    SAMPLE_COLUMNS,
+    SpecLiteWriter,
+    atomic_output,
+    encode_specobjid,
+    spectrum_path,
+    write_cube_archive,
+)
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
+from ..spectral import (
+    BPT_LINES,
+    EMISSION_LINES_VACUUM,
+    FWHM_PER_SIGMA,
+    LOG10_STEP,
+    PASSIVE_EW_HALPHA,
+    bpt_class,
+    bpt_ratios,
+    composite_or_agn,
+)
 from ..templates import SSPLibrary
-from ..spectral import (BPT_LINES, EMISSION_LINES_VACUUM, FWHM_PER_SIGMA, LOG10_STEP, PASSIVE_EW_HALPHA, bpt_class,
-                        bpt_ratios, composite_or_agn)
 from ..units import C_ANGSTROM_PER_S, C_KMS, MPC_CM, air_to_vacuum
 from . import population as pop
 from .render import component_covariances, enclosed_fraction, petrosian_quantities, render_gaussians, with_psf
@@ -42,13 +58,61 @@ KENNICUTT_HA = 7.9e-42
 #: Bright night-sky lines [Å, air] and fluxes through a 3″ fiber [1e-17 erg/s/cm²] (order of
 #: magnitude of SDSS sky spectra): [O I], Na D and the strongest OH Meinel bands.
 SKY_LINES_AIR = np.array(
-    [5577.34, 5889.95, 5895.92, 6300.30, 6363.78, 6863.96, 6923.22, 7276.41, 7316.28, 7340.89,
-     7750.64, 7794.11, 7821.50, 7913.71, 7993.33, 8344.60, 8399.17, 8430.17, 8465.36, 8827.10,
-     8885.85, 8919.63, 8958.08, 9001.39]
+    [
+        5577.34,
+        5889.95,
+        5895.92,
+        6300.30,
+        6363.78,
+        6863.96,
+        6923.22,
+        7276.41,
+        7316.28,
+        7340.89,
+        7750.64,
+        7794.11,
+        7821.50,
+        7913.71,
+        7993.33,
+        8344.60,
+        8399.17,
+        8430.17,
+        8465.36,
+        8827.10,
+        8885.85,
+        8919.63,
+        8958.08,
+        9001.39,
+    ]
 )
 SKY_LINE_FLUX = np.array(
-    [2000, 300, 300, 700, 230, 350, 300, 350, 500, 450, 600, 700, 500, 600, 700, 1200, 1000, 900,
-     800, 1500, 1300, 1000, 1200, 1400], dtype=float
+    [
+        2000,
+        300,
+        300,
+        700,
+        230,
+        350,
+        300,
+        350,
+        500,
+        450,
+        600,
+        700,
+        500,
+        600,
+        700,
+        1200,
+        1000,
+        900,
+        800,
+        1500,
+        1300,
+        1000,
+        1200,
+        1400,
+    ],
+    dtype=float,
 )
 #: SDSS pixel-mask bit for sky lines brighter than the continuum around them.
 BRIGHTSKY_BIT = 1 << 23
@@ -114,7 +178,7 @@ class MockSettings:
     observation: ObservationSettings = field(default_factory=ObservationSettings)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "MockSettings":
+    def from_config(cls, cfg: dict) -> MockSettings:
         """Build from the ``mock`` section of the workflow config."""
         population = settings_from_section(pop.PopulationSettings, cfg.get("population", {}))
         observation = settings_from_section(ObservationSettings, cfg.get("observation", {}))
@@ -131,7 +195,7 @@ class MockSurvey:
     filters: FilterSet = field(default_factory=sdss_filters)
 
     @classmethod
-    def from_library(cls, library: SSPLibrary, settings: MockSettings) -> "MockSurvey":
+    def from_library(cls, library: SSPLibrary, settings: MockSettings) -> MockSurvey:
         return cls(SpectralModel.from_library(library, settings.observation.resolving_power), settings)
 
     # ------------------------------------------------------------------ photometry
@@ -163,7 +227,10 @@ class MockSurvey:
     def aperture_fractions(self, geometry: dict, radius: float, seeing: float) -> np.ndarray:
         """Fraction of each component's light inside a centred circular aperture, (n, 2)."""
         return np.stack(
-            [enclosed_fraction(with_psf(cov, seeing), radius) @ amp for amp, cov in zip(geometry["amp"], geometry["cov"])],
+            [
+                enclosed_fraction(with_psf(cov, seeing), radius) @ amp
+                for amp, cov in zip(geometry["amp"], geometry["cov"])
+            ],
             axis=1,
         )
 
@@ -279,7 +346,9 @@ class MockSurvey:
         rest = np.array([EMISSION_LINES_VACUUM[name] for name in names])
         centre = rest[None, :] * (1 + gal["z"][:, None])
         sf = pop.line_ratios(gal["sf_log_nii_ha"], gal["sf_log_oiii_hb"], gal["sf_log_sii_ha"], gal["sf_log_oi_ha"])
-        agn = pop.line_ratios(gal["agn_log_nii_ha"], gal["agn_log_oiii_hb"], gal["agn_log_sii_ha"], gal["agn_log_oi_ha"])
+        agn = pop.line_ratios(
+            gal["agn_log_nii_ha"], gal["agn_log_oiii_hb"], gal["agn_log_sii_ha"], gal["agn_log_oi_ha"]
+        )
         # star formation follows the disk light in the fiber; Hα from Kennicutt (1998)
         sf_ha = gal["sfr"] / KENNICUTT_HA / (4 * np.pi * gal["dl_cm"] ** 2) / 1e-17 * fiber[:, 1]
         ebv_gas = gal["disk_ebv"] / 0.44  # Calzetti (2000): stars see 0.44 of the gas reddening
@@ -340,7 +409,10 @@ class MockSurvey:
         calib = 1 + obs.calibration_error * (rng.normal(size=(n, 1)) * x + rng.normal(size=(n, 1)) * (x**2 - 1 / 3))
         variance = (np.clip(noiseless, 0, None) + sky[None, :]) / gain
         residual = (rng.normal(0, obs.sky_residual, (n, sky_centres.size)) * SKY_LINE_FLUX) @ np.stack(
-            [line_profiles(np.log10(wave), sky_centres[None, j : j + 1], sigma_sky[None, :1], np.ones((1, 1)))[0] for j in range(sky_centres.size)]
+            [
+                line_profiles(np.log10(wave), sky_centres[None, j : j + 1], sigma_sky[None, :1], np.ones((1, 1)))[0]
+                for j in range(sky_centres.size)
+            ]
         )
         flux = noiseless * calib + rng.normal(size=noiseless.shape) * np.sqrt(variance) + residual
         and_mask = np.where(covered, 0, NODATA_BIT).astype(np.int64)
@@ -349,8 +421,13 @@ class MockSurvey:
         and_mask |= np.where(flagged, 1 << 18, 0)  # FULLREJECT
         ivar = np.where(and_mask == 0, 1.0 / variance, 0.0)
         flux = np.where(covered, flux, 0.0)
-        return {"flux": flux, "ivar": ivar, "and_mask": and_mask, "sky": np.broadcast_to(sky, flux.shape),
-                "plate_sn2": np.full(n, plate_sn2)}
+        return {
+            "flux": flux,
+            "ivar": ivar,
+            "and_mask": and_mask,
+            "sky": np.broadcast_to(sky, flux.shape),
+            "plate_sn2": np.full(n, plate_sn2),
+        }
 
     # ------------------------------------------------------------------ images
     def images(
@@ -366,7 +443,7 @@ class MockSurvey:
         n = gal["z"].size
         size, pix = obs.image_size, obs.pixel_arcsec
         geom = self.geometry(gal)
-        centre = (size / 2 + rng.uniform(-0.5, 0.5, (n, 2)))
+        centre = size / 2 + rng.uniform(-0.5, 0.5, (n, 2))
         cube = np.zeros((n, size, size, len(BANDS)))
         fiber_flux = np.zeros((n, len(BANDS)))
         for b, psf in enumerate(obs.psf_fwhm):
@@ -419,7 +496,9 @@ class MockSurvey:
                 colours = colours / colours[:, BANDS.index("r")][:, None]
                 r_flux = mag_to_nanomaggies(rng.uniform(17.0, 21.0, idx.size))
                 re = rng.uniform(0.8, 4.0, idx.size)
-                amp, cov = component_covariances(re, rng.uniform(0.3, 1.0, idx.size), rng.uniform(0, 180, idx.size), 1.0)
+                amp, cov = component_covariances(
+                    re, rng.uniform(0.3, 1.0, idx.size), rng.uniform(0, 180, idx.size), 1.0
+                )
             else:
                 temperature = rng.uniform(3500, 9000, idx.size)
                 planck = 1 / (wave[None, :] ** 5 * np.expm1(1.4388e8 / (wave[None, :] * temperature[:, None])))
@@ -433,7 +512,9 @@ class MockSurvey:
         return {"cube": cube, "has_neighbour": has_neighbour, "has_star": has_star}
 
 
-def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _catalog_and_truth(
+    gal, spectra, extras, first_index, rng, obs: ObservationSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """SDSS-like catalog rows (Appendix B of the paper) and the truth table of a batch."""
     n = gal["z"].size
     index = first_index + np.arange(n)
@@ -521,9 +602,23 @@ def _catalog_and_truth(gal, spectra, extras, first_index, rng, obs: ObservationS
         "has_neighbour": extras["has_neighbour"],
         "has_star": extras["has_star"],
     }
-    for key in ("bulge_re_kpc", "disk_re_kpc", "bulge_sigma", "disk_sigma", "bulge_ebv", "disk_ebv",
-                "bulge_metallicity", "disk_metallicity", "cos_incl", "pa_deg", "burst_mass_fraction",
-                "sf_log_nii_ha", "sf_log_oiii_hb", "agn_log_nii_ha", "agn_log_oiii_hb"):
+    for key in (
+        "bulge_re_kpc",
+        "disk_re_kpc",
+        "bulge_sigma",
+        "disk_sigma",
+        "bulge_ebv",
+        "disk_ebv",
+        "bulge_metallicity",
+        "disk_metallicity",
+        "cos_incl",
+        "pa_deg",
+        "burst_mass_fraction",
+        "sf_log_nii_ha",
+        "sf_log_oiii_hb",
+        "agn_log_nii_ha",
+        "agn_log_oiii_hb",
+    ):
         truth[key] = gal[key]
     for key in spectra:
         if key.startswith("flux_"):
@@ -566,7 +661,8 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
                 if empty_draws >= MAX_EMPTY_DRAWS:
                     raise ValueError(
                         f"the mock's selection kept none of {empty_draws * settings.batch_size * 8} drawn galaxies; loosen "
-                        "mock.population.petro_r_limit, or change mock.population.z_min/z_max or logmass_min/logmass_max")
+                        "mock.population.petro_r_limit, or change mock.population.z_min/z_max or logmass_min/logmass_max"
+                    )
                 continue
             empty_draws = 0
             gal = {k: v[keep] for k, v in candidates.items()}
@@ -599,7 +695,9 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
                     },
                     sky=spectra["sky"][i],
                     model=spectra["model"][i],
-                    wdisp=np.full(spectra["loglam"].size, survey.model.instrument_sigma_kms / (LOG10_STEP * C_KMS * np.log(10))),
+                    wdisp=np.full(
+                        spectra["loglam"].size, survey.model.instrument_sigma_kms / (LOG10_STEP * C_KMS * np.log(10))
+                    ),
                 )
             catalogs.append(catalog)
             truths.append(truth)

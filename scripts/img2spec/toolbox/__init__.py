@@ -10,4 +10,12 @@ from .redshift import build_basis, measure_redshift
 from .spectra import prepare_templates, to_rest_frame
 from .stellar import fit_ppxf
 
-__all__ = ["build_basis", "fit_firefly", "fit_ppxf", "measure_indices", "measure_redshift", "prepare_templates", "to_rest_frame"]
+__all__ = [
+    "build_basis",
+    "fit_firefly",
+    "fit_ppxf",
+    "measure_indices",
+    "measure_redshift",
+    "prepare_templates",
+    "to_rest_frame",
+]

@@ -40,7 +40,9 @@ def _low_pass(flux: np.ndarray, good: np.ndarray, width_pix: float) -> np.ndarra
     return gaussian_smooth(filled, width_pix).reshape(np.shape(flux))
 
 
-def _combination_search(gram: np.ndarray, rhs: np.ndarray, yy: float, n_pix: int, beam: int, max_components: int) -> list[tuple[tuple[int, ...], np.ndarray, float]]:
+def _combination_search(
+    gram: np.ndarray, rhs: np.ndarray, yy: float, n_pix: int, beam: int, max_components: int
+) -> list[tuple[tuple[int, ...], np.ndarray, float]]:
     """All combinations tried, as (SSP indices, non-negative weights, χ²), by the BIC-guided search."""
     tried: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}
 
@@ -106,8 +108,8 @@ def _properties(combos, models, ivar, log_age, metallicity):
         ages.append(light @ log_age[list(subset)] / light.sum())
         metals.append(light @ metallicity[list(subset)] / light.sum())
     ages, metals = np.array(ages), np.array(metals)
-    mean = lambda v: float(np.sum(like * v) / like.sum())  # noqa: E731
-    spread = lambda v: float(np.sqrt(np.sum(like * (v - mean(v)) ** 2) / like.sum()))  # noqa: E731
+    mean = lambda v: float(np.sum(like * v) / like.sum())
+    spread = lambda v: float(np.sqrt(np.sum(like * (v - mean(v)) ** 2) / like.sum()))
     return mean(ages), spread(ages), mean(metals), spread(metals), chi2.min()
 
 

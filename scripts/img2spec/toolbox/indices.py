@@ -105,7 +105,9 @@ def mgfe_prime(mg_b: float, fe5270: float, fe5335: float) -> float:
     return float(np.sqrt(product)) if product > 0 else np.nan
 
 
-def sigma_corrections(model_wave: np.ndarray, model_intrinsic: np.ndarray, sigma_star: float, velscale: float, fwhm: np.ndarray) -> dict[str, float]:
+def sigma_corrections(
+    model_wave: np.ndarray, model_intrinsic: np.ndarray, sigma_star: float, velscale: float, fwhm: np.ndarray
+) -> dict[str, float]:
     """Factor per Lick index turning an index measured at σ* into its value at σ* = 0.
 
     Parameters
@@ -136,10 +138,24 @@ def indices_of_rest(spectrum: RestSpectrum, stellar_fit: dict | None = None) -> 
     else:
         model_wave = np.asarray(stellar_fit["model_wave"])
         model_fwhm = model_wave / spectrum.resolving_power
-        factors = sigma_corrections(model_wave, np.asarray(stellar_fit["model_intrinsic"]), stellar_fit["sigma_star"], spectrum.velscale, model_fwhm)
-        stellar = np.interp(spectrum.wave, np.asarray(stellar_fit["wave"]), np.asarray(stellar_fit["stellar_model"]), left=np.nan, right=np.nan)
+        factors = sigma_corrections(
+            model_wave,
+            np.asarray(stellar_fit["model_intrinsic"]),
+            stellar_fit["sigma_star"],
+            spectrum.velscale,
+            model_fwhm,
+        )
+        stellar = np.interp(
+            spectrum.wave,
+            np.asarray(stellar_fit["wave"]),
+            np.asarray(stellar_fit["stellar_model"]),
+            left=np.nan,
+            right=np.nan,
+        )
         covered = np.isfinite(stellar)
-        stellar_lick = _lick_on(spectrum.wave[covered], to_lick_resolution(spectrum.wave[covered], stellar[covered], spectrum.fwhm[covered]))
+        stellar_lick = _lick_on(
+            spectrum.wave[covered], to_lick_resolution(spectrum.wave[covered], stellar[covered], spectrum.fwhm[covered])
+        )
         lick["H_beta"] = stellar_lick["H_beta"]
         for name in LICK_NAMES:
             result[name] = lick[name] * factors[name]

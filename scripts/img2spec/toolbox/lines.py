@@ -18,11 +18,19 @@ import warnings
 import astropy.units as u
 import numpy as np
 from scipy.optimize import least_squares
-from specutils import Spectrum, SpectralRegion
+from specutils import SpectralRegion, Spectrum
 from specutils.analysis import equivalent_width
 
 from ..fitresults import LINE_KEYS
-from ..spectral import BPT_CLASSES, BPT_LINES, DOUBLETS, EMISSION_LINES_AIR, FWHM_PER_SIGMA, PASSIVE_EW_HALPHA, bpt_ratios
+from ..spectral import (
+    BPT_CLASSES,
+    BPT_LINES,
+    DOUBLETS,
+    EMISSION_LINES_AIR,
+    FWHM_PER_SIGMA,
+    PASSIVE_EW_HALPHA,
+    bpt_ratios,
+)
 from ..spectral import bpt_class as classify
 from ..units import C_KMS
 
@@ -47,7 +55,9 @@ def _profiles(wave: np.ndarray, velocity: float, sigma_kms: float, resolving_pow
     return np.array(out)
 
 
-def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuum: np.ndarray, resolving_power: float = 1500.0) -> dict[str, float]:
+def measure_lines(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuum: np.ndarray, resolving_power: float = 1500.0
+) -> dict[str, float]:
     """Fluxes of Hβ, [O III]5007, Hα and [N II]6584 and EW(Hα) of a rest-frame spectrum.
 
     Parameters
@@ -85,7 +95,10 @@ def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuu
     result = dict.fromkeys(LINE_KEYS, np.nan)
     if use.sum() < 20:
         return result
-    best = min((least_squares(chi, [0.0, s0], bounds=([-500.0, 5.0], [500.0, 500.0])) for s0 in (50.0, 200.0)), key=lambda r: r.cost)
+    best = min(
+        (least_squares(chi, [0.0, s0], bounds=([-500.0, 5.0], [500.0, 500.0])) for s0 in (50.0, 200.0)),
+        key=lambda r: r.cost,
+    )
     design, coef = amplitudes(best.x)
     covariance = np.linalg.pinv((design * weight[:, None]).T @ (design * weight[:, None]))
     for i, name in enumerate(LINES):
@@ -95,7 +108,9 @@ def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuu
 
     window = np.abs(wave - LINES["Halpha"]) < EW_HALF_WIDTH + 5
     if window.sum() > 5 and np.all(continuum[window] > 0):
-        spectrum = Spectrum(flux=(flux[window] / continuum[window]) * u.dimensionless_unscaled, spectral_axis=wave[window] * u.AA)
+        spectrum = Spectrum(
+            flux=(flux[window] / continuum[window]) * u.dimensionless_unscaled, spectral_axis=wave[window] * u.AA
+        )
         region = SpectralRegion((LINES["Halpha"] - EW_HALF_WIDTH) * u.AA, (LINES["Halpha"] + EW_HALF_WIDTH) * u.AA)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -107,8 +122,9 @@ def measure_lines(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, continuu
 DETECTION_RULES = ("positive", "snr")
 
 
-def lines_measured(fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray], min_snr: float = 3.0,
-                   rule: str = "positive") -> np.ndarray:
+def lines_measured(
+    fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray], min_snr: float = 3.0, rule: str = "positive"
+) -> np.ndarray:
     """True where all four lines are present: a positive flux (``rule="positive"``, the paper's) or,
     with ``rule="snr"``, a positive flux at least ``min_snr`` times its error."""
     if rule not in DETECTION_RULES:
@@ -123,8 +139,9 @@ def lines_measured(fluxes: dict[str, np.ndarray], errors: dict[str, np.ndarray],
     return measured
 
 
-def bpt_class(fluxes: dict[str, np.ndarray], ew_halpha: np.ndarray, measured: np.ndarray,
-              min_ew: float = PASSIVE_EW_HALPHA) -> np.ndarray:
+def bpt_class(
+    fluxes: dict[str, np.ndarray], ew_halpha: np.ndarray, measured: np.ndarray, min_ew: float = PASSIVE_EW_HALPHA
+) -> np.ndarray:
     """Passive / star-forming / AGN class of each galaxy (:func:`img2spec.spectral.bpt_class`, as for the mock's truth).
 
     Parameters

@@ -77,7 +77,9 @@ class RestSpectrum:
         return self.wave / self.resolving_power
 
 
-def check_spectrum(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, name: str = "spectrum") -> tuple[np.ndarray, ...]:
+def check_spectrum(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, name: str = "spectrum"
+) -> tuple[np.ndarray, ...]:
     """Validate a spectrum's arrays; non-finite flux or ivar becomes ivar = 0.
 
     Raises
@@ -88,7 +90,9 @@ def check_spectrum(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, name: s
     """
     wave, flux, ivar = (np.asarray(a, dtype=np.float64) for a in (wave, flux, ivar))
     if wave.ndim != 1 or flux.shape != wave.shape or ivar.shape != wave.shape:
-        raise ValueError(f"{name}: wave, flux and ivar must be 1-d of one length, got {wave.shape}, {flux.shape}, {ivar.shape}")
+        raise ValueError(
+            f"{name}: wave, flux and ivar must be 1-d of one length, got {wave.shape}, {flux.shape}, {ivar.shape}"
+        )
     if np.any(np.diff(wave) <= 0):
         raise ValueError(f"{name}: wavelengths must increase")
     if np.any(ivar < 0):
@@ -118,7 +122,9 @@ def rebin(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, out_wave: np.nda
     coverage = good_length / np.diff(out_edges)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_flux = (flux * good) @ overlap / good_length
-        variance = np.divide(1.0, ivar, out=np.zeros_like(ivar), where=ivar > 0) @ overlap.multiply(overlap) / good_length**2
+        variance = (
+            np.divide(1.0, ivar, out=np.zeros_like(ivar), where=ivar > 0) @ overlap.multiply(overlap) / good_length**2
+        )
     usable = (coverage >= MIN_COVERAGE) & (variance > 0)
     return np.where(usable, mean_flux, 0.0), np.where(usable, 1.0 / np.where(usable, variance, 1.0), 0.0)
 
@@ -174,7 +180,9 @@ def to_rest_frame(
     right = np.clip(np.searchsorted(rest, out_wave), 1, rest.size - 1)
     usable = good[right] & good[right - 1] & (variance > 0)
     out_ivar = np.where(usable, 1.0 / np.where(usable, variance, 1.0), 0.0)
-    return RestSpectrum(out_wave, np.where(usable, out_flux, 0.0) * (1.0 + z), out_ivar / (1.0 + z) ** 2, velscale, resolving_power, z)
+    return RestSpectrum(
+        out_wave, np.where(usable, out_flux, 0.0) * (1.0 + z), out_ivar / (1.0 + z) ** 2, velscale, resolving_power, z
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,9 @@ def regular_grid(library: SSPLibrary, ages_gyr: list[float] | None = None) -> tu
     if ages_gyr is not None:
         wanted = np.asarray(ages_gyr, dtype=float)
         if np.any(wanted < ages[0] * 0.99) or np.any(wanted > ages[-1] * 1.01):
-            raise ValueError(f"{library.name}: ages {list(wanted)} Gyr outside the complete grid {ages[0]}-{ages[-1]} Gyr")
+            raise ValueError(
+                f"{library.name}: ages {list(wanted)} Gyr outside the complete grid {ages[0]}-{ages[-1]} Gyr"
+            )
         ages = np.unique(ages[np.abs(np.log(ages)[None, :] - np.log(wanted)[:, None]).argmin(axis=1)])
     flux = np.empty((library.wave_air.size, ages.size, metals.size))
     for a, age in enumerate(ages):
@@ -267,7 +277,15 @@ def prepare_templates(
     rebinned = (overlap.T @ broadened) / np.asarray(overlap.sum(axis=0)).ravel()[:, None]
     window = (out_wave >= LIGHT_NORM_WINDOW[0]) & (out_wave <= LIGHT_NORM_WINDOW[1])
     rebinned /= rebinned[window].mean(axis=0)
-    return TemplateGrid(out_wave, rebinned.reshape(out_wave.size, ages.size, metals.size), ages, metals, velscale, resolving_power, library.name)
+    return TemplateGrid(
+        out_wave,
+        rebinned.reshape(out_wave.size, ages.size, metals.size),
+        ages,
+        metals,
+        velscale,
+        resolving_power,
+        library.name,
+    )
 
 
 def broaden_velocity(flux: np.ndarray, sigma_kms: float, velscale: float) -> np.ndarray:

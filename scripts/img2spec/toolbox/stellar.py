@@ -57,14 +57,15 @@ class FitMasks:
         the pixels it kept.
     """
 
-    interstellar: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        "NaD": (5880.0, 5906.0), "CaK": (3926.0, 3942.0), "CaH": (3961.0, 3976.0)})
+    interstellar: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"NaD": (5880.0, 5906.0), "CaK": (3926.0, 3942.0), "CaH": (3961.0, 3976.0)}
+    )
     sky_lines: tuple[float, ...] = (5577.34, 5889.95, 5895.92, 6300.30, 6363.78)
     sky_half_width: float = 8.0
     clean: bool = True
 
     @classmethod
-    def none(cls) -> "FitMasks":
+    def none(cls) -> FitMasks:
         """No masks and no clipping: every pixel with positive inverse variance is fitted."""
         return cls(interstellar={}, sky_lines=(), clean=False)
 
@@ -91,8 +92,9 @@ def _noise(ivar: np.ndarray) -> np.ndarray:
     return np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), 1.0)
 
 
-def _single_fit(templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=False,
-                fix_stars=False):
+def _single_fit(
+    templates_columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=False, fix_stars=False
+):
     n_stars = templates_columns.shape[1]
     component = np.array([0] * n_stars + [1] * gas.shape[1])
     stars = component == 0
@@ -195,23 +197,38 @@ def fit_rest_ppxf(
     if goodpixels.size == 0:
         raise ValueError("no pixel left to fit outside the masks")
     with contextlib.redirect_stdout(io.StringIO()):  # emission_lines lists the lines it made
-        gas, gas_names, _ = emission_lines(np.log(templates.wave), [wave[0], wave[-1]], lambda w: w / spectrum.resolving_power)
+        gas, gas_names, _ = emission_lines(
+            np.log(templates.wave), [wave[0], wave[-1]], lambda w: w / spectrum.resolving_power
+        )
     columns = templates.columns
     n_stars = columns.shape[1]
-    start = {"v": kinematics["velocity"] if fixed else 0.0, "sigma": kinematics["sigma_star"] if fixed else 150.0,
-             "gas_sigma": 100.0, "a_v": 0.3}
+    start = {
+        "v": kinematics["velocity"] if fixed else 0.0,
+        "sigma": kinematics["sigma_star"] if fixed else 150.0,
+        "gas_sigma": 100.0,
+        "a_v": 0.3,
+    }
     clean = masks.clean and not outliers_known
-    pp = _single_fit(columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=clean, fix_stars=fixed)
+    pp = _single_fit(
+        columns, galaxy, noise, spectrum, templates, gas, start, regul, goodpixels, clean=clean, fix_stars=fixed
+    )
     best = _properties(pp, templates, n_stars)
     kept = np.asarray(pp.goodpixels)
 
     rng = np.random.default_rng(seed)
     residual = galaxy - pp.bestfit
-    start = {"v": best["velocity"], "sigma": best["sigma_star"], "gas_sigma": float(pp.sol[1][1]), "a_v": best["ebv"] * CALZETTI_RV}
+    start = {
+        "v": best["velocity"],
+        "sigma": best["sigma_star"],
+        "gas_sigma": float(pp.sol[1][1]),
+        "a_v": best["ebv"] * CALZETTI_RV,
+    }
     draws = []
     for _ in range(bootstrap):
         signs = rng.choice([-1.0, 1.0], size=galaxy.size)
-        refit = _single_fit(columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, kept, fix_stars=fixed)
+        refit = _single_fit(
+            columns, pp.bestfit + residual * signs, noise, spectrum, templates, gas, start, regul, kept, fix_stars=fixed
+        )
         draws.append(_properties(refit, templates, n_stars))
 
     weights = pp.weights[:n_stars] * scale
@@ -290,4 +307,3 @@ def emission_mask(wave: np.ndarray, half_width_kms: float = 800.0) -> np.ndarray
     centres = np.array(list(EMISSION_LINES_AIR.values()))
     distance = np.abs(np.log(wave[:, None] / centres[None, :])).min(axis=1) * C_KMS
     return distance < half_width_kms
-
