@@ -130,6 +130,7 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
         train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
     monkeypatch.undo()
     logged = []
+    # the saved state belongs to another learning rate
     train_network(
         str(tiny_dataset),
         "contrastive_lr",
@@ -138,6 +139,6 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
         tmp_path,
         progress=False,
         log=logged.append,
-    )  # the saved state belongs to another learning rate
+    )
     assert any("starting afresh" in line for line in logged)
     assert pd.read_csv(tmp_path / "metrics.csv")["step"].min() == 0

@@ -377,9 +377,8 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     summary = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
     for kind in spectra.kinds:
         dz = table[f"{kind}_dz"]
-        outliers = ~(
-            np.abs(dz) <= options["outlier"]
-        )  # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
+        # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
+        outliers = ~(np.abs(dz) <= options["outlier"])
         summary[kind] = {
             "failed": int((table[f"{kind}_error"] != "").sum()),
             "sigma_mad": metrics.sigma_mad(dz),

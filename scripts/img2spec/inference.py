@@ -227,9 +227,8 @@ def predict_spectra(
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
         pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
-        out["percentiles"].append(
-            np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2)
-        )  # torch.quantile caps at 2**24 values
+        # numpy, not torch.quantile, which caps at 2**24 values
+        out["percentiles"].append(np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2))
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
     for i, p in enumerate(s.percentiles):
