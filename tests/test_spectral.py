@@ -25,10 +25,6 @@ def test_vacuum_wavelengths_are_the_sdss_values():
     assert FWHM_PER_SIGMA == pytest.approx(2.35482, abs=1e-5)
 
 
-def test_the_toolbox_measures_the_lines_of_the_shared_table():
-    assert toolbox_lines.LINES == {name: EMISSION_LINES_AIR[name] for name in BPT_LINES}
-
-
 def test_one_bpt_rule_labels_truth_and_measurement_alike(mock_dir):
     """The mock's truth classes are what the toolbox's classifier gives for the truth's own line fluxes."""
     truth = pd.read_parquet(mock_dir / "truth.parquet")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .dataset import DatasetFile
 from .io import InputError, read_h5_rows
-from .photometry import APERTURE_RADII_PIX, photometric_features
+from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
 
 #: Predictors a report compares, in the order of its columns.
 BASELINES = ("mean", "knn", "truth")
@@ -50,11 +50,19 @@ class BaselineSettings:
         return cls(k=int(section["k"]), radii_pix=tuple(float(r) for r in section["radii_pix"]))
 
 
+def _log_mean_of_sums(
+    weighted: np.ndarray, weights: np.ndarray, plain: np.ndarray, count: int, floor: float
+) -> np.ndarray:
+    """log of the weighted mean ``weighted / weights``, the plain mean ``plain / count`` where all weights are 0."""
+    mean = np.where(weights > 0, weighted / np.maximum(weights, 1e-12), plain / max(count, 1))
+    return np.log(np.maximum(mean, floor)).astype(np.float32)
+
+
 def _log_mean(linear: np.ndarray, weights: np.ndarray, floor: float) -> np.ndarray:
     """log of the weighted mean over axis −2 (neighbours), falling back to the plain mean where all weights are 0."""
-    total = weights.sum(axis=-2)
-    mean = np.where(total > 0, (linear * weights).sum(axis=-2) / np.maximum(total, 1e-12), linear.mean(axis=-2))
-    return np.log(np.maximum(mean, floor)).astype(np.float32)
+    return _log_mean_of_sums(
+        (linear * weights).sum(axis=-2), weights.sum(axis=-2), linear.sum(axis=-2), linear.shape[-2], floor
+    )
 
 
 def mean_spectrum(
@@ -78,17 +86,14 @@ def mean_spectrum(
         weighted += np.where(good, linear, 0.0).sum(0)
         weights += good.sum(0)
         plain += linear.sum(0)
-    mean = np.where(weights > 0, weighted / np.maximum(weights, 1), plain / max(rows.size, 1))
-    return np.log(np.maximum(mean, floor)).astype(np.float32)
+    return _log_mean_of_sums(weighted, weights, plain, rows.size, floor)
 
 
 def nearest_neighbours(train_features: np.ndarray, query_features: np.ndarray, k: int) -> np.ndarray:
     """Indices (N_query, k) of the k nearest training rows in features standardised by the training spread."""
     if not 1 <= k <= len(train_features):
         raise ValueError(f"k = {k} must be between 1 and the {len(train_features)} training galaxies")
-    centre = np.median(train_features, axis=0)
-    scale = 1.4826 * np.median(np.abs(train_features - centre), axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    centre, scale = robust_centre_scale(train_features)
     train = (train_features - centre) / scale
     query = (query_features - centre) / scale
     distance = (query**2).sum(1)[:, None] - 2 * query @ train.T + (train**2).sum(1)[None, :]

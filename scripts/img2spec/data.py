@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .dataset import DatasetFile
-from .photometry import APERTURE_RADII_PIX, photometric_features
+from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
 
 
 @dataclass(frozen=True)
@@ -235,9 +235,7 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
     feature_centre = feature_scale = None
     if features:
         values = photometric_features(images)
-        feature_centre = np.median(values, axis=0)
-        feature_scale = 1.4826 * np.median(np.abs(values - feature_centre), axis=0)
-        feature_scale = np.where(feature_scale > 0, feature_scale, 1.0)
+        feature_centre, feature_scale = robust_centre_scale(values)
     if transform == "linear":
         return ImageStats(
             None, linear_mean.astype(np.float32), linear_std.astype(np.float32), feature_centre, feature_scale

@@ -33,11 +33,12 @@ from .fitresults import (
 )
 from .io import atomic_output, read_h5_rows
 from .preprocessing import shift_to_redshift
+from .spectral import BPT_CLASSES
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
 from .toolbox.firefly import fit_rest_firefly
 from .toolbox.indices import indices_of_rest
-from .toolbox.lines import CLASSES, LINES, bpt_class, lines_measured, measure_lines
+from .toolbox.lines import LINES, bpt_class, lines_measured, measure_lines
 from .toolbox.spectra import to_rest_frame
 from .toolbox.stellar import FitMasks, fit_rest_ppxf
 
@@ -808,10 +809,10 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
         kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options["min_ew"]) for kind in kinds
     }
     table = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
-    matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], CLASSES)
-    pd.DataFrame(matrix, index=[f"observed {c}" for c in CLASSES], columns=[f"predicted {c}" for c in CLASSES]).to_csv(
-        out_dir / "confusion.csv"
-    )
+    matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], BPT_CLASSES)
+    pd.DataFrame(
+        matrix, index=[f"observed {c}" for c in BPT_CLASSES], columns=[f"predicted {c}" for c in BPT_CLASSES]
+    ).to_csv(out_dir / "confusion.csv")
 
     def classifier(kind):
         # draws move fluxes and EW; whether a line counts as measured stays as found
@@ -829,17 +830,17 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     )
     summary = {
         "n": len(ids),
-        "counts": {kind: {c: int(np.sum(classes[kind] == c)) for c in CLASSES} for kind in kinds},
+        "counts": {kind: {c: int(np.sum(classes[kind] == c)) for c in BPT_CLASSES} for kind in kinds},
         "confusion_matrix": {
-            "rows_observed": list(CLASSES),
-            "columns_predicted": list(CLASSES),
+            "rows_observed": list(BPT_CLASSES),
+            "columns_predicted": list(BPT_CLASSES),
             "counts": matrix.tolist(),
         },
         "scores": metrics.classification_scores(classes["observed"], classes["predicted"]),
         "predictors": {
             kind: {
                 **metrics.classification_scores(classes["observed"], classes[kind]),
-                "confusion_counts": metrics.confusion_matrix(classes["observed"], classes[kind], CLASSES).tolist(),
+                "confusion_counts": metrics.confusion_matrix(classes["observed"], classes[kind], BPT_CLASSES).tolist(),
             }
             for kind in kinds[1:]
         },
@@ -858,7 +859,7 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
         }
     table.to_csv(out_dir / "galaxies.csv", index=False)
     _write_summary(out_dir, summary)
-    plots.confusion(matrix, CLASSES, out_dir / "confusion.png")
+    plots.confusion(matrix, BPT_CLASSES, out_dir / "confusion.png")
     plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, out_dir / "bpt.png")
     return summary
 

@@ -141,6 +141,13 @@ def _aperture_weights(shape: tuple[int, int], radii_pix: tuple[float, ...]) -> n
     return np.stack([(r2 <= r**2).reshape(size_y, 4, size_x, 4).mean(axis=(1, 3)) for r in radii_pix])
 
 
+def robust_centre_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column median and 1.4826 × MAD of ``values`` (N, F); a column without spread gets scale 1."""
+    centre = np.median(values, axis=0)
+    scale = 1.4826 * np.median(np.abs(values - centre), axis=0)
+    return centre, np.where(scale > 0, scale, 1.0)
+
+
 def photometric_features(images: np.ndarray, radii_pix: tuple[float, ...] = APERTURE_RADII_PIX) -> np.ndarray:
     """Photometric features of ugriz cubes (N, 5, H, W) [nanomaggies], measured around the cube centre.
 

@@ -26,19 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from img2spec.baselines import knn_spectra, nearest_neighbours
 from img2spec.dataset import DatasetFile
-from img2spec.photometry import photometric_features
+from img2spec.metrics import mse
+from img2spec.photometry import photometric_features, robust_centre_scale
 from report import emit
 
 
-def mse(predicted: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    good = ~mask
-    return ((predicted - observed) ** 2 * good).sum(1) / good.sum(1)
-
-
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    centre = np.median(train, axis=0)
-    scale = 1.4826 * np.median(np.abs(train - centre), axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    centre, scale = robust_centre_scale(train)
     return [(x - centre) / scale for x in (train, *others)]
 
 

@@ -23,7 +23,6 @@ from specutils.analysis import equivalent_width
 
 from ..fitresults import LINE_KEYS
 from ..spectral import (
-    BPT_CLASSES,
     BPT_LINES,
     DOUBLETS,
     EMISSION_LINES_AIR,
@@ -39,7 +38,6 @@ LINES = {name: EMISSION_LINES_AIR[name] for name in BPT_LINES}
 TIED = {name: (EMISSION_LINES_AIR[weak], 1 / ratio) for name, (weak, ratio) in DOUBLETS.items()}
 #: Half-width [Å] of the Hα window for EW(Hα), clear of [N II] at R = 1500.
 EW_HALF_WIDTH = 8.0
-CLASSES = BPT_CLASSES
 
 
 def _profiles(wave: np.ndarray, velocity: float, sigma_kms: float, resolving_power: float) -> np.ndarray:

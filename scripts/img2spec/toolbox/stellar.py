@@ -193,7 +193,8 @@ def fit_rest_ppxf(
     fixed = kinematics is not None
     outliers_known = fixed and "clipped_wave" in kinematics
     clipped_before = np.isin(wave, kinematics["clipped_wave"]) if outliers_known else np.zeros(wave.size, bool)
-    goodpixels = np.flatnonzero((ivar > 0) & ~in_window & ~clipped_before)
+    usable = (ivar > 0) & ~in_window
+    goodpixels = np.flatnonzero(usable & ~clipped_before)
     if goodpixels.size == 0:
         raise ValueError("no pixel left to fit outside the masks")
     with contextlib.redirect_stdout(io.StringIO()):  # emission_lines lists the lines it made
@@ -248,7 +249,7 @@ def fit_rest_ppxf(
         n_pixels=int(good.sum()),
         n_masked=int(np.sum(in_window & (ivar > 0))),
         n_clipped=int(goodpixels.size - kept.size + clipped_before.sum()),
-        clipped_wave=wave[np.setdiff1d(np.flatnonzero((ivar > 0) & ~in_window), kept)],
+        clipped_wave=wave[np.setdiff1d(np.flatnonzero(usable), kept)],
         bootstrap=bootstrap,
         templates=templates.name,
         wave=wave,
