@@ -6,6 +6,7 @@ import importlib.resources
 from pathlib import Path
 
 import pytest
+from img2spec.templates import pinned_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -27,7 +28,7 @@ def ngc3073_path(ppxf_spectra_dir: Path) -> Path:
 
 
 TEMPLATE_CACHE = REPO / "resources" / "downloads"
-MANGADAP = ("sdss-mangadap", "4.5.0", "b8478bb24c32fe736fa6a2881805458719281862313838f8b032f3c10527ff34")
+MANGADAP = pinned_wheel()
 
 
 @pytest.fixture(scope="session")

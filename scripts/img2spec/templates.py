@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from .config import validate_config
 from .download import RateLimiter, RetryPolicy, fetch_with_retries
 from .io import InputError, atomic_output
 
@@ -113,6 +114,12 @@ def sha256_of(path: str | Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def pinned_wheel() -> tuple[str, str, str]:
+    """(package, version, sha256) of the template wheel as the workflow's schema pins it (``templates``)."""
+    section = validate_config({})["templates"]
+    return section["package"], section["version"], section["sha256"]
 
 
 def fetch_wheel(package: str, version: str, sha256: str, cache_dir: str | Path) -> Path:

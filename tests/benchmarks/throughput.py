@@ -16,10 +16,10 @@ from pathlib import Path
 from img2spec.io import read_sdss_spectrum
 from img2spec.mock.survey import MockSettings, MockSurvey, generate
 from img2spec.preprocessing import preprocess_spectra
-from img2spec.templates import fetch_wheel, library_from_wheel
+from img2spec.templates import fetch_wheel, library_from_wheel, pinned_wheel
 
 REPO = Path(__file__).resolve().parents[2]
-MANGADAP = ("sdss-mangadap", "4.5.0", "b8478bb24c32fe736fa6a2881805458719281862313838f8b032f3c10527ff34")
+MANGADAP = pinned_wheel()
 
 
 def best_of(repeats: int, func) -> float:
