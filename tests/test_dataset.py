@@ -120,6 +120,18 @@ def test_dataset_contents_match_the_contract(mock_dir, tmp_path):
         np.testing.assert_allclose(h5["catalog/fiberMag_r"][()], catalog.loc[ids, "fiberMag_r"])
         window = (h5["wave"][()] >= 6900) & (h5["wave"][()] <= 6950)
         np.testing.assert_allclose(np.exp(h5["flux"][:, window].astype(float)).mean(1), 1.0, atol=1e-5)
+        # the same spectra in the rest frame, on a grid that covers the observed one at every training z
+        rest_wave, z = h5["wave_rest"][()], h5["z_spec"][()]
+        z_low, z_high = h5.attrs["rest_z_range"]
+        train_z = z[h5["split"][()] == SPLITS["train"]]
+        assert (z_low, z_high) == (train_z.min(), train_z.max())
+        assert rest_wave[0] <= 4000 / (1 + z_high) and rest_wave[-1] >= 8499 / (1 + z_low)
+        assert h5["flux_rest"].shape == (n, rest_wave.size) and h5["mask_rest"].shape == (n, rest_wave.size)
+        assert h5["flux_lowres_rest"].shape == (n, h5["wave_lowres_rest"].size)
+        rest_window = (rest_wave >= 6900) & (rest_wave <= 6950)
+        np.testing.assert_allclose(np.exp(h5["flux_rest"][:, rest_window].astype(float)).mean(1), 1.0, atol=1e-5)
+        unreached = (rest_wave[None] * (1 + z[:, None]) < 4000) | (rest_wave[None] * (1 + z[:, None]) > 8499)
+        assert h5["mask_rest"][()][unreached].all()
         # image statistics from the training split only
         train = h5["images"][()][h5["split"][()] == SPLITS["train"]].astype(np.float64)
         np.testing.assert_allclose(h5["images"].attrs["train_mean"], train.mean(axis=(0, 2, 3)), rtol=1e-6)

@@ -23,6 +23,7 @@ from img2spec.inference import (
 )
 from img2spec.io import InputError, write_cube_file
 from img2spec.metrics import band_coverage
+from img2spec.preprocessing import move_spectra
 
 SETTINGS = InferenceSettings(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
 
@@ -54,11 +55,16 @@ def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
             torch.from_numpy(ranker.image_stats.apply(images)), None if features is None else torch.from_numpy(features)
         )
         spectrum_embedding = ranker.model.embed_spectra(
-            torch.from_numpy(ranker.stats.standardise(result["flux"]).astype(np.float32))
+            torch.from_numpy(ranker.stats.standardise(result["flux_drawn"]).astype(np.float32))
         )
     np.testing.assert_allclose(
         (image_embedding * spectrum_embedding).sum(1).numpy(), result["score_sr"].max(axis=1), atol=1e-5
     )
+    # and it is delivered at the predicted redshift, on the observed grid
+    grids = models.grids
+    assert grids.frame == "rest" and np.all((result["z"] >= grids.z_range[0]) & (result["z"] <= grids.z_range[1]))
+    placed, _ = move_spectra(grids.network_wave, result["flux_drawn"], 0.0, grids.wave, result["z"])
+    np.testing.assert_allclose(result["flux"], placed, atol=1e-5)
     assert np.all(result["flux_p16"] <= result["flux_p50"]) and np.all(result["flux_p50"] <= result["flux_p84"])
 
 

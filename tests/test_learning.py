@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from img2spec.config import resolve_networks
-from img2spec.dataset import SPLITS
+from img2spec.dataset import SPLITS, spectrum_key
 from img2spec.train import DiffusionTask, train_network
 
 from tests.two_class import write_two_class_dataset
@@ -43,7 +43,7 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     with h5py.File(tmp_path / "two.h5") as h5:
         split = h5["split"][()]
         rows, train = np.flatnonzero(split == SPLITS["test"]), np.flatnonzero(split == SPLITS["train"])
-        raw, references = h5["images"][()][rows], h5["flux_lowres"][()][train]
+        raw, references = h5["images"][()][rows], h5[spectrum_key("flux_lowres", task.frame)][()][train]
     kinds, reference_kinds = truth["kind"][rows], truth["kind"][train]
 
     def accuracy(images: np.ndarray) -> tuple[float, float]:

@@ -28,7 +28,7 @@ def test_resnet_encoders_match_torchvision_parameter_counts():
     assert tokens.shape == (2, 64, 64) and pooled.shape == (2, 64)
 
 
-@pytest.mark.parametrize("network, length", [("cdm_lr", 563), ("cdm_sr", 4500)])
+@pytest.mark.parametrize("network, length", [("cdm_lr", 578), ("cdm_sr", 4617)])
 def test_denoiser_shapes_and_gradients(network, length):
     torch.manual_seed(0)
     net = build_denoiser(TINY[network], super_resolution=NETWORKS[network].conditioned_on_lowres, length=length)
@@ -46,6 +46,8 @@ def test_denoiser_shapes_and_gradients(network, length):
         if bound.mean is not None:
             assert bound.mean.shape == (3, length)
             loss = loss + ((bound.mean - target) ** 2).mean()
+        if net.redshift is not None:
+            loss = loss + ((net.redshift(bound.pooled) - 1) ** 2).mean()
         loss.backward()
         optimizer.step()
     dead = [name for name, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]

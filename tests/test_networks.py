@@ -62,3 +62,24 @@ def test_template_libraries_match_the_dag():
     from img2spec.templates import LIBRARIES
 
     assert tuple(LIBRARIES) == LIBRARY_NAMES
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"contrastive_sr": {"frame": "observed"}}, "must share one frame"),
+        ({"cdm_lr": {"redshift": None}}, "needs a redshift head"),
+        ({"cdm_sr": {"redshift": {"hidden": 8, "loss_weight": 1.0}}}, "only the low-resolution CDM"),
+    ],
+)
+def test_frames_and_redshift_heads_must_agree(overrides, message):
+    """The tiny preset works in the rest frame: one frame for all four networks, a redshift head on CDM_lr only."""
+    training = validate_config({})["training"] | {"networks": overrides}
+    with pytest.raises(ConfigError, match=message):
+        resolve_networks(training)
+    observed = {name: {"frame": "observed"} for name in NETWORK_NAMES} | {
+        "cdm_lr": {"frame": "observed", "redshift": None}
+    }
+    assert {
+        hp["frame"] for hp in resolve_networks(validate_config({})["training"] | {"networks": observed}).values()
+    } == {"observed"}

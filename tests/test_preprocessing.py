@@ -167,3 +167,42 @@ def test_rest_frame_normalisation_window_follows_the_redshift(ngc3522_path):
     no_z = spectrum._replace(meta={k: v for k, v in spectrum.meta.items() if k != "z"})
     _, rejects = pp.preprocess_spectra([no_z], settings)
     assert rejects and "no redshift" in rejects[0][1]
+
+
+def test_rest_frame_grid_covers_the_observed_grid_at_every_redshift_of_the_range():
+    wave = pp.PreprocessingSettings().wave
+    rest = pp.rest_frame_wave(wave, (0.05, 0.15))
+    assert rest[0] <= wave[0] / 1.15 and rest[-1] >= wave[-1] / 1.05 and rest[[0, -1]].tolist() == [3478.0, 8095.0]
+    assert np.allclose(np.diff(rest), 1.0)
+
+
+def test_rest_frame_spectrum_has_its_lines_at_their_rest_wavelengths_and_moves_back():
+    """An emission line of rest wavelength 6564.61 Å and σ = 3 Å (rest) seen at z = 0.12: in the rest frame
+    it peaks at 6564.61 Å with σ = 3 Å; the spectrum is normalised in the rest-frame window, pixels
+    the observation does not reach are masked, a masked observed pixel masks the rest-frame pixels
+    interpolated from it, and moving the rest-frame spectrum back to z = 0.12 restores the observation."""
+    settings = pp.PreprocessingSettings()
+    wave, z, centre, sigma = settings.wave, 0.12, 6564.61, 3.0
+    rest_wave = pp.rest_frame_wave(wave, (0.05, 0.15))
+    x = wave / (1 + z)
+    linear = (x / 6000.0) ** -1.0 * (1 + 4.0 * np.exp(-0.5 * ((x - centre) / sigma) ** 2))
+    observed = np.log(linear / linear[(wave >= 6900) & (wave <= 6950)].mean())[None]
+    mask = np.zeros(observed.shape, bool)
+    mask[0, 2000] = True  # 6000 Å observed → 5357.1 Å rest
+    flux, rest_mask, lowres, lowres_mask = pp.rest_frame_spectra(
+        wave, observed, mask, np.array([z]), rest_wave, settings.lowres_factor, settings.log_floor
+    )
+    near = np.abs(rest_wave - centre) < 15
+    excess = np.exp(flux[0, near]) - np.exp(flux[0, near]).min()
+    peak = np.sum(rest_wave[near] * excess) / excess.sum()
+    width = np.sqrt(np.sum((rest_wave[near] - peak) ** 2 * excess) / excess.sum())
+    assert peak == pytest.approx(centre, abs=0.05) and width == pytest.approx(sigma, rel=0.05)
+    window = (rest_wave >= 6900) & (rest_wave <= 6950)
+    assert np.mean(np.exp(flux[0, window])) == pytest.approx(1.0, rel=1e-6)
+    reached = (rest_wave * (1 + z) >= wave[0]) & (rest_wave * (1 + z) <= wave[-1])
+    assert np.array_equal(rest_mask[0] & ~reached, ~reached)
+    assert rest_mask[0, np.abs(rest_wave - 6000.0 / (1 + z)) < 0.5].all()
+    assert rest_mask[0, reached].sum() <= 2 and np.isfinite(flux).all()
+    assert lowres.shape == (1, -(-rest_wave.size // settings.lowres_factor)) and lowres_mask[0, 0]
+    back, invalid = pp.move_spectra(rest_wave, flux, 0.0, wave, z)
+    assert not invalid.any() and np.abs(back - observed).max() < 2e-3

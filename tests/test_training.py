@@ -79,12 +79,20 @@ def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp
     assert (tmp_path / "a" / "best.ckpt").exists() and (tmp_path / "a" / "last.ckpt").exists()
 
 
+REDSHIFTS = {"centre": 0.1, "scale": 0.03}
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tiny_dataset):
     hp = _hp("cdm_lr", max_steps=2)
     flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
-    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict())
+    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict(), None, 0, REDSHIFTS)
     task.schedule.training_loss = lambda *args, **kwargs: torch.tensor(float("nan"))
-    batch = {"spectrum": torch.zeros(2, 563), "images": torch.zeros(2, 5, 64, 64), "weight": torch.ones(2, 563)}
+    batch = {
+        "spectrum": torch.zeros(2, 563),
+        "images": torch.zeros(2, 5, 64, 64),
+        "weight": torch.ones(2, 563),
+        "redshift": torch.full((2,), 0.1),
+    }
     with pytest.raises(FloatingPointError, match="cdm_lr: training loss is nan at step 0"):
         task.training_step(batch, 0)
 
@@ -104,12 +112,17 @@ def test_sigterm_writes_a_checkpoint_once(tmp_path):
 def test_nan_validation_metric_is_never_best():
     hp = _hp("cdm_lr", max_steps=5)
     flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
-    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict())
+    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict(), None, 0, REDSHIFTS)
     with torch.no_grad():
         next(task.ema.unet.out.parameters()).fill_(float("nan"))
     logged = {}
     task.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
-    batch = {"spectrum": torch.zeros(2, 563), "images": torch.zeros(2, 5, 64, 64), "weight": torch.ones(2, 563)}
+    batch = {
+        "spectrum": torch.zeros(2, 563),
+        "images": torch.zeros(2, 5, 64, 64),
+        "weight": torch.ones(2, 563),
+        "redshift": torch.full((2,), 0.1),
+    }
     task.validation_step(batch, 0)
     assert torch.isinf(logged["val_mse"])  # NaN would stay "best" under mode=min; inf never does
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from img2spec.dataset import LAYOUT_VERSION, SPLITS
+from img2spec.dataset import LAYOUT_VERSION, SPLITS, write_rest_frame
 from img2spec.preprocessing import PreprocessingSettings, lowres_bin_means
 
 BAND_WEIGHTS = {"red": np.array([0.2, 0.5, 1.0, 1.4, 1.7]), "blue": np.array([1.2, 1.3, 1.0, 0.9, 0.8])}
@@ -29,15 +29,22 @@ def class_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
 
 
 def write_two_class_dataset(
-    path: str | Path, n_train: int = 96, n_val: int = 16, n_test: int = 16, seed: int = 0
+    path: str | Path, n_train: int = 96, n_val: int = 16, n_test: int = 16, seed: int = 0, redshifted: bool = False
 ) -> dict:
-    """Write the dataset; returns the class ("red"/"blue") and tilt of every row."""
+    """Write the dataset; returns the class ("red"/"blue"), tilt and redshift of every row.
+
+    Redshifts are drawn uniformly in 0.05–0.15, independent of the images.  With ``redshifted``
+    the class spectra are rest-frame spectra seen at that redshift (renormalised in the observed
+    window); otherwise the same observed spectrum whatever the redshift.
+    """
     rng = np.random.default_rng(seed)
     settings = PreprocessingSettings()
     wave, wave_lowres = settings.wave, settings.wave_lowres
     n = n_train + n_val + n_test
     kinds = np.where(np.arange(n) % 2 == 0, "red", "blue")
     tilts = rng.uniform(-1, 1, n)
+    redshifts = rng.uniform(0.05, 0.15, n)
+    window = (wave >= 6900) & (wave <= 6950)
     yy, xx = np.mgrid[:64, :64] - 31.5
     profile = np.exp(-0.5 * (yy**2 + xx**2) / 5.0**2)
     images = np.empty((n, 5, 64, 64), np.float32)
@@ -45,7 +52,8 @@ def write_two_class_dataset(
     for i, (kind, tilt) in enumerate(zip(kinds, tilts)):
         colour = BAND_WEIGHTS[kind] * np.exp(0.3 * tilt * np.linspace(-1, 1, 5))
         images[i] = colour[:, None, None] * profile[None] + rng.normal(0, 0.02, (5, 64, 64))
-        flux[i] = class_spectrum(kind, tilt, wave)
+        spectrum = class_spectrum(kind, tilt, wave / (1 + redshifts[i]) if redshifted else wave)
+        flux[i] = spectrum - np.log(np.exp(spectrum[window]).mean())
     lowres = np.log(lowres_bin_means(np.exp(flux.astype(np.float64)), settings.lowres_factor)).astype(np.float32)
     split = np.repeat([SPLITS["train"], SPLITS["val"], SPLITS["test"]], [n_train, n_val, n_test])
     with h5py.File(path, "w") as h5:
@@ -60,5 +68,9 @@ def write_two_class_dataset(
         train = images[split == SPLITS["train"]]
         h5["images"].attrs["train_mean"] = train.mean(axis=(0, 2, 3))
         h5["images"].attrs["train_std"] = train.std(axis=(0, 2, 3))
+        h5["z_spec"] = redshifts
+        for key, value in vars(settings).items():
+            h5.attrs[f"preprocessing_{key}"] = value
+        write_rest_frame(h5, split, vars(settings), log=lambda message: None)
         h5.attrs["layout_version"] = LAYOUT_VERSION
-    return {"kind": kinds, "tilt": tilts, "split": split}
+    return {"kind": kinds, "tilt": tilts, "split": split, "z": redshifts}

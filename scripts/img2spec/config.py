@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .networks import NETWORK_NAMES
+from .networks import NETWORK_NAMES, network
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -224,6 +224,24 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
             f"preset {path}: networks {sorted(networks)}; the method's networks are {', '.join(NETWORK_NAMES)}"
         )
     _validate(networks, NETWORKS_SCHEMA_PATH, f"(preset {path.stem} with overrides)", prefix="training.networks")
+    frames = {name: hp.get("frame", "observed") for name, hp in networks.items()}
+    if len(set(frames.values())) > 1:
+        raise ConfigError(
+            f"config key training.networks.<network>.frame: the networks must share one frame (preset {path.stem} "
+            f"with overrides gives {frames})"
+        )
+    rest = set(frames.values()) == {"rest"}
+    for name, hp in networks.items():
+        wanted = rest and network(name).is_diffusion and not network(name).conditioned_on_lowres
+        if bool(hp.get("redshift")) != wanted:
+            raise ConfigError(
+                f"config key training.networks.{name}.redshift: "
+                + (
+                    "the low-resolution CDM of rest-frame networks needs a redshift head, which places its spectra"
+                    if wanted
+                    else "only the low-resolution CDM of rest-frame networks has a redshift head"
+                )
+            )
     return networks
 
 

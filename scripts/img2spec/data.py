@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .dataset import DatasetFile
+from .dataset import DatasetFile, spectrum_key
 from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
 
 
@@ -95,18 +95,22 @@ def residual_key_parts(key: str) -> tuple[str, bool]:
     return ("flux", True) if key == "residual" else (key, False)
 
 
-def spectrum_stats(path: str, key: str, per_pixel: bool = False, chunk: int = 2048) -> SpectrumStats:
-    """Streaming statistics of ``key`` over unmasked training pixels.
+def spectrum_stats(
+    path: str, key: str, per_pixel: bool = False, chunk: int = 2048, frame: str = "observed"
+) -> SpectrumStats:
+    """Streaming statistics of ``key`` in ``frame`` ('observed' or 'rest') over unmasked training pixels.
 
     ``key``: ``flux`` (full resolution), ``flux_lowres``, or ``residual`` (full resolution minus the
     low-resolution spectrum interpolated onto the full grid, the super-resolution model's target).
     """
-    source, residual = residual_key_parts(key)
-    mask_key = "mask" if source == "flux" else "mask_lowres"
+    name, residual = residual_key_parts(key)
+    source = spectrum_key(name, frame)
+    mask_key = spectrum_key("mask" if name == "flux" else "mask_lowres", frame)
+    lowres_key = spectrum_key("flux_lowres", frame)
     with DatasetFile(path) as data:
         h5 = data.h5
         train = data.rows("train")
-        interp = lowres_to_fullres(data.wave_lowres, data.wave) if residual else None
+        interp = lowres_to_fullres(data.wave_of(frame, lowres=True), data.wave_of(frame)) if residual else None
         n_pix = h5[source].shape[1]
         total, total_sq, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
         low, high = np.full(n_pix, np.inf), np.full(n_pix, -np.inf)
@@ -114,7 +118,7 @@ def spectrum_stats(path: str, key: str, per_pixel: bool = False, chunk: int = 20
             rows = train[start : start + chunk]
             values = _read_block(h5, source, rows).astype(np.float64)
             if residual:
-                values = values - _read_block(h5, "flux_lowres", rows).astype(np.float64) @ interp
+                values = values - _read_block(h5, lowres_key, rows).astype(np.float64) @ interp
             good = ~_read_block(h5, mask_key, rows)
             total += np.where(good, values, 0).sum(0)
             total_sq += np.where(good, values**2, 0).sum(0)
@@ -270,10 +274,12 @@ class SpectraImages(Dataset):
 
     Items are dicts of tensors: ``images`` (5, 64, 64) standardised by ``image_stats``, ``spectrum``
     (L,) the standardised ``target``, ``weight`` (L,) (0 on masked pixels), ``index`` (row in the
-    file), and, when ``lowres_stats`` is given (super-resolution), ``lowres`` (4500,): the
-    standardised low-resolution spectrum interpolated to full resolution.
+    file), ``redshift`` (the spectrum's own, ``z_spec``), and, when ``lowres_stats`` is given
+    (super-resolution), ``lowres`` (L,): the standardised low-resolution spectrum interpolated to
+    full resolution.
 
-    ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`).
+    ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`), in ``frame``
+    ('observed' or 'rest').
     """
 
     def __init__(
@@ -287,16 +293,24 @@ class SpectraImages(Dataset):
         augment: bool = False,
         crop_pad: int = 4,
         seed: int = 0,
+        frame: str = "observed",
     ) -> None:
         self.path, self.target, self.stats, self.lowres_stats = path, target, stats, lowres_stats
         self.image_stats = image_stats
         self.augment, self.crop_pad, self.seed = augment, crop_pad, seed
-        self.source, self.residual = residual_key_parts(target)
-        self.mask_key = "mask" if self.source == "flux" else "mask_lowres"
+        name, self.residual = residual_key_parts(target)
+        self.source = spectrum_key(name, frame)
+        self.mask_key = spectrum_key("mask" if name == "flux" else "mask_lowres", frame)
+        self.lowres_key = spectrum_key("flux_lowres", frame)
         with DatasetFile(path) as data:
             self.rows = data.rows(split)
+            self.redshift = data.read("z_spec", self.rows).astype(np.float32)
             needs_interp = lowres_stats is not None or self.residual
-            self.interp = lowres_to_fullres(data.wave_lowres, data.wave).astype(np.float32) if needs_interp else None
+            self.interp = (
+                lowres_to_fullres(data.wave_of(frame, lowres=True), data.wave_of(frame)).astype(np.float32)
+                if needs_interp
+                else None
+            )
         self._h5 = None
 
     def __len__(self) -> int:
@@ -324,7 +338,7 @@ class SpectraImages(Dataset):
                 dy, dx = rng.integers(0, 2 * self.crop_pad + 1, 2)
                 images = padded[:, dy : dy + 64, dx : dx + 64]
         values = h5[self.source][row].astype(np.float32)
-        low = h5["flux_lowres"][row].astype(np.float32) if self.interp is not None else None
+        low = h5[self.lowres_key][row].astype(np.float32) if self.interp is not None else None
         if self.residual:
             values = values - low @ self.interp
         item = {
@@ -332,6 +346,7 @@ class SpectraImages(Dataset):
             "spectrum": torch.from_numpy(self.stats.standardise(values).astype(np.float32)),
             "weight": torch.from_numpy((~h5[self.mask_key][row]).astype(np.float32)),
             "index": torch.tensor(row),
+            "redshift": torch.tensor(self.redshift[position]),
         }
         features = self.image_stats.features(raw[None])  # flip- and rotation-invariant; measured unaugmented
         if features is not None:
@@ -411,8 +426,10 @@ class SpectraDataModule(pl.LightningDataModule):
         seed: int = 0,
         crop_pad: int = 4,
         val_batch_size: int | None = None,
+        frame: str = "observed",
     ) -> None:
         super().__init__()
+        self.frame = frame
         self.path, self.target, self.batch_size = path, target, batch_size
         self.stats, self.image_stats, self.lowres_stats = stats, image_stats, lowres_stats
         self.num_workers, self.seed, self.crop_pad = num_workers, seed, crop_pad
@@ -429,6 +446,7 @@ class SpectraDataModule(pl.LightningDataModule):
             augment=train,
             crop_pad=self.crop_pad,
             seed=self.seed,
+            frame=self.frame,
         )
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)

@@ -9,7 +9,7 @@ with its reason; nothing is dropped silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -28,11 +28,32 @@ from .io import (
     read_sdss_spectrum,
     spectrum_path,
 )
-from .preprocessing import PreprocessingSettings, preprocess_spectra
+from .preprocessing import (
+    PreprocessingSettings,
+    lowres_bin_means,
+    preprocess_spectra,
+    rest_frame_spectra,
+    rest_frame_wave,
+)
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 #: Version of the ``dataset.h5`` layout written by :func:`build_dataset`; readers refuse any other.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
+#: Frames the spectra of ``dataset.h5`` are held in: as observed, and moved to the rest frame.
+FRAMES = ("observed", "rest")
+#: Spectra and their grids, held in every frame (:func:`spectrum_key`).
+FRAMED_KEYS = ("flux", "mask", "flux_lowres", "mask_lowres", "wave", "wave_lowres")
+
+
+def spectrum_key(name: str, frame: str) -> str:
+    """The ``dataset.h5`` key of spectra or grid ``name`` (one of :data:`FRAMED_KEYS`) in ``frame``."""
+    if name not in FRAMED_KEYS:
+        raise ValueError(f"{name!r} is not held per frame; the framed keys are {', '.join(FRAMED_KEYS)}")
+    if frame not in FRAMES:
+        raise ValueError(f"unknown spectrum frame {frame!r}; one of {', '.join(FRAMES)}")
+    return name if frame == "observed" else f"{name}_rest"
+
+
 MORPHOLOGIES = ("elliptical", "spiral", "uncertain")
 
 
@@ -57,7 +78,8 @@ class DatasetFile:
 
     Opens read-only and checks the layout version.  Per-object arrays are read for given rows only
     (never the whole survey): ``images`` (N, 5, 64, 64) [nanomaggies], ``flux`` / ``flux_lowres``
-    (natural log of normalised flux), ``ivar``, ``mask`` / ``mask_lowres``, ``norm``, ``z_spec``.
+    (natural log of normalised flux), ``ivar``, ``mask`` / ``mask_lowres``, ``norm``, ``z_spec``,
+    and the same spectra moved to the rest frame (:func:`spectrum_key`, :meth:`wave_of`).
 
     Use as a context manager: ``with DatasetFile(path) as data: rows = data.rows("test")``.
     """
@@ -97,6 +119,22 @@ class DatasetFile:
     @property
     def wave_lowres(self) -> np.ndarray:
         return self.h5["wave_lowres"][()]
+
+    def wave_of(self, frame: str, lowres: bool = False) -> np.ndarray:
+        """Wavelength grid [Å] of the spectra in ``frame`` ('observed' or 'rest'), full or low resolution."""
+        return self.h5[spectrum_key("wave_lowres" if lowres else "wave", frame)][()]
+
+    @property
+    def normalisation(self) -> tuple[tuple[float, float], str]:
+        """The window [Å] whose mean flux the spectra are normalised to 1 in, and its frame, as preprocessing used them."""
+        window = self.h5.attrs["preprocessing_norm_window"]
+        return (float(window[0]), float(window[1])), str(self.h5.attrs["preprocessing_norm_frame"])
+
+    @property
+    def rest_z_range(self) -> tuple[float, float]:
+        """Redshifts at which the rest-frame grid covers the whole observed grid (those of the training split)."""
+        low, high = self.h5.attrs["rest_z_range"]
+        return float(low), float(high)
 
     def rows(self, split: str) -> np.ndarray:
         """Rows of ``split`` ('train', 'val' or 'test'), increasing."""
@@ -409,6 +447,7 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
             out[name] = spec[name][()]
         for key, value in spec.attrs.items():
             out.attrs[f"preprocessing_{key}"] = value
+        write_rest_frame(out, split, spec.attrs, settings.chunk_size, log)
         for start in range(0, n, settings.chunk_size):
             block = cubes.read(np.array([cube_rows[int(s)] for s in ids[start : start + settings.chunk_size]]))
             images[start : start + block.shape[0]] = block
@@ -442,6 +481,48 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
         "image_train_mean": dict(zip(BANDS, mean.round(6).tolist())),
         "image_train_std": dict(zip(BANDS, std.round(6).tolist())),
     }
+
+
+def write_rest_frame(
+    out: h5py.File, split: np.ndarray, preprocessing: Mapping, chunk: int = 512, log: Callable[[str], None] = print
+) -> None:
+    """Add the spectra of ``out`` moved to the rest frame (:func:`img2spec.preprocessing.rest_frame_spectra`).
+
+    ``out`` is a ``dataset.h5`` open for writing that holds the observed ``flux``, ``mask``, ``wave``
+    and ``z_spec``; ``preprocessing`` the settings they were made with (``lowres_factor``,
+    ``log_floor``, ``norm_window``, ``norm_frame``).  The rest-frame grid covers the observed one at
+    every redshift of the training split (``rest_z_range``).
+    """
+    z = out["z_spec"][()]
+    train_z = z[split == SPLITS["train"]]
+    z_range = (float(train_z.min()), float(train_z.max())) if train_z.size else (float(z.min()), float(z.max()))
+    wave = out["wave"][()]
+    rest_wave = rest_frame_wave(wave, z_range)
+    factor = int(preprocessing["lowres_factor"])
+    arrays = {}
+    for name, length, dtype in (("flux", rest_wave.size, np.float32), ("mask", rest_wave.size, bool)):
+        for suffix, n_pix in (("", length), ("_lowres", -(-length // factor))):
+            key = spectrum_key(f"{name}{suffix}", "rest")
+            arrays[key] = out.create_dataset(key, (z.size, n_pix), dtype, chunks=(min(64, z.size), n_pix))
+    for start in range(0, z.size, chunk):
+        stop = min(start + chunk, z.size)
+        moved = rest_frame_spectra(
+            wave,
+            out["flux"][start:stop],
+            out["mask"][start:stop],
+            z[start:stop],
+            rest_wave,
+            factor,
+            float(preprocessing["log_floor"]),
+            tuple(preprocessing["norm_window"]),
+            str(preprocessing["norm_frame"]),
+        )
+        for name, values in zip(("flux", "mask", "flux_lowres", "mask_lowres"), moved):
+            arrays[spectrum_key(name, "rest")][start:stop] = values
+        log(f"rest-frame spectra {stop}/{z.size}")
+    out[spectrum_key("wave", "rest")] = rest_wave
+    out[spectrum_key("wave_lowres", "rest")] = lowres_bin_means(rest_wave[None, :], factor)[0]
+    out.attrs["rest_z_range"] = z_range
 
 
 def dataset_figure(dataset_h5: str | Path, path: str | Path, n_examples: int = 5) -> None:

@@ -27,6 +27,7 @@ from .dataset import DatasetFile
 from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .networks import network
+from .preprocessing import move_spectra
 from .train import ContrastiveTask, DiffusionTask
 
 
@@ -72,6 +73,50 @@ class InferenceSettings:
         return settings_from_section(cls, section, ignore=("device", "threads"))
 
 
+@dataclass(frozen=True)
+class SpectrumGrids:
+    """Where the networks' spectra live and where predictions are delivered.
+
+    Attributes
+    ----------
+    wave, wave_lowres : ndarray
+        Observed-frame grids [Å] of the delivered predictions (those of the observed spectra).
+    network_wave, network_wave_lowres : ndarray
+        Grids [Å] of the spectra the networks draw: the observed ones, or rest-frame ones.
+    frame : {'observed', 'rest'}
+        Frame of the networks' spectra.
+    z_range : tuple of float
+        Redshifts at which rest-frame spectra cover the observed grid; predicted redshifts are
+        clipped to it.
+    window, window_frame
+        The normalisation window [Å] and its frame (preprocessing's).
+    """
+
+    wave: np.ndarray
+    wave_lowres: np.ndarray
+    network_wave: np.ndarray
+    network_wave_lowres: np.ndarray
+    frame: str = "observed"
+    z_range: tuple[float, float] = (0.0, np.inf)
+    window: tuple[float, float] = (6900.0, 6950.0)
+    window_frame: str = "observed"
+
+    @classmethod
+    def of_dataset(cls, dataset_h5: str | Path, frame: str) -> SpectrumGrids:
+        with DatasetFile(dataset_h5) as data:
+            window, window_frame = data.normalisation
+            return cls(
+                data.wave,
+                data.wave_lowres,
+                data.wave_of(frame),
+                data.wave_of(frame, lowres=True),
+                frame,
+                data.rest_z_range,
+                window,
+                window_frame,
+            )
+
+
 @dataclass
 class TrainedModels:
     """The four trained networks in evaluation mode (the diffusion models' EMA weights).
@@ -83,24 +128,36 @@ class TrainedModels:
     contrastive_lr: ContrastiveTask
     cdm_sr: DiffusionTask
     contrastive_sr: ContrastiveTask
-    wave: np.ndarray
-    wave_lowres: np.ndarray
+    grids: SpectrumGrids
 
-    @classmethod
-    def load(cls, checkpoints: dict[str, str | Path], wave, wave_lowres, device: str = "cpu") -> TrainedModels:
+    @staticmethod
+    def load_tasks(checkpoints: dict[str, str | Path], device: str = "cpu") -> dict:
+        """The networks of ``checkpoints`` (name → path), which must share one frame."""
         tasks = {}
         for name, path in checkpoints.items():
             task_class = DiffusionTask if network(name).is_diffusion else ContrastiveTask
             tasks[name] = task_class.load_from_checkpoint(str(path), map_location=device).eval()
-        return cls(**tasks, wave=np.asarray(wave), wave_lowres=np.asarray(wave_lowres))
+        frames = {name: task.frame for name, task in tasks.items()}
+        if len(set(frames.values())) > 1:
+            raise ValueError(f"the networks were trained in different frames: {frames}")
+        return tasks
 
     @classmethod
     def from_dataset(
         cls, checkpoints: dict[str, str | Path], dataset_h5: str | Path, device: str = "cpu"
     ) -> TrainedModels:
         """The networks with the wavelength grids of the dataset they were trained on."""
-        with DatasetFile(dataset_h5) as data:
-            return cls.load(checkpoints, data.wave, data.wave_lowres, device)
+        tasks = cls.load_tasks(checkpoints, device)
+        return cls(**tasks, grids=SpectrumGrids.of_dataset(dataset_h5, tasks["cdm_lr"].frame))
+
+    @property
+    def wave(self) -> np.ndarray:
+        """Observed-frame grid [Å] of the delivered full-resolution predictions."""
+        return self.grids.wave
+
+    @property
+    def wave_lowres(self) -> np.ndarray:
+        return self.grids.wave_lowres
 
     @property
     def device(self) -> torch.device:
@@ -148,12 +205,19 @@ def predict_spectra(
 ) -> dict[str, np.ndarray]:
     """Predict spectra for cubes ``images`` (N, 5, 64, 64) [nanomaggies] of galaxies ``ids``.
 
+    Networks working in the rest frame draw and rank rest-frame spectra; CDM_lr's redshift head
+    gives each galaxy's redshift (clipped to the range the rest-frame grid covers), and every
+    delivered spectrum is moved there (:func:`img2spec.preprocessing.move_spectra`).
+
     Returns
     -------
     dict
         ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` per-pixel
         percentiles of the pooled candidates (:func:`pooled_candidates`); ``flux_lowres`` (N, 563) the best
-        low-resolution candidate; ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
+        low-resolution candidate; all on the observed-frame grids.  ``flux_drawn`` (N, L) the best
+        candidate as the networks drew it, in their frame (``grids.network_wave``).  ``z`` (N,) the
+        redshift the spectra are placed at (NaN for observed-frame networks, whose spectra carry their own);
+        ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
         cosine similarities; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
         ``best_sr`` (N,) index of the selected full-resolution candidate.
     """
@@ -163,9 +227,12 @@ def predict_spectra(
     device = models.device
     cdm_lr, cdm_sr = models.cdm_lr, models.cdm_sr
     spacing = None if s.spacing == "auto" else s.spacing
-    interp = torch.from_numpy(lowres_to_fullres(models.wave_lowres, models.wave).astype(np.float32)).to(device)
-    n_low, n_full = models.wave_lowres.size, models.wave.size
-    out = {key: [] for key in ("flux", "flux_lowres", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")}
+    grids = models.grids
+    interp = torch.from_numpy(lowres_to_fullres(grids.network_wave_lowres, grids.network_wave).astype(np.float32))
+    interp = interp.to(device)
+    n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
+    keys = ("flux", "flux_lowres", "flux_drawn", "z", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")
+    out: dict[str, list] = {key: [] for key in keys}
     for start in range(0, len(ids), s.batch_galaxies):
         chunk_ids = ids[start : start + s.batch_galaxies]
         b = chunk_ids.size
@@ -220,21 +287,52 @@ def predict_spectra(
         )
         best = score_sr.argmax(dim=1)
         rows = torch.arange(b, device=device)
-        out["flux"].append(full_ln[rows, best].cpu().numpy())
-        out["flux_lowres"].append(kept_ln[rows, best // s.k_sr].cpu().numpy())
+        flux = full_ln[rows, best].cpu().numpy()
+        flux_lowres = kept_ln[rows, best // s.k_sr].cpu().numpy()
+        pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
+        # numpy, not torch.quantile, which caps at 2**24 values
+        percentiles = np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2)
+        out["flux_drawn"].append(flux)
+        z = np.full(b, np.nan)
+        if grids.frame == "rest":
+            z = np.clip(cdm_lr.predict_redshift(*_network_input(cdm_lr, raw, device)).cpu().numpy(), *grids.z_range)
+            flux, flux_lowres, percentiles = _placed_at(grids, z, flux, flux_lowres, percentiles)
+        out["flux"].append(flux)
+        out["flux_lowres"].append(flux_lowres)
+        out["percentiles"].append(percentiles)
+        out["z"].append(z)
         out["score_lr"].append(score_lr.cpu().numpy())
         out["score_sr"].append(score_sr.cpu().numpy())
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
-        pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
-        # numpy, not torch.quantile, which caps at 2**24 values
-        out["percentiles"].append(np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2))
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
     for i, p in enumerate(s.percentiles):
         result[f"flux_p{p:g}"] = result["percentiles"][:, i].astype(np.float32)
     del result["percentiles"]
     return result
+
+
+def _placed_at(
+    grids: SpectrumGrids, z: np.ndarray, flux: np.ndarray, flux_lowres: np.ndarray, percentiles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rest-frame spectra (B, L), (B, L_low) and percentiles (B, P, L) moved to redshifts ``z`` on the observed grids."""
+
+    def move(values: np.ndarray, wave_from: np.ndarray, wave_to: np.ndarray) -> np.ndarray:
+        moved, invalid = move_spectra(
+            wave_from, values, np.zeros(len(values)), wave_to, z, grids.window, grids.window_frame
+        )
+        if invalid.any():  # the rest-frame grid covers the observed one at every z of grids.z_range
+            raise RuntimeError(f"rest-frame prediction does not cover the observed grid at z = {z}")
+        return moved.astype(np.float32)
+
+    n_levels = percentiles.shape[1]
+    levels = [move(percentiles[:, i], grids.network_wave, grids.wave) for i in range(n_levels)]
+    return (
+        move(flux, grids.network_wave, grids.wave),
+        move(flux_lowres, grids.network_wave_lowres, grids.wave_lowres),
+        np.stack(levels, axis=1),
+    )
 
 
 def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> torch.Tensor:
@@ -370,17 +468,22 @@ def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
     return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
 
 
-def _write_predictions(path, ids, result, wave, wave_lowres, settings: InferenceSettings, band_factor: float) -> None:
+def _write_predictions(
+    path, ids, result, grids: SpectrumGrids, settings: InferenceSettings, band_factor: float
+) -> None:
+    wave, wave_lowres, wave_drawn = grids.wave, grids.wave_lowres, grids.network_wave
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
         h5["specobjid"] = np.asarray(ids, np.int64)
         h5["wave"] = wave
         h5["wave_lowres"] = wave_lowres
+        h5["wave_drawn"] = wave_drawn
         for key, value in result.items():
             h5.create_dataset(key, data=value)
         h5.attrs.update({k: v for k, v in vars(settings).items() if not isinstance(v, tuple)})
         h5.attrs["percentiles"] = settings.percentiles
         h5.attrs["band_scale"] = band_factor
         h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
+        h5.attrs["frame_drawn"] = grids.frame
 
 
 def predict_dataset(
@@ -415,7 +518,7 @@ def predict_dataset(
     lo, hi = f"flux_p{min(settings.percentiles):g}", f"flux_p{max(settings.percentiles):g}"
     coverage_as_drawn = band_coverage(result[lo], result[hi], observed, mask)
     _apply_band_scale(result, settings, band_factor)
-    _write_predictions(out_h5, ids, result, models.wave, models.wave_lowres, settings, band_factor)
+    _write_predictions(out_h5, ids, result, models.grids, settings, band_factor)
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
         bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
@@ -518,5 +621,5 @@ def predict_cube_file(
         raise InputError(f"{cubes_path}: no usable cube (e.g. specObjID {ids[bad[0]]}: {problems[bad[0]]})")
     result = predict_spectra(models, images[good], ids[good], settings)
     _apply_band_scale(result, settings, band_factor)
-    _write_predictions(out_h5, ids[good], result, models.wave, models.wave_lowres, settings, band_factor)
+    _write_predictions(out_h5, ids[good], result, models.grids, settings, band_factor)
     return int(good.size)

@@ -371,13 +371,23 @@ class ConditionalDenoiser(nn.Module):
     the diffusion model draws (CorrDiff, Mardani et al. 2024): the head learns E[x0 | image] with a
     plain MSE on every training example, where diffusion training sees the conditional mean only
     at its few high-noise steps.
+
+    A rest-frame CDM_lr also has a ``redshift`` head (a one-value :class:`RegressionHead` on the same
+    pooled vector): the image's redshift, at which its rest-frame draws are placed.
     """
 
-    def __init__(self, encoder: ResNetEncoder, unet: UNet1D, regression: RegressionHead | None = None) -> None:
+    def __init__(
+        self,
+        encoder: ResNetEncoder,
+        unet: UNet1D,
+        regression: RegressionHead | None = None,
+        redshift: RegressionHead | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.unet = unet
         self.regression = regression
+        self.redshift = redshift
 
     def forward(
         self,

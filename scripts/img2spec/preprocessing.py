@@ -185,12 +185,7 @@ def shift_to_redshift(
 
     What the paper does before comparing a predicted spectrum with the observed one pixel by pixel
     (Sect. 5.1: "we shift the anticipated redshift of the artificial spectra to match the true
-    redshift"): the flux at observed wavelength λ becomes the input's at λ (1 + z_from)/(1 + z_to),
-    interpolated with a cubic spline in ln flux.  The result is then scaled so that its mean in the
-    normalisation window (:func:`normalisation_window` at ``z_to``) is the input's mean in its own
-    window (at ``z_from``): the move neither creates nor hides an error of the input's normalisation,
-    and a spectrum normalised by preprocessing at ``z_from`` comes out as preprocessing would
-    normalise it at ``z_to``.
+    redshift"); :func:`move_spectra` with one grid for input and output.
 
     Parameters
     ----------
@@ -211,26 +206,130 @@ def shift_to_redshift(
     invalid : ndarray of bool, (N, L)
         True where the source wavelength falls outside ``wave`` (or ``z_from`` is not finite).
     """
+    return move_spectra(wave, log_flux, z_from, wave, z_to, window, frame)
+
+
+def move_spectra(
+    wave_from: np.ndarray,
+    log_flux: np.ndarray,
+    z_from: np.ndarray,
+    wave_to: np.ndarray,
+    z_to: np.ndarray,
+    window: tuple[float, float] = (6900.0, 6950.0),
+    frame: str = "observed",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move normalised log spectra at redshift ``z_from`` on ``wave_from`` to redshift ``z_to`` on ``wave_to``.
+
+    The flux at wavelength λ of ``wave_to`` becomes the input's at λ (1 + z_from)/(1 + z_to),
+    interpolated with a cubic spline in ln flux.  The result is then scaled so that its mean in the
+    normalisation window (:func:`normalisation_window` at ``z_to``, on ``wave_to``) is the input's
+    mean in its own window (at ``z_from``, on ``wave_from``): the move neither creates nor hides an
+    error of the input's normalisation, and a spectrum normalised by preprocessing at ``z_from``
+    comes out as preprocessing would normalise it at ``z_to``.  With ``z_to = 0`` this is the move
+    to the rest frame, normalised in the rest-frame window (the paper's Sect. 2 normalisation).
+
+    Parameters
+    ----------
+    wave_from, wave_to : ndarray, (L_from,), (L_to,)
+        Wavelength grids [Å] of input and output, increasing.
+    log_flux : ndarray, (N, L_from)
+        Natural log of normalised flux.
+    z_from, z_to : ndarray, (N,)
+        Redshift each spectrum is at, and the one to move it to.  A non-finite one gives a row that
+        is all invalid.
+    window, frame
+        The normalisation window [Å] and its frame, as in :class:`PreprocessingSettings`.
+
+    Returns
+    -------
+    moved : ndarray, (N, L_to)
+        Natural log of the moved, renormalised flux; NaN where invalid.
+    invalid : ndarray of bool, (N, L_to)
+        True where the source wavelength falls outside ``wave_from``, where the target window is not
+        covered, or where a redshift is not finite.
+    """
     log_flux = np.atleast_2d(np.asarray(log_flux, dtype=np.float64))
-    z_from = np.broadcast_to(np.asarray(z_from, dtype=np.float64), log_flux.shape[:1])
-    z_to = np.broadcast_to(np.asarray(z_to, dtype=np.float64), log_flux.shape[:1])
-    shifted = np.full_like(log_flux, np.nan)
-    invalid = np.ones(log_flux.shape, dtype=bool)
+    n = log_flux.shape[0]
+    z_from = np.broadcast_to(np.asarray(z_from, dtype=np.float64), (n,))
+    z_to = np.broadcast_to(np.asarray(z_to, dtype=np.float64), (n,))
+    moved = np.full((n, wave_to.size), np.nan)
+    invalid = np.ones((n, wave_to.size), dtype=bool)
     usable = np.isfinite(z_from) & np.isfinite(z_to)
     source_windows = normalisation_window(window, frame, np.where(usable, z_from, 0.0))
     target_windows = normalisation_window(window, frame, np.where(usable, z_to, 0.0))
     for row in np.flatnonzero(usable):
-        source = wave * (1.0 + z_from[row]) / (1.0 + z_to[row])
-        inside = (source >= wave[0]) & (source <= wave[-1])
-        values = make_interp_spline(wave, log_flux[row], k=3)(source[inside])
-        in_source = (wave >= source_windows[row, 0]) & (wave <= source_windows[row, 1])
-        in_target = (wave[inside] >= target_windows[row, 0]) & (wave[inside] <= target_windows[row, 1])
+        source = wave_to * (1.0 + z_from[row]) / (1.0 + z_to[row])
+        inside = (source >= wave_from[0]) & (source <= wave_from[-1])
+        values = make_interp_spline(wave_from, log_flux[row], k=3)(source[inside])
+        in_source = (wave_from >= source_windows[row, 0]) & (wave_from <= source_windows[row, 1])
+        in_target = (wave_to[inside] >= target_windows[row, 0]) & (wave_to[inside] <= target_windows[row, 1])
         if not (in_source.any() and in_target.any()):
             continue
         level = np.log(np.mean(np.exp(log_flux[row, in_source])) / np.mean(np.exp(values[in_target])))
-        shifted[row, inside] = values + level
+        moved[row, inside] = values + level
         invalid[row] = ~inside
-    return shifted, invalid
+    return moved, invalid
+
+
+def rest_frame_wave(observed_wave: np.ndarray, z_range: tuple[float, float]) -> np.ndarray:
+    """Rest-frame grid [Å] holding every part of ``observed_wave`` seen at a redshift in ``z_range``.
+
+    Same pixel size as ``observed_wave``, from its first pixel at the highest redshift to its last at
+    the lowest, rounded outwards to whole pixels: 3478–8095 Å for 4000–8499 Å and 0.05 < z ≤ 0.15.
+    """
+    step = float(observed_wave[1] - observed_wave[0])
+    low = np.floor(observed_wave[0] / (1.0 + z_range[1]) / step) * step
+    high = np.ceil(observed_wave[-1] / (1.0 + z_range[0]) / step) * step
+    return low + step * np.arange(round((high - low) / step) + 1)
+
+
+def lowres_spectra(
+    linear: np.ndarray, mask: np.ndarray, factor: int, log_floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Low-resolution natural-log spectra and masks: means of ``factor`` pixels of linear normalised flux.
+
+    A low-resolution pixel is masked when most of its pixels are, or when it falls below ``log_floor``.
+    """
+    lowres = lowres_bin_means(linear, factor)
+    mask_lowres = (lowres_bin_means(mask.astype(np.float64), factor) > 0.5) | (lowres < log_floor)
+    return np.log(np.maximum(lowres, log_floor)).astype(np.float32), mask_lowres
+
+
+def rest_frame_spectra(
+    wave: np.ndarray,
+    log_flux: np.ndarray,
+    mask: np.ndarray,
+    z: np.ndarray,
+    rest_wave: np.ndarray,
+    lowres_factor: int,
+    log_floor: float,
+    window: tuple[float, float] = (6900.0, 6950.0),
+    frame: str = "observed",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observed normalised log spectra at redshifts ``z`` moved to the rest frame, at full and low resolution.
+
+    :func:`move_spectra` to ``z = 0`` on ``rest_wave``, renormalised in the rest-frame window.  A
+    rest-frame pixel is masked where the spectrum does not reach it at its redshift or where an
+    observed pixel it is interpolated from is masked; pixels beyond the covered range hold the
+    nearest covered value, so a network sees a continuous spectrum while its loss ignores them.
+
+    Returns
+    -------
+    flux_rest, mask_rest : ndarray, (N, L_rest)
+    flux_lowres_rest, mask_lowres_rest : ndarray, (N, L_rest / lowres_factor)
+    """
+    moved, invalid = move_spectra(wave, log_flux, z, rest_wave, np.zeros(len(log_flux)), window, frame)
+    source = rest_wave[None, :] * (1.0 + np.asarray(z, dtype=np.float64)[:, None])
+    touched = np.stack(
+        [np.interp(row_source, wave, row_mask.astype(np.float64)) for row_source, row_mask in zip(source, mask)]
+    )
+    mask_rest = invalid | (touched > 0)
+    pixels = np.arange(rest_wave.size)
+    for row in range(len(moved)):
+        covered = np.flatnonzero(~invalid[row])
+        moved[row] = np.interp(pixels, covered, moved[row, covered]) if covered.size else 0.0
+    flux_lowres, mask_lowres = lowres_spectra(np.exp(moved), mask_rest, lowres_factor, log_floor)
+    return moved.astype(np.float32), mask_rest, flux_lowres, mask_lowres
 
 
 @dataclass
@@ -379,9 +478,7 @@ def preprocess_spectra(
     mask = mask[accept]
     floored = linear < s.log_floor
     ivar = np.divide(1.0, var_norm, out=np.zeros_like(var_norm), where=~mask & (var_norm > 0))
-    lowres = lowres_bin_means(linear, s.lowres_factor)
-    mask_lowres = lowres_bin_means(mask.astype(np.float64), s.lowres_factor) > 0.5
-    mask_lowres |= lowres < s.log_floor
+    flux_lowres, mask_lowres = lowres_spectra(linear, mask, s.lowres_factor, s.log_floor)
     rejects.sort()
     return (
         PreprocessedSpectra(
@@ -391,7 +488,7 @@ def preprocess_spectra(
             ivar=ivar.astype(np.float32),
             mask=mask | floored,
             wave_lowres=s.wave_lowres,
-            flux_lowres=np.log(np.maximum(lowres, s.log_floor)).astype(np.float32),
+            flux_lowres=flux_lowres,
             mask_lowres=mask_lowres,
             norm=norm,
         ),

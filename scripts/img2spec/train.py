@@ -35,6 +35,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import networks as registry
 from .data import ImageStats, ResumableLoader, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
+from .dataset import DatasetFile
 from .diffusion import NoiseSchedule
 from .models import (
     BoundDenoiser,
@@ -46,6 +47,7 @@ from .models import (
     UNet1D,
     info_nce,
 )
+from .photometry import robust_centre_scale
 
 #: Folder below a network's output folder holding the state of an unfinished training.
 RESUME_DIR = "resume"
@@ -58,6 +60,11 @@ class TrainingInterrupted(RuntimeError):
 def target_of(name: str) -> str:
     """'lowres' or 'full': the spectra the network ``name`` works on (:mod:`img2spec.networks`)."""
     return registry.network(name).resolution
+
+
+def frame_of(hp: dict) -> str:
+    """'observed' (the paper: spectra as observed, redshift included) or 'rest' (:func:`img2spec.preprocessing.rest_frame_spectra`)."""
+    return hp.get("frame", "observed")
 
 
 def target_key(network: str, hp: dict) -> str:
@@ -113,7 +120,9 @@ def build_denoiser(
     if regression and length is None:
         raise ValueError("a CDM with a regression head needs the spectrum length")
     head = RegressionHead(encoder.out_dim, regression["hidden"], length) if regression else None
-    return ConditionalDenoiser(encoder, unet, head)
+    redshift = hp.get("redshift")
+    redshift_head = RegressionHead(encoder.out_dim, redshift["hidden"], 1) if redshift else None
+    return ConditionalDenoiser(encoder, unet, head, redshift_head)
 
 
 def build_contrastive(hp: dict, feature_dim: int = 0) -> ContrastiveModel:
@@ -163,11 +172,22 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     """
 
     def __init__(
-        self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0
+        self,
+        network: str,
+        hp: dict,
+        stats: dict,
+        image_stats: dict,
+        lowres_stats: dict | None = None,
+        seed: int = 0,
+        redshift_stats: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = network
+        self.frame = frame_of(hp)
+        if hp.get("redshift") and not redshift_stats:
+            raise ValueError(f"{network}: a redshift head needs the training redshifts' centre and scale")
+        self.redshift_stats = redshift_stats
         self.super_resolution = registry.network(network).conditioned_on_lowres
         self.residual = target_key(network, hp) == "residual"
         self.image_stats = ImageStats.from_dict(image_stats)
@@ -182,21 +202,43 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         return net.conditioned(batch["images"], batch.get("lowres"), batch.get("features"))
 
     def _loss(
-        self, bound: BoundDenoiser, x0: torch.Tensor, weight: torch.Tensor, generator: torch.Generator
+        self,
+        net: ConditionalDenoiser,
+        bound: BoundDenoiser,
+        batch: dict,
+        generator: torch.Generator,
     ) -> torch.Tensor:
-        """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted MSE."""
+        """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted
+        MSE and the redshift head's MSE in standardised redshift, each with its ``loss_weight``."""
+        x0, weight = batch["spectrum"], batch["weight"]
         if bound.mean is None:
-            return self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
-        loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
-        regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
-        return loss + self.hparams.hp["regression"]["loss_weight"] * regression
+            loss = self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
+        else:
+            loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
+            regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+            loss = loss + self.hparams.hp["regression"]["loss_weight"] * regression
+        if net.redshift is not None:
+            error = net.redshift(bound.pooled)[:, 0] - self._standardised_redshift(batch["redshift"])
+            loss = loss + self.hparams.hp["redshift"]["loss_weight"] * (error**2).mean()
+        return loss
+
+    def _standardised_redshift(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.redshift_stats["centre"]) / self.redshift_stats["scale"]
+
+    @torch.no_grad()
+    def predict_redshift(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Redshift (B,) of standardised ``images`` from the EMA network's redshift head."""
+        if self.ema.redshift is None:
+            raise ValueError(f"{self.network} has no redshift head (hyperparameter 'redshift')")
+        _, pooled = self.ema.encoder(images, features)
+        return self.ema.redshift(pooled)[:, 0] * self.redshift_stats["scale"] + self.redshift_stats["centre"]
 
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
         # uninterrupted one would, whatever validation and data loading consumed meanwhile
         seed = (self.hparams.seed * 1_000_003 + self.global_rank) * 1_000_003 + self.global_step
         generator = torch.Generator(device=batch["spectrum"].device).manual_seed(seed)
-        loss = self._loss(self._bind(self.net, batch), batch["spectrum"], batch["weight"], generator)
+        loss = self._loss(self.net, self._bind(self.net, batch), batch, generator)
         _check_finite(loss, self.network, self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
         return loss
@@ -261,7 +303,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         x0, weight = batch["spectrum"], batch["weight"]
         generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
         bound = self._bind(self.ema, batch)
-        loss = self._loss(bound, x0, weight, generator)
+        loss = self._loss(self.ema, bound, batch, generator)
         sample = self.draw(bound, "ddim", self.hparams.hp["val_sampler_steps"], generator)
         n = x0.shape[0]
 
@@ -276,6 +318,10 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         log_mse("val_mse", sample)
         if bound.mean is not None:
             log_mse("val_regression_mse", bound.mean)
+        if self.ema.redshift is not None:
+            z_true = batch["redshift"]
+            z = self.ema.redshift(bound.pooled)[:, 0] * self.redshift_stats["scale"] + self.redshift_stats["centre"]
+            self.log("val_redshift_rms", torch.sqrt((((z - z_true) / (1 + z_true)) ** 2).mean()), batch_size=n)
 
     def configure_optimizers(self):
         return _optimizer_with_schedule(self.net.parameters(), self.hparams.hp, torch.optim.Adam)
@@ -290,6 +336,7 @@ class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.network = network
+        self.frame = frame_of(hp)
         self.image_stats = ImageStats.from_dict(image_stats)
         self.model = build_contrastive(hp, self.image_stats.n_features)
         self.stats = SpectrumStats.from_dict(stats)
@@ -344,10 +391,26 @@ class CheckpointOnSigterm(Callback):
 
 
 def make_task(
-    network: str, hp: dict, stats: SpectrumStats, images: ImageStats, lowres_stats: SpectrumStats | None, seed: int = 0
+    network: str,
+    hp: dict,
+    stats: SpectrumStats,
+    images: ImageStats,
+    lowres_stats: SpectrumStats | None,
+    seed: int = 0,
+    redshift_stats: dict | None = None,
 ) -> pl.LightningModule:
-    cls = DiffusionTask if registry.network(network).is_diffusion else ContrastiveTask
-    return cls(network, hp, stats.to_dict(), images.to_dict(), lowres_stats.to_dict() if lowres_stats else None, seed)
+    lowres = lowres_stats.to_dict() if lowres_stats else None
+    if registry.network(network).is_diffusion:
+        return DiffusionTask(network, hp, stats.to_dict(), images.to_dict(), lowres, seed, redshift_stats)
+    return ContrastiveTask(network, hp, stats.to_dict(), images.to_dict(), lowres, seed)
+
+
+def redshift_statistics(dataset_path: str) -> dict[str, float]:
+    """Centre and scale (median and normalised MAD) of the training galaxies' redshifts, for a redshift head."""
+    with DatasetFile(dataset_path) as data:
+        z = data.read("z_spec", data.rows("train"))
+    centre, scale = robust_centre_scale(z[:, None])
+    return {"centre": float(centre[0]), "scale": float(scale[0])}
 
 
 def network_statistics(
@@ -355,9 +418,10 @@ def network_statistics(
 ) -> tuple[SpectrumStats, ImageStats, SpectrumStats | None]:
     """Standardisation of the network's target, its images and (CDM_sr) its conditioning spectrum."""
     per_pixel = hp.get("target_standardisation", "global") == "per_pixel"
-    stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel)
+    frame = frame_of(hp)
+    stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel, frame=frame)
     lowres_stats = (
-        spectrum_stats(dataset_path, "flux_lowres", per_pixel)
+        spectrum_stats(dataset_path, "flux_lowres", per_pixel, frame=frame)
         if registry.network(network).conditioned_on_lowres
         else None
     )
@@ -448,6 +512,27 @@ def _resume_state(resume_dir: Path, fingerprint: str, log) -> Path | None:
     return last
 
 
+def training_parts(
+    dataset_path: str, network: str, hp: dict, seed: int = 0, num_workers: int = 0
+) -> tuple[SpectraDataModule, pl.LightningModule]:
+    """The data module and the untrained task of one network, with their statistics from ``dataset_path``."""
+    stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
+    data = SpectraDataModule(
+        dataset_path,
+        target_key(network, hp),
+        hp["batch_size"],
+        stats,
+        images,
+        lowres_stats,
+        num_workers=num_workers,
+        seed=seed,
+        crop_pad=hp["crop_pad"],
+        frame=frame_of(hp),
+    )
+    redshift = redshift_statistics(dataset_path) if hp.get("redshift") else None
+    return data, make_task(network, hp, stats, images, lowres_stats, seed, redshift)
+
+
 def train_network(
     dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, progress: bool = True, log=print
 ) -> pl.LightningModule:
@@ -468,19 +553,7 @@ def train_network(
     resume_dir.mkdir(parents=True, exist_ok=True)
     (resume_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "network": network}))
     pl.seed_everything(run["seed"], workers=True, verbose=False)
-    stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
-    data = SpectraDataModule(
-        dataset_path,
-        target_key(network, hp),
-        hp["batch_size"],
-        stats,
-        images,
-        lowres_stats,
-        num_workers=run["num_workers"],
-        seed=run["seed"],
-        crop_pad=hp["crop_pad"],
-    )
-    task = make_task(network, hp, stats, images, lowres_stats, run["seed"])
+    data, task = training_parts(dataset_path, network, hp, run["seed"], run["num_workers"])
     trainer = build_trainer(resume_dir, hp, run, progress)
     metrics = resume_dir / "metrics.csv"
     # Lightning's CSV logger starts metrics.csv afresh; a resumed run keeps the rows before it

@@ -166,14 +166,10 @@ def run_stage(stage: str, work: Path) -> dict:
             train_network(str(dataset), name, hp, run, work / "models" / name, progress=False)
         return {}
     if stage == "epoch":
-        from img2spec.data import SpectraDataModule
-        from img2spec.train import network_statistics, target_key
+        from img2spec.train import training_parts
 
-        hp = _tiny_networks()["cdm_sr"]
-        stats, images, lowres_stats = network_statistics(str(dataset), "cdm_sr", hp)
-        loader = SpectraDataModule(
-            str(dataset), target_key("cdm_sr", hp), 64, stats, images, lowres_stats
-        ).train_dataloader()
+        hp = _tiny_networks()["cdm_sr"] | {"batch_size": 64}
+        loader = training_parts(str(dataset), "cdm_sr", hp)[0].train_dataloader()
         started, n_items = time.perf_counter(), 0
         for batch in loader:
             n_items += batch["images"].shape[0]

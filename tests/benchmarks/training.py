@@ -11,9 +11,8 @@ import time
 
 import torch
 from img2spec.config import resolve_networks
-from img2spec.data import SpectraDataModule
 from img2spec.networks import NETWORK_NAMES
-from img2spec.train import make_task, network_statistics, target_key
+from img2spec.train import training_parts
 
 
 def main() -> None:
@@ -32,9 +31,8 @@ def main() -> None:
     print(f"{'network':<16}{'batch':>6}{'step [s]':>10}{'load [s]':>10}{'samples/s':>11}")
     for network in NETWORK_NAMES:
         hp = networks[network]
-        stats, images, lowres = network_statistics(args.dataset, network, hp)
-        data = SpectraDataModule(args.dataset, target_key(network, hp), hp["batch_size"], stats, images, lowres)
-        task = make_task(network, hp, stats, images, lowres).to(args.device)
+        data, task = training_parts(args.dataset, network, hp)
+        task = task.to(args.device)
         optimizer = task.configure_optimizers()["optimizer"]
         batches = iter(data.train_dataloader())
         load_time = step_time = 0.0
