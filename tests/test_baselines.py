@@ -8,7 +8,13 @@ import h5py
 import numpy as np
 import pytest
 from img2spec import metrics
-from img2spec.baselines import BaselineSettings, baseline_summary, photometric_baselines, truth_spectra
+from img2spec.baselines import (
+    BaselineSettings,
+    baseline_summary,
+    nearest_neighbours,
+    photometric_baselines,
+    truth_spectra,
+)
 from img2spec.dataset import SPLITS
 from img2spec.io import InputError
 from img2spec.photometry import aperture_fluxes, photometric_features
@@ -46,6 +52,38 @@ def test_knn_recovers_spectra_that_follow_colour_and_mean_does_not(tmp_path):
     assert np.allclose(result["mean"], result["mean"][0]) and result["mean_lowres"].shape == (rows.size, 563)
 
 
+def test_rest_frame_knn_keeps_the_lines_that_the_observed_frame_average_smears(tmp_path):
+    """Blue galaxies share a rest-frame Hα-like line (6620 Å, σ = 4 Å) seen at redshifts unrelated to
+    their images: the observed-frame average of 5 neighbours spreads it over their redshifts, while
+    the rest-frame average keeps its height and places it at the neighbours' median redshift."""
+    truth = write_two_class_dataset(tmp_path / "two.h5", n_train=200, n_test=40, redshifted=True)
+    settings = BaselineSettings(k=5)
+    result = photometric_baselines(tmp_path / "two.h5", settings, split="test")
+    wave = PreprocessingSettings().wave
+    test = np.flatnonzero((truth["split"] == SPLITS["test"]) & (truth["kind"] == "blue"))
+    train = np.flatnonzero(truth["split"] == SPLITS["train"])
+    with h5py.File(tmp_path / "two.h5") as h5:
+        images = h5["images"][()]
+    neighbours = nearest_neighbours(photometric_features(images[train]), photometric_features(images[test]), 5)
+    order = np.searchsorted(np.flatnonzero(truth["split"] == SPLITS["test"]), test)
+    z = result["knn_rest_z"][order]
+    np.testing.assert_allclose(z, np.median(truth["z"][train][neighbours], axis=1))
+
+    def line(spectra: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Height above the continuum and centre [Å] of the line nearest 6620 (1 + at) Å."""
+        heights, centres = [], []
+        for spectrum, z_line in zip(np.exp(spectra), at):
+            near = np.abs(wave - 6620 * (1 + z_line)) < 40
+            heights.append(spectrum[near].max() / np.median(spectrum[near]) - 1)
+            centres.append(wave[near][np.argmax(spectrum[near])])
+        return np.array(heights), np.array(centres)
+
+    rest_height, rest_centre = line(result["knn_rest"][order], z)
+    observed_height, _ = line(result["knn"][order], z)
+    assert np.all(rest_height > 1.6) and np.all(observed_height < 0.6 * rest_height)  # a lone line: height 2.0
+    assert np.abs(rest_centre - 6620 * (1 + z)).max() <= 1.0
+
+
 def test_truth_baseline_is_the_noise_floor(tiny_dataset, mock_dir, tmp_path):
     """The noiseless spectra, preprocessed like the observed ones, scatter about them by the noise the
     observed inverse variance states: χ²/N ≈ 1 (a little more for the mock's flux-calibration error)."""
@@ -67,4 +105,7 @@ def test_truth_baseline_is_the_noise_floor(tiny_dataset, mock_dir, tmp_path):
     deviation = {name: values["median_mean_relative_deviation"] for name, values in summary["baselines"].items()}
     assert deviation["truth"] < deviation["knn"] and deviation["truth"] < deviation["mean"]
     with h5py.File(tmp_path / "b.h5") as h5:
-        assert list(h5.attrs["baselines"]) == ["mean", "knn", "truth"] and h5["truth"].shape == (summary["n"], 4500)
+        assert list(h5.attrs["baselines"]) == ["mean", "knn", "knn_rest", "truth"] and h5["truth"].shape == (
+            summary["n"],
+            4500,
+        )

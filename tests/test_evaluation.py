@@ -189,7 +189,7 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
         pred["flux"] = (observed + np.log(1.2))[::-1]
         pred["flux_p50"] = (observed + np.log(1.05))[::-1]
     summary = quality(tmp_path / "pred.h5", tiny_dataset, tmp_path / "q", mock_dir / "truth.parquet", tmp_path / "b.h5")
-    assert list(summary["predictors"]) == ["predicted", "median", "mean", "knn", "truth"]
+    assert list(summary["predictors"]) == ["predicted", "median", "mean", "knn", "knn_rest", "truth"]
     deviation = {name: s["all"]["median_mean_relative_deviation"] for name, s in summary["predictors"].items()}
     assert deviation["predicted"] == pytest.approx(0.2, rel=1e-4) and deviation["median"] == pytest.approx(
         0.05, rel=1e-4

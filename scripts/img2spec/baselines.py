@@ -5,6 +5,10 @@
 - ``knn``: the average (linear flux, then log) of the ``k`` training galaxies nearest in photometric
   features measured from the image cubes alone: aperture magnitudes and colours in a few radii and a
   concentration.  No catalog column and no redshift is used, so it sees exactly what the networks see.
+- ``knn_rest``: the same neighbours' spectra averaged in the rest frame, placed at the neighbours'
+  median redshift (a photometric redshift from the same features): what the rest-frame networks
+  do, without networks.  Averaging in the rest frame keeps the lines sharp that the observed-frame
+  average smears over the neighbours' redshift spread.
 - ``truth`` (mock survey only): the mock's noiseless fibre spectrum (the spec-lite ``model``
   column: same LSF, no sky, no noise, no calibration error), preprocessed exactly like the observed
   one.  It is the floor of every metric: what a perfect predictor of the galaxy would score against
@@ -22,12 +26,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .dataset import DatasetFile
+from .dataset import DatasetFile, spectrum_key
 from .io import InputError, read_h5_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
+from .preprocessing import move_spectra
 
 #: Predictors a report compares, in the order of its columns.
-BASELINES = ("mean", "knn", "truth")
+BASELINES = ("mean", "knn", "knn_rest", "truth")
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,10 @@ def photometric_baselines(
     Images and spectra are read ``chunk`` rows at a time (the neighbours' spectra per block of
     queries), so memory grows with the size of ``split``, not of the training set.
 
-    Returns a dict with ``specobjid`` (N,), ``mean`` / ``knn`` (N, 4500) and ``mean_lowres`` /
-    ``knn_lowres`` (N, 563), natural log of normalised flux.
+    Returns a dict with ``specobjid`` (N,), ``mean`` / ``knn`` / ``knn_rest`` (N, 4500) and
+    ``mean_lowres`` / ``knn_lowres`` / ``knn_rest_lowres`` (N, 563), natural log of normalised flux,
+    and ``knn_rest_z`` (N,), the redshift the rest-frame average is placed at (clipped to the
+    range the rest-frame grid covers).
     """
     with DatasetFile(dataset_h5) as data:
         train, query = data.rows("train"), data.rows(split)
@@ -154,6 +161,24 @@ def photometric_baselines(
             flux, mask = data.h5[flux_key], data.h5[mask_key]
             out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask, train, chunk)[None, :], query.size, axis=0)
             out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask, train)
+        redshift = np.clip(np.median(data.read("z_spec", train)[neighbours], axis=1), *data.rest_z_range)
+        out["knn_rest_z"] = redshift
+        window, window_frame = data.normalisation
+        for suffix, lowres in (("", False), ("_lowres", True)):
+            name = "flux_lowres" if lowres else "flux"
+            flux = data.h5[spectrum_key(name, "rest")]
+            mask = data.h5[spectrum_key(name.replace("flux", "mask"), "rest")]
+            rest = knn_spectra(neighbours, flux, mask, train)
+            placed, _ = move_spectra(
+                data.wave_of("rest", lowres),
+                rest,
+                0.0,
+                data.wave_of("observed", lowres),
+                redshift,
+                window,
+                window_frame,
+            )
+            out[f"knn_rest{suffix}"] = placed.astype(np.float32)
     return out
 
 

@@ -11,6 +11,7 @@ rest frame of its own redshift.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -45,18 +46,19 @@ from .toolbox.stellar import FitMasks, fit_rest_ppxf
 #: Every predictor a report compares with the observed spectra, in column order: the networks'
 #: selected candidate (the paper's prediction), the per-pixel median of the networks' pooled
 #: candidates (:func:`img2spec.inference.pooled_candidates`), and the baselines of :mod:`img2spec.baselines`.
-PREDICTORS = ("predicted", "median", "mean", "knn", "truth")
+PREDICTORS = ("predicted", "median", "mean", "knn", "knn_rest", "truth")
 PREDICTOR_LABELS = {
     "predicted": "img2spec (selected candidate)",
     "median": "img2spec (median of candidates)",
     "mean": "mean training spectrum",
     "knn": "k nearest neighbours in image photometry",
+    "knn_rest": "k nearest neighbours, rest-frame average at their median z",
     "truth": "noiseless truth (mock)",
 }
 #: The observed spectrum and the networks' prediction, always present.
 KINDS = ("observed", "predicted")
 #: Predictors fitted without bootstrap errors (their errors appear in no report; this keeps the fits cheap).
-UNBOOTSTRAPPED = ("median", "mean", "knn", "truth")
+UNBOOTSTRAPPED = ("median", "mean", "knn", "knn_rest", "truth")
 
 
 @dataclass(frozen=True)
@@ -1063,8 +1065,10 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
             {"quantity": label, "values": {k: _lookup(loaded, path, k) for k in ("observed", *present)}}
             for label, path in TRUTH_ROWS
         ]
-    summary["predicted_beats_knn"] = beats(summary) if "knn" in present else {}
-    summary["median_beats_knn"] = beats(summary, "median") if {"knn", "median"} <= set(present) else {}
+    for challenger in ("predicted", "median"):
+        for reference in ("knn", "knn_rest"):
+            both = {challenger, reference} <= set(present)
+            summary[f"{challenger}_beats_{reference}"] = beats(summary, challenger, reference) if both else {}
     header = ["quantity", *(PREDICTOR_LABELS[p] for p in present), "paper (SDSS)"]
     lines = [
         f"# img2spec evaluation: headline numbers ({dataset})",
@@ -1082,23 +1086,22 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
             + " | ".join(cells)
             + f" | {_cell(row['paper']) if row['paper'] is not None else '—'} |"
         )
-    if summary["predicted_beats_knn"]:
-        for who, key in (
-            ("selected candidate", "predicted_beats_knn"),
-            ("median of the candidates", "median_beats_knn"),
-        ):
-            verdict = summary[key]
-            if not verdict:
-                continue
-            won, lost, tied = ([q for q, v in verdict.items() if v == outcome] for outcome in ("wins", "loses", "tie"))
-            lines += [
-                "",
-                f"The networks' {who} beats the nearest-neighbour baseline on {len(won)} of "
-                f"{len(won) + len(lost) + len(tied)} rows"
-                + (f"; it loses on: {', '.join(lost)}" if lost else "")
-                + (f"; ties on: {', '.join(tied)}" if tied else "")
-                + ".",
-            ]
+    for (challenger, who), (reference, whom) in itertools.product(
+        (("predicted", "selected candidate"), ("median", "median of the candidates")),
+        (("knn", "nearest-neighbour baseline"), ("knn_rest", "rest-frame nearest-neighbour baseline")),
+    ):
+        verdict = summary[f"{challenger}_beats_{reference}"]
+        if not verdict:
+            continue
+        won, lost, tied = ([q for q, v in verdict.items() if v == outcome] for outcome in ("wins", "loses", "tie"))
+        lines += [
+            "",
+            f"The networks' {who} beats the {whom} on {len(won)} of "
+            f"{len(won) + len(lost) + len(tied)} rows"
+            + (f"; it loses on: {', '.join(lost)}" if lost else "")
+            + (f"; ties on: {', '.join(tied)}" if tied else "")
+            + ".",
+        ]
     if "agn_monte_carlo_spread" in summary:
         spread = summary["agn_monte_carlo_spread"]
         lines += [
