@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -13,6 +14,8 @@ from img2spec.dag import n_chunks
 from img2spec.dataset import SPLITS
 from img2spec.evaluation import (
     EvaluationSettings,
+    FireflySettings,
+    PpxfSettings,
     bpt,
     comparisons,
     fit_chunk,
@@ -97,8 +100,8 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
     predictions, dataset, ids = perfect_predictions
     settings = EvaluationSettings(
         chunk_size=3,
-        ppxf={"regul": 10.0, "bootstrap": 2},
-        firefly={"bootstrap": 2, "hpf_width": 100.0, "beam": 4, "max_components": 4},
+        ppxf=PpxfSettings(regul=10.0, bootstrap=2),
+        firefly=FireflySettings(bootstrap=2, hpf_width=100.0, beam=4, max_components=4),
     )
     count = n_chunks(ids.size, settings.chunk_size)
     paths = [tmp_path / f"chunk{c}.parquet" for c in range(count + 1)]  # one chunk past the end is empty
@@ -138,7 +141,10 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
     line_summary = lines(fits, settings, tmp_path / "lines")
     assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
     classes = bpt(
-        fits, EvaluationSettings(lines={**settings.lines, "draws": 20}), tmp_path / "bpt", mock_dir / "truth.parquet"
+        fits,
+        EvaluationSettings(lines=dataclasses.replace(settings.lines, draws=20)),
+        tmp_path / "bpt",
+        mock_dir / "truth.parquet",
     )
     matrix = np.array(classes["confusion_matrix"]["counts"])
     assert np.array_equal(matrix, np.diag(np.diag(matrix))) and matrix.sum() == ids.size

@@ -16,12 +16,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from . import metrics, plots
+from .config import settings_from_section
 from .dataset import DatasetFile, rows_of_ids
 from .fitresults import (
     FIREFLY_COLUMNS,
@@ -62,8 +64,61 @@ UNBOOTSTRAPPED = ("median", "mean", "knn", "knn_rest", "truth")
 
 
 @dataclass(frozen=True)
+class PpxfSettings:
+    """The ``evaluation.ppxf`` section: regularisation, bootstrap refits and the fit's masks (:class:`FitMasks`)."""
+
+    regul: float = 10.0
+    bootstrap: int = 50
+    clean: bool = True
+    sky_half_width: float = 8.0
+    interstellar_masks: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(FitMasks().interstellar))
+    sky_lines: tuple[float, ...] = FitMasks().sky_lines
+
+    @classmethod
+    def from_config(cls, section: dict) -> PpxfSettings:
+        masks = {name: (float(lo), float(hi)) for name, (lo, hi) in section["interstellar_masks"].items()}
+        return settings_from_section(cls, {**section, "interstellar_masks": masks})
+
+
+@dataclass(frozen=True)
+class FireflySettings:
+    """The ``evaluation.firefly`` section."""
+
+    bootstrap: int = 10
+    hpf_width: float = 100.0
+    beam: int = 8
+    max_components: int = 6
+
+
+@dataclass(frozen=True)
+class RedshiftSettings:
+    """The ``evaluation.redshift`` section: template library, trial range, eigenspectra, outlier threshold."""
+
+    library: str = "bc03"
+    z_min: float = 0.0
+    z_max: float = 0.3
+    n_eigen: int = 5
+    outlier: float = 0.05
+
+
+@dataclass(frozen=True)
+class LinesSettings:
+    """The ``evaluation.lines`` section: continuum, detection, and the BPT Monte Carlo's errors."""
+
+    continuum: str = "firefly"
+    min_snr: float = 3.0
+    detection: str = "positive"
+    min_ew: float = 1.0
+    draws: int = 5000
+    ew_error: float = 1.0
+    relative_errors: dict[str, float] = field(
+        default_factory=lambda: {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}
+    )
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
-    """The workflow's ``evaluation`` section (see config/README.md) and the spectra's resolving power."""
+    """The workflow's ``evaluation`` section (see config/README.md), nested as it nests, and the spectra's resolving power."""
 
     chunk_size: int = 32
     seed: int = 0
@@ -71,49 +126,30 @@ class EvaluationSettings:
     kinematics_library: str | None = "m11_miles"
     kinematics_ages_gyr: tuple[float, ...] | None = (0.1, 0.3, 1.0, 3.0, 10.0)
     ages_gyr: tuple[float, ...] | None = None
-    ppxf: dict = field(
-        default_factory=lambda: {
-            "regul": 10.0,
-            "bootstrap": 50,
-            "clean": True,
-            "sky_half_width": 8.0,
-            "interstellar_masks": {name: list(window) for name, window in FitMasks().interstellar.items()},
-            "sky_lines": list(FitMasks().sky_lines),
-        }
-    )
-    firefly: dict = field(default_factory=lambda: {"bootstrap": 10, "hpf_width": 100.0, "beam": 8, "max_components": 6})
-    redshift: dict = field(
-        default_factory=lambda: {"library": "bc03", "z_min": 0.0, "z_max": 0.3, "n_eigen": 5, "outlier": 0.05}
-    )
-    lines: dict = field(
-        default_factory=lambda: {
-            "continuum": "firefly",
-            "min_snr": 3.0,
-            "detection": "positive",
-            "min_ew": 1.0,
-            "draws": 5000,
-            "ew_error": 1.0,
-            "relative_errors": {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3},
-        }
-    )
+    ppxf: PpxfSettings = PpxfSettings()
+    firefly: FireflySettings = FireflySettings()
+    redshift: RedshiftSettings = RedshiftSettings()
+    lines: LinesSettings = LinesSettings()
     resolving_power: float = 1500.0
 
     @property
     def fit_masks(self) -> FitMasks:
         """The pPXF fit's interstellar and sky-line windows and its clipping."""
-        options = {**EvaluationSettings.__dataclass_fields__["ppxf"].default_factory(), **self.ppxf}
         return FitMasks(
-            {name: tuple(window) for name, window in options["interstellar_masks"].items()},
-            tuple(options["sky_lines"]),
-            float(options["sky_half_width"]),
-            bool(options["clean"]),
+            dict(self.ppxf.interstellar_masks), self.ppxf.sky_lines, self.ppxf.sky_half_width, self.ppxf.clean
         )
 
     @classmethod
     def from_config(cls, section: dict, resolving_power: float) -> EvaluationSettings:
         """Settings of the workflow's ``evaluation`` section (``emiles_url`` is the download rule's)."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k != "emiles_url"}
-        return cls(**values, resolving_power=resolving_power)
+        nested = {
+            "ppxf": PpxfSettings.from_config(section["ppxf"]),
+            "firefly": settings_from_section(FireflySettings, section["firefly"]),
+            "redshift": settings_from_section(RedshiftSettings, section["redshift"]),
+            "lines": settings_from_section(LinesSettings, section["lines"]),
+        }
+        plain = {k: v for k, v in section.items() if k not in nested and k != "emiles_url"}
+        return settings_from_section(cls, {**plain, **nested, "resolving_power": resolving_power})
 
 
 @dataclass
@@ -359,7 +395,7 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     basis = build_basis(
         load_library(library_npz),
         settings.resolving_power,
-        n_eigen=options["n_eigen"],
+        n_eigen=options.n_eigen,
         z_max=0.35,
         obs_range=(min(3800.0, spectra.wave[0]), max(9200.0, spectra.wave[-1])),
     )
@@ -368,7 +404,7 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
     for kind in spectra.kinds:
         results = [
             _redshift_or_nan(
-                spectra.wave, f, i, basis, (options["z_min"], options["z_max"]), f"{kind} spectrum of specObjID {s}"
+                spectra.wave, f, i, basis, (options.z_min, options.z_max), f"{kind} spectrum of specObjID {s}"
             )
             for f, i, s in zip(spectra.spectra(kind), spectra.ivar, spectra.ids)
         ]
@@ -377,11 +413,11 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
         table[f"{kind}_dz"] = (table[f"{kind}_z"] - table["z_spec"]) / (1 + table["z_spec"])
     seconds = time.perf_counter() - started
     table.to_csv(out_dir / "galaxies.csv", index=False)
-    summary = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
+    summary: dict[str, Any] = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
     for kind in spectra.kinds:
         dz = table[f"{kind}_dz"]
         # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
-        outliers = ~(np.abs(dz) <= options["outlier"])
+        outliers = ~(np.abs(dz) <= options.outlier)
         summary[kind] = {
             "failed": int((table[f"{kind}_error"] != "").sum()),
             "sigma_mad": metrics.sigma_mad(dz),
@@ -416,12 +452,12 @@ def fit_galaxy(
     """
     row: dict = {}
     spectrum = to_rest_frame(wave, flux, ivar, z, settings.resolving_power, templates.velscale, name=name)
-    refits = settings.ppxf["bootstrap"] if bootstrap else 0
+    refits = settings.ppxf.bootstrap if bootstrap else 0
     started = time.perf_counter()
     kinematics = None
     if kinematic_templates is not None:
         kinematics = fit_rest_ppxf(spectrum, kinematic_templates, 0.0, refits, seed, settings.fit_masks)
-    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf["regul"], refits, seed, settings.fit_masks, kinematics)
+    ppxf_fit = fit_rest_ppxf(spectrum, templates, settings.ppxf.regul, refits, seed, settings.fit_masks, kinematics)
     row[fit_column("ppxf", "seconds")] = time.perf_counter() - started
     for key in (*PPXF_COLUMNS, *(f"{k}_err" for k in PPXF_COLUMNS), "chi2_per_pixel", "n_masked", "n_clipped"):
         row[fit_column("ppxf", key)] = ppxf_fit[key]
@@ -430,10 +466,10 @@ def fit_galaxy(
         spectrum,
         templates,
         ppxf_fit["sigma_star"],
-        settings.firefly["hpf_width"],
-        settings.firefly["beam"],
-        settings.firefly["max_components"],
-        settings.firefly["bootstrap"] if bootstrap else 0,
+        settings.firefly.hpf_width,
+        settings.firefly.beam,
+        settings.firefly.max_components,
+        settings.firefly.bootstrap if bootstrap else 0,
         seed,
     )
     row[fit_column("firefly", "seconds")] = time.perf_counter() - started
@@ -475,16 +511,14 @@ def fit_chunk(
     """
     start = chunk * settings.chunk_size
     spectra = load_test_spectra(predictions_h5, dataset_h5, start, start + settings.chunk_size, baselines_h5)
-    templates = prepare_templates(
-        load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr and list(settings.ages_gyr)
-    )
+    templates = prepare_templates(load_library(library_npz), settings.resolving_power, ages_gyr=settings.ages_gyr)
     kinematic_templates = (
         None
         if kinematics_npz is None
         else prepare_templates(
             load_library(kinematics_npz),
             settings.resolving_power,
-            ages_gyr=settings.kinematics_ages_gyr and list(settings.kinematics_ages_gyr),
+            ages_gyr=settings.kinematics_ages_gyr,
         )
     )
     z_of = redshifts_of_kinds(redshift_csv, spectra.ids, spectra.z, spectra.kinds)
@@ -707,7 +741,7 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
         for kind in kinds_in(fits):
             table[f"{kind}_{column}"] = pairs[kind].reindex(table.index)
     table.to_csv(out_dir / "galaxies.csv")
-    summary = {}
+    summary: dict[str, Any] = {}
     for code in ("ppxf", "firefly"):
         summary[code] = {}
         for prop in ("metallicity", "log_age", "ebv"):
@@ -735,7 +769,7 @@ def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
     """Emission-line fluxes and EW(Hα) of observed and predicted spectra after subtracting the stellar model."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    continuum = settings.lines["continuum"]
+    continuum = settings.lines.continuum
     ids = fits["specObjID"].unique()
     table = pd.DataFrame({"specObjID": ids})
     summary: dict = {"continuum": continuum, **_fit_failures(fits, out_dir)}
@@ -750,16 +784,16 @@ def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
         obs, pred = (inputs[k]["fluxes"][name] for k in KINDS)
         snr = {k: inputs[k]["fluxes"][name] / inputs[k]["errors"][name] for k in KINDS}
         both = (
-            (snr["observed"] >= settings.lines["min_snr"])
-            & (snr["predicted"] >= settings.lines["min_snr"])
+            (snr["observed"] >= settings.lines.min_snr)
+            & (snr["predicted"] >= settings.lines.min_snr)
             & (obs > 0)
             & (pred > 0)
         )
-        summary[name] = {f"fraction_measured_{k}": float(np.mean(snr[k] >= settings.lines["min_snr"])) for k in KINDS}
+        summary[name] = {f"fraction_measured_{k}": float(np.mean(snr[k] >= settings.lines.min_snr)) for k in KINDS}
         summary[name].update(
             {
                 f"fraction_measured_{k}": float(
-                    np.mean(inputs[k]["fluxes"][name] / inputs[k]["errors"][name] >= settings.lines["min_snr"])
+                    np.mean(inputs[k]["fluxes"][name] / inputs[k]["errors"][name] >= settings.lines.min_snr)
                 )
                 for k in kinds[2:]
             }
@@ -800,15 +834,13 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     options = settings.lines
     ids = fits["specObjID"].unique()
     kinds = kinds_in(fits)
-    inputs = {kind: _line_inputs(fits, kind, options["continuum"], ids) for kind in kinds}
+    inputs = {kind: _line_inputs(fits, kind, options.continuum, ids) for kind in kinds}
     measured = {
-        kind: lines_measured(
-            inputs[kind]["fluxes"], inputs[kind]["errors"], options["min_snr"], options.get("detection", "positive")
-        )
+        kind: lines_measured(inputs[kind]["fluxes"], inputs[kind]["errors"], options.min_snr, options.detection)
         for kind in kinds
     }
     classes = {
-        kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options["min_ew"]) for kind in kinds
+        kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options.min_ew) for kind in kinds
     }
     table = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
     matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], BPT_CLASSES)
@@ -818,16 +850,16 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
 
     def classifier(kind):
         # draws move fluxes and EW; whether a line counts as measured stays as found
-        return lambda fluxes, ew: bpt_class(fluxes, ew, measured[kind], options["min_ew"])
+        return lambda fluxes, ew: bpt_class(fluxes, ew, measured[kind], options.min_ew)
 
     monte_carlo = metrics.monte_carlo_scores(
         classifier("observed"),
         classifier("predicted"),
         inputs["observed"],
         inputs["predicted"],
-        options["relative_errors"],
-        options["ew_error"],
-        options["draws"],
+        options.relative_errors,
+        options.ew_error,
+        options.draws,
         settings.seed,
     )
     summary = {
@@ -847,9 +879,9 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
             for kind in kinds[1:]
         },
         "monte_carlo": {
-            "draws": options["draws"],
-            "relative_errors": options["relative_errors"],
-            "ew_error": options["ew_error"],
+            "draws": options.draws,
+            "relative_errors": options.relative_errors,
+            "ew_error": options.ew_error,
             "scores": monte_carlo,
         },
     }
@@ -998,7 +1030,7 @@ HEADLINE_METHODS = {
 
 
 def _lookup(loaded: dict, path: tuple[str, ...], predictor: str) -> float:
-    value = loaded
+    value: Any = loaded
     for key in path:
         key = key.format(p=predictor)
         if not isinstance(value, dict) or key not in value:
@@ -1036,7 +1068,7 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
     loaded = {name: json.loads(Path(path).read_text()) for name, path in summaries.items()}
     present = [p for p in PREDICTORS if p in loaded["quality"].get("predictors", {"predicted": None})]
     dataset = "the embedded mock SDSS survey" if survey == "mock" else "SDSS"
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "quantity": label,
             "paper": paper,

@@ -9,6 +9,7 @@ preprocessing), which is also R in the rest frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,7 +228,9 @@ class TemplateGrid:
         return self.flux.reshape(self.flux.shape[0], -1)
 
 
-def regular_grid(library: SSPLibrary, ages_gyr: list[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def regular_grid(
+    library: SSPLibrary, ages_gyr: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The library's spectra as a full (age × metallicity) grid.
 
     Only ages present at every metallicity are kept (M11-MILES lacks young ages at some [M/H]),
@@ -260,7 +263,7 @@ def prepare_templates(
     library: SSPLibrary,
     resolving_power: float = 1500.0,
     velscale: float = PIXEL_KMS,
-    ages_gyr: list[float] | None = None,
+    ages_gyr: Sequence[float] | None = None,
 ) -> TemplateGrid:
     """Broaden a library from its constant FWHM to the galaxy's λ/R and rebin to a log-λ grid.
 
