@@ -267,6 +267,8 @@ def test_lint_and_format_are_clean():
             check=False,
         )
         assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    types = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert types.returncode == 0 and "Success" in types.stdout, types.stdout + types.stderr
 
 
 def test_schema_defaults_match_library_defaults():

@@ -54,7 +54,7 @@ def _validate(instance: Any, schema_path: Path, what: str, prefix: str = "") -> 
         raise ConfigError("\n".join(lines))
 
 
-_SCALAR_TYPES = {
+_SCALAR_TYPES: dict[str, type | tuple[type, ...]] = {
     "integer": int,
     "number": (int, float),
     "boolean": bool,
@@ -171,9 +171,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             "config key predict_images.test: the name 'test' belongs to the test split's predictions "
             "(results/predictions/test.h5); give the cube file another name"
         )
-    problems = [p for p in problems if p]
-    if problems:
-        raise ConfigError("\n".join(problems))
+    messages = [p for p in problems if p is not None and p]
+    if messages:
+        raise ConfigError("\n".join(messages))
     return config
 
 

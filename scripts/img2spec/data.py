@@ -117,7 +117,7 @@ def spectrum_stats(
         for start in range(0, train.size, chunk):
             rows = train[start : start + chunk]
             values = _read_block(h5, source, rows).astype(np.float64)
-            if residual:
+            if interp is not None:
                 values = values - _read_block(h5, lowres_key, rows).astype(np.float64) @ interp
             good = ~_read_block(h5, mask_key, rows)
             total += np.where(good, values, 0).sum(0)
@@ -338,9 +338,13 @@ class SpectraImages(Dataset):
                 dy, dx = rng.integers(0, 2 * self.crop_pad + 1, 2)
                 images = padded[:, dy : dy + 64, dx : dx + 64]
         values = h5[self.source][row].astype(np.float32)
-        low = h5[self.lowres_key][row].astype(np.float32) if self.interp is not None else None
-        if self.residual:
-            values = values - low @ self.interp
+        condition = None
+        if self.interp is not None:
+            low = h5[self.lowres_key][row].astype(np.float32)
+            if self.residual:
+                values = values - low @ self.interp
+            if self.lowres_stats is not None:
+                condition = (self.lowres_stats.standardise(low) @ self.interp).astype(np.float32)
         item = {
             "images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
             "spectrum": torch.from_numpy(self.stats.standardise(values).astype(np.float32)),
@@ -351,8 +355,8 @@ class SpectraImages(Dataset):
         features = self.image_stats.features(raw[None])  # flip- and rotation-invariant; measured unaugmented
         if features is not None:
             item["features"] = torch.from_numpy(features[0])
-        if self.lowres_stats is not None:
-            item["lowres"] = torch.from_numpy((self.lowres_stats.standardise(low) @ self.interp).astype(np.float32))
+        if condition is not None:
+            item["lowres"] = torch.from_numpy(condition)
         return item
 
 
@@ -367,7 +371,7 @@ class ShardedEpochSampler(Sampler):
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
         self.epoch = 0
         self.per_rank = -(-n // world_size)
-        self._skip = (None, 0)  # (epoch, items of it already consumed) of a run resumed mid-epoch
+        self._skip: tuple[int | None, int] = (None, 0)  # (epoch, items already consumed) of a run resumed mid-epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -399,16 +403,17 @@ class ResumableLoader(DataLoader):
     ``batches_done`` is set after every training batch (:class:`img2spec.train.EpochPosition`).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, dataset: Dataset, *, sampler: ShardedEpochSampler, batch_size: int, **kwargs) -> None:
+        super().__init__(dataset, sampler=sampler, batch_size=batch_size, **kwargs)
+        self.epoch_sampler, self.items_per_batch = sampler, batch_size
         self.batches_done = 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.sampler.epoch), "batches_done": int(self.batches_done)}
+        return {"epoch": int(self.epoch_sampler.epoch), "batches_done": int(self.batches_done)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batches_done = state["batches_done"]
-        self.sampler.resume_at(state["epoch"], state["batches_done"] * self.batch_size)
+        self.epoch_sampler.resume_at(state["epoch"], state["batches_done"] * self.items_per_batch)
 
 
 class SpectraDataModule(pl.LightningDataModule):

@@ -178,7 +178,7 @@ class TooManyRejects(RuntimeError):
 DUPLICATE = "duplicate specObjID"
 
 
-def _reject(specobjid, stage: str, reason: str, file: str = "") -> dict:
+def _reject(specobjid, stage: str, reason: str, file: str | Path = "") -> dict:
     return {"specObjID": int(specobjid), "stage": stage, "reason": reason, "file": str(file)}
 
 
@@ -373,7 +373,7 @@ def build_dataset(
             cube_rows[int(sid)] = i
     rejected = {r["specObjID"] for r in rejects if not r["reason"].startswith(DUPLICATE)}
 
-    keep = []
+    joined: list[int] = []
     for sid in catalog["specObjID"].to_numpy().astype(int):
         if sid in rejected:
             continue
@@ -382,11 +382,11 @@ def build_dataset(
         elif sid not in cube_rows:
             rejects.append(_reject(sid, "join", "no image cube", cubes.path))
         else:
-            keep.append(sid)
-    keep = np.asarray(keep, np.int64)
+            joined.append(sid)
+    keep = np.asarray(joined, np.int64)
 
     # screen images in chunks before anything is written
-    good = np.ones(keep.size, bool)
+    good = np.ones(keep.size, dtype=np.bool_)
     for start in range(0, keep.size, settings.chunk_size):
         ids = keep[start : start + settings.chunk_size]
         block = cubes.read(np.array([cube_rows[int(s)] for s in ids]))

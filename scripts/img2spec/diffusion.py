@@ -17,6 +17,8 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: What the network outputs: the noise ε, the velocity v = √ᾱ ε − √(1−ᾱ) x0, or x0 itself.
 PREDICTIONS = ("epsilon", "v", "x0")
 Generators = torch.Generator | list[torch.Generator] | None
+#: Bounds of x0 estimates: numbers, or per-element tensors (a bound around each regression mean).
+Range = tuple[float | torch.Tensor, float | torch.Tensor]
 
 
 def randn(shape: tuple[int, ...], generator: Generators = None, device=None) -> torch.Tensor:
@@ -128,7 +130,7 @@ class NoiseSchedule:
         ab = self._at(self.alpha_bar, t, x_t)
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
-    def _x0_and_eps(self, denoiser: Denoiser, x: torch.Tensor, step: int, x0_range: tuple[float, float] | None):
+    def _x0_and_eps(self, denoiser: Denoiser, x: torch.Tensor, step: int, x0_range: Range | None):
         """x0̂ and ε̂ from the network's output, x0̂ clamped into ``x0_range`` (ε̂ made consistent) when given.
 
         The bounds are floats or tensors broadcastable to x (per-pixel bounds of a residual).
@@ -144,7 +146,8 @@ class NoiseSchedule:
             x0 = math.sqrt(a_bar) * x - math.sqrt(1 - a_bar) * output
         eps = (x - math.sqrt(a_bar) * x0) / math.sqrt(1 - a_bar)
         if x0_range is not None:
-            x0 = x0.clamp(*x0_range)
+            low, high = (torch.as_tensor(bound, dtype=x0.dtype, device=x0.device) for bound in x0_range)
+            x0 = x0.clamp(low, high)
             eps = (x - math.sqrt(a_bar) * x0) / math.sqrt(1 - a_bar)
         return x0, eps
 
@@ -155,7 +158,7 @@ class NoiseSchedule:
         shape: tuple[int, ...],
         generator: Generators = None,
         device=None,
-        x0_range: tuple[float, float] | None = None,
+        x0_range: Range | None = None,
     ) -> torch.Tensor:
         """DDPM ancestral sampling over all T steps with the posterior q(x_{t−1} | x_t, x0̂).
 
@@ -208,7 +211,7 @@ class NoiseSchedule:
         eta: float = 0.0,
         generator: Generators = None,
         device=None,
-        x0_range: tuple[float, float] | None = None,
+        x0_range: Range | None = None,
         spacing: str | None = None,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
@@ -233,7 +236,7 @@ class NoiseSchedule:
         steps: int,
         generator: Generators = None,
         device=None,
-        x0_range: tuple[float, float] | None = None,
+        x0_range: Range | None = None,
         spacing: str | None = None,
     ) -> torch.Tensor:
         """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data-prediction form.
@@ -246,7 +249,8 @@ class NoiseSchedule:
         x = randn(shape, generator, device)
         ab = self.alpha_bar
         sequence = self.step_sequence(steps, spacing)
-        previous_x0, previous_h = None, None
+        previous_x0: torch.Tensor | None = None
+        previous_h = 0.0
         for i, step in enumerate(sequence):
             x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
             if i + 1 == len(sequence):
@@ -271,7 +275,7 @@ class NoiseSchedule:
         steps: int | None = None,
         generator: Generators = None,
         device=None,
-        x0_range: tuple[float, float] | None = None,
+        x0_range: Range | None = None,
         spacing: str | None = None,
     ) -> torch.Tensor:
         """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
@@ -280,6 +284,8 @@ class NoiseSchedule:
         """
         if name == "ancestral":
             return self.sample_ancestral(denoiser, shape, generator, device, x0_range)
+        if steps is None:
+            raise ValueError(f"sampler {name!r} needs a number of steps")
         if name == "ddim":
             return self.sample_ddim(
                 denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range, spacing=spacing

@@ -122,8 +122,7 @@ def fetch_with_retries(
     """Download ``url`` to ``target`` (atomically, validated); returns (failure reason or None, requests made).
 
     Transient failures are retried with exponential back-off and jitter (``Retry-After`` honoured);
-    permanent ones (e.g. HTTP 404) are not.  ``settings`` is a :class:`RetryPolicy` or anything
-    with its attributes (e.g. :class:`img2spec.sdss.DownloadSettings`).
+    permanent ones (e.g. HTTP 404) are not; ``settings`` says how often and how patiently.
     """
     delay = settings.backoff
     for attempt in range(1, settings.retries + 2):

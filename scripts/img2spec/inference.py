@@ -226,6 +226,11 @@ def predict_spectra(
         raise ValueError(f"keep_lr={s.keep_lr} exceeds k_lr={s.k_lr}")
     device = models.device
     cdm_lr, cdm_sr = models.cdm_lr, models.cdm_sr
+    condition_stats = cdm_sr.lowres_stats
+    if condition_stats is None:
+        raise ValueError(
+            "cdm_sr has no statistics of its low-resolution condition; it was not trained as the upsampler"
+        )
     spacing = None if s.spacing == "auto" else s.spacing
     grids = models.grids
     interp = torch.from_numpy(lowres_to_fullres(grids.network_wave_lowres, grids.network_wave).astype(np.float32))
@@ -258,9 +263,7 @@ def predict_spectra(
         kept_ln = torch.gather(lowres_ln.view(b, s.k_lr, n_low), 1, kept[..., None].expand(-1, -1, n_low))
 
         # full resolution: k_sr candidates from each kept low-resolution spectrum
-        condition = (cdm_sr.lowres_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(
-            s.k_sr, dim=0
-        )
+        condition = (condition_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
         full = cdm_sr.sample(
             *_network_input(cdm_sr, raw, device),
             condition,

@@ -137,7 +137,7 @@ def _table_rows(path: Path, hdu: fits.BinTableHDU) -> np.ndarray:
     (126 SPECOBJ columns); a dtype from the TFORM keywords reads the same bytes far faster.
     """
     header = hdu.header
-    fields = []
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int]]] = []
     for i in range(1, header["TFIELDS"] + 1):
         match = re.fullmatch(r"(\d*)([A-Z])", str(header[f"TFORM{i}"]).strip())
         if not match or (match.group(2) != "A" and match.group(2) not in _TFORM_DTYPES):
@@ -212,7 +212,7 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF, flux
                     raise InputError(f"{path}: truncated or corrupt FITS (file ends before its last HDU)")
                 coadd = _table_rows(path, _named_hdu(hdul, 1, "COADD", path))
                 specobj = _table_rows(path, _named_hdu(hdul, 2, "SPECOBJ", path))
-                columns = {c.lower(): c for c in coadd.dtype.names}
+                columns = {c.lower(): c for c in coadd.dtype.names or ()}
                 missing = [c for c in (flux_column, "loglam", "ivar") if c not in columns]
                 if missing:
                     raise InputError(f"{path}: COADD lacks column(s) {missing}")
@@ -224,7 +224,7 @@ def read_sdss_spectrum(path: str | os.PathLike, bad_bits: int = 0xFFFFFFFF, flux
                     if "and_mask" in columns
                     else np.zeros(loglam.size, np.int64)
                 )
-                spec_columns = {c.upper(): c for c in specobj.dtype.names}
+                spec_columns = {c.upper(): c for c in specobj.dtype.names or ()}
                 meta = {
                     key: _scalar(specobj[spec_columns[col]][0])
                     for key, col in _SPECOBJ_COLUMNS.items()
@@ -318,7 +318,7 @@ class SpecLiteWriter:
         """
         spec_dtype = self._specobj_dtype(specobj)
         key = (loglam.size, tuple(spec_dtype))
-        if self._key != key:
+        if self._hdul is None or self._key != key:
             coadd = fits.BinTableHDU(data=np.zeros(loglam.size, dtype=_COADD_DTYPE), name="COADD")
             row = fits.BinTableHDU(data=np.zeros(1, dtype=spec_dtype), name="SPECOBJ")
             self._hdul, self._key = fits.HDUList([fits.PrimaryHDU(), coadd, row]), key
@@ -522,7 +522,7 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
             h5.close()
             raise
         ids = np.asarray(h5["specObjID"][()], dtype=np.int64)
-        labels = np.rec.fromarrays([ids], names="specObjID")
+        labels = np.rec.fromarrays([ids], dtype=np.dtype([("specObjID", np.int64)]))
         return CubeFile(path, ids, labels, h5["cube"], h5)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -547,7 +547,9 @@ def open_cube_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     if pixels is None:
         if cache_dir is None:
             scratch = tempfile.TemporaryDirectory(prefix="img2spec-cubes-")
-        cache = Path(cache_dir) if cache_dir is not None else Path(scratch.name)
+            cache = Path(scratch.name)
+        else:
+            cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
         unpacked = cache / f"{path.stem}.cube.npy"
         if not unpacked.exists() or unpacked.stat().st_mtime < path.stat().st_mtime:

@@ -73,7 +73,11 @@ class Bottleneck(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-RESNET_LAYOUTS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
+RESNET_LAYOUTS: dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, ...]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+}
 
 
 class ResNetEncoder(nn.Module):
@@ -270,9 +274,10 @@ class UNet1D(nn.Module):
                 self.up.append(
                     nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(ch, ch, 3, padding=1))
                 )
-        self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), nn.Conv1d(ch, 1, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        last = nn.Conv1d(ch, 1, 3, padding=1)
+        for parameter in last.parameters():
+            nn.init.zeros_(parameter)
+        self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), last)
         self.factor = 2 ** (len(multipliers) - 1)
 
     @staticmethod
@@ -317,11 +322,10 @@ class RegressionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, length: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, length)
-        )
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        first, middle, last = nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, length)
+        for parameter in last.parameters():
+            nn.init.zeros_(parameter)
+        self.mlp = nn.Sequential(first, nn.SiLU(), middle, nn.SiLU(), last)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.mlp(pooled)

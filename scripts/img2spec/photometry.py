@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import speclite.filters
+from numpy.typing import ArrayLike
 
 from .io import BANDS, InputError
 from .units import AB_ZERO_POINT_FNU, C_ANGSTROM_PER_S
@@ -109,7 +110,7 @@ def nanomaggies_to_mag(nanomaggies: np.ndarray) -> np.ndarray:
     return 22.5 - 2.5 * np.log10(nanomaggies)
 
 
-def mag_to_nanomaggies(mag: np.ndarray) -> np.ndarray:
+def mag_to_nanomaggies(mag: ArrayLike) -> np.ndarray:
     """Flux in nanomaggies of an AB magnitude."""
     return 10.0 ** (-0.4 * (np.asarray(mag) - 22.5))
 

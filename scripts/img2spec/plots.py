@@ -310,7 +310,8 @@ def bimodality(fits: pd.DataFrame, catalog: pd.DataFrame, path: str | Path) -> N
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(16, 3.2))
     for ax, (column, label) in zip(axes, panels):
         values = fits[column].dropna()
-        bins = np.linspace(*np.nanpercentile(values, [1, 99]), 25) if len(values) else 10
+        low, high = np.nanpercentile(values, [1, 99]) if len(values) else (0.0, 1.0)
+        bins = np.linspace(low, high, 25) if len(values) else 10
         for kind in ("observed", "predicted"):
             ax.hist(fits.loc[fits["kind"] == kind, column].dropna(), bins=bins, histtype="step", lw=1.5, label=kind)
         ax.set(xlabel=label, ylabel="galaxies")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import sparse
 from scipy.interpolate import make_interp_spline
 
@@ -176,8 +177,8 @@ def normalisation_window(window: tuple[float, float], frame: str, z: np.ndarray 
 def shift_to_redshift(
     wave: np.ndarray,
     log_flux: np.ndarray,
-    z_from: np.ndarray,
-    z_to: np.ndarray,
+    z_from: ArrayLike,
+    z_to: ArrayLike,
     window: tuple[float, float] = (6900.0, 6950.0),
     frame: str = "observed",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -212,9 +213,9 @@ def shift_to_redshift(
 def move_spectra(
     wave_from: np.ndarray,
     log_flux: np.ndarray,
-    z_from: np.ndarray,
+    z_from: ArrayLike,
     wave_to: np.ndarray,
-    z_to: np.ndarray,
+    z_to: ArrayLike,
     window: tuple[float, float] = (6900.0, 6950.0),
     frame: str = "observed",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +429,7 @@ def preprocess_spectra(
     n = len(kept)
     flux, ivar, bad = flux[:n], ivar[:n], bad[:n]
     var = np.divide(1.0, ivar, out=np.zeros_like(ivar), where=ivar > 0)
-    all_bad = bad.all(axis=1)
+    all_bad = np.asarray(bad.all(axis=1))
     flux[~all_bad] = _interpolate_bad(flux[~all_bad], bad[~all_bad])
     var[~all_bad] = _interpolate_bad(var[~all_bad], bad[~all_bad])  # so smoothing does not pull in zeros
     flux = gaussian_smooth(flux, sigma_pix)

@@ -27,7 +27,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
-from .download import RateLimiter, clear_partial_downloads, fetch_with_retries
+from .download import RateLimiter, RetryPolicy, clear_partial_downloads, fetch_with_retries
 from .io import BANDS, InputError, atomic_output, read_sdss_spectrum, spectrum_path
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
@@ -69,6 +69,11 @@ class DownloadSettings:
     timeout: float = 60.0
     deadline: float = 600.0
     max_failure_fraction: float = 0.05
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry part of these settings."""
+        return RetryPolicy(self.retries, self.backoff, self.max_backoff, self.timeout, self.deadline)
 
 
 def spectrum_url(base_url: str, run2d: str, plate: int, mjd: int, fiberid: int) -> str:
@@ -123,8 +128,8 @@ def download_spectra(
     def job(row) -> None:
         try:
             sid = int(row.specObjID)
-            run2d = getattr(row, "run2d", None)
-            run2d = settings.run2d if run2d is None or pd.isna(run2d) else str(run2d)
+            given = getattr(row, "run2d", None)
+            run2d = settings.run2d if given is None or pd.isna(given) else str(given)
             url = spectrum_url(settings.base_url, run2d, row.plate, row.mjd, row.fiberID)
         except (TypeError, ValueError):
             reason = (
@@ -144,17 +149,19 @@ def download_spectra(
                 counts["already_present"] += 1
                 manifest.append([sid, str(target.relative_to(dest_root)), target.stat().st_size, _sha256(target), url])
             return
-        reason, attempts = fetch_with_retries(url, target, lambda path: _valid(path, sid), settings, limiter, sleep)
+        failure, attempts = fetch_with_retries(
+            url, target, lambda path: _valid(path, sid), settings.retry, limiter, sleep
+        )
         with lock:
             counts["requests"] += attempts
-            if reason is None:
+            if failure is None:
                 counts["fetched"] += 1
                 manifest.append([sid, str(target.relative_to(dest_root)), target.stat().st_size, _sha256(target), url])
             else:
                 counts["failed"] += 1
-                failures.append([sid, url, reason, attempts])
-        if reason is not None:
-            log(f"specObjID {sid}: giving up after {attempts} attempt(s): {reason}")
+                failures.append([sid, url, failure, attempts])
+        if failure is not None:
+            log(f"specObjID {sid}: giving up after {attempts} attempt(s): {failure}")
 
     rows = list(catalog.itertuples(index=False))
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
@@ -425,28 +432,29 @@ def download_frames(
     limiter = RateLimiter(settings.requests_per_second)
     fields = catalog[["rerun", "run", "camcol", "field"]].drop_duplicates().itertuples(index=False)
     jobs = [(f, band) for f in fields for band in BANDS]
-    counts = {"fetched": 0, "already_present": 0, "failed": 0, "requests": 0, "failures": []}
+    counts = {"fetched": 0, "already_present": 0, "failed": 0, "requests": 0}
+    failures: list[tuple[str, str]] = []
     lock = threading.Lock()
 
     def job(item) -> None:
-        field, band = item
-        target = frame_path(frames_root, *field, band)
+        (rerun, run, camcol, field), band = item
+        target = frame_path(frames_root, rerun, run, camcol, field, band)
         if target.exists() and _valid_frame(target) is None:
             with lock:
                 counts["already_present"] += 1
             return
-        url = frame_url(settings.base_url, *field, band)
-        reason, attempts = fetch_with_retries(url, target, _valid_frame, settings, limiter, sleep)
+        url = frame_url(settings.base_url, rerun, run, camcol, field, band)
+        reason, attempts = fetch_with_retries(url, target, _valid_frame, settings.retry, limiter, sleep)
         with lock:
             counts["requests"] += attempts
             counts["fetched" if reason is None else "failed"] += 1
             if reason is not None:
-                counts["failures"].append((url, reason))
+                failures.append((url, reason))
 
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         list(pool.map(job, jobs))
-    log(f"frames: { ({k: v for k, v in counts.items() if k != 'failures'}) }")
-    return counts
+    log(f"frames: {counts}")
+    return {**counts, "failures": failures}
 
 
 def cubes_from_frames(
@@ -461,8 +469,9 @@ def cubes_from_frames(
 
     cubes, ids, rejects = [], [], []
     for field, group in catalog.groupby(["rerun", "run", "camcol", "field"]):
+        rerun, run, camcol, number = field
         try:
-            frames = {band: read_frame(frame_path(frames_root, *field, band)) for band in BANDS}
+            frames = {band: read_frame(frame_path(frames_root, rerun, run, camcol, number, band)) for band in BANDS}
         except (InputError, FileNotFoundError, OSError) as err:
             rejects += [{"specObjID": int(s), "reason": f"frames of field {field}: {err}"} for s in group["specObjID"]]
             continue
@@ -474,7 +483,11 @@ def cubes_from_frames(
                 rejects.append({"specObjID": int(row.specObjID), "reason": str(err)})
     if not cubes:
         raise InputError(f"no cube could be built for any of {len(catalog)} objects")
-    write_cube_file(out_path, np.stack(cubes), np.rec.fromarrays([np.array(ids, np.int64)], names="specObjID"))
+    write_cube_file(
+        out_path,
+        np.stack(cubes),
+        np.rec.fromarrays([np.array(ids, np.int64)], dtype=np.dtype([("specObjID", np.int64)])),
+    )
     return pd.DataFrame(rejects, columns=["specObjID", "reason"])
 
 

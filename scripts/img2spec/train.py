@@ -23,7 +23,7 @@ import math
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -116,10 +116,11 @@ def build_denoiser(
         res_blocks=hp["unet"]["res_blocks"],
         dropout=hp["unet"]["dropout"],
     )
-    regression = hp.get("regression")
-    if regression and length is None:
-        raise ValueError("a CDM with a regression head needs the spectrum length")
-    head = RegressionHead(encoder.out_dim, regression["hidden"], length) if regression else None
+    regression, head = hp.get("regression"), None
+    if regression:
+        if length is None:
+            raise ValueError("a CDM with a regression head needs the spectrum length")
+        head = RegressionHead(encoder.out_dim, regression["hidden"], length)
     redshift = hp.get("redshift")
     redshift_head = RegressionHead(encoder.out_dim, redshift["hidden"], 1) if redshift else None
     return ConditionalDenoiser(encoder, unet, head, redshift_head)
@@ -187,7 +188,8 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         self.frame = frame_of(hp)
         if hp.get("redshift") and not redshift_stats:
             raise ValueError(f"{network}: a redshift head needs the training redshifts' centre and scale")
-        self.redshift_stats = redshift_stats
+        self.hp, self.seed = hp, seed
+        self.redshift_stats: dict[str, float] = redshift_stats or {}
         self.super_resolution = registry.network(network).conditioned_on_lowres
         self.residual = target_key(network, hp) == "residual"
         self.image_stats = ImageStats.from_dict(image_stats)
@@ -216,10 +218,10 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         else:
             loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
             regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
-            loss = loss + self.hparams.hp["regression"]["loss_weight"] * regression
+            loss = loss + self.hp["regression"]["loss_weight"] * regression
         if net.redshift is not None:
             error = net.redshift(bound.pooled)[:, 0] - self._standardised_redshift(batch["redshift"])
-            loss = loss + self.hparams.hp["redshift"]["loss_weight"] * (error**2).mean()
+            loss = loss + self.hp["redshift"]["loss_weight"] * (error**2).mean()
         return loss
 
     def _standardised_redshift(self, z: torch.Tensor) -> torch.Tensor:
@@ -236,7 +238,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
         # uninterrupted one would, whatever validation and data loading consumed meanwhile
-        seed = (self.hparams.seed * 1_000_003 + self.global_rank) * 1_000_003 + self.global_step
+        seed = (self.seed * 1_000_003 + self.global_rank) * 1_000_003 + self.global_step
         generator = torch.Generator(device=batch["spectrum"].device).manual_seed(seed)
         loss = self._loss(self.net, self._bind(self.net, batch), batch, generator)
         _check_finite(loss, self.network, self.global_step)
@@ -249,12 +251,12 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         # so a resumed run's EMA is the uninterrupted one's; the warm-up keeps short runs from being
         # dominated by the random start (step counts the optimizer steps done, this one included)
         step = self.global_step + 1
-        decay = min(self.hparams.hp["ema_decay"], (1 + step) / (10 + step))
+        decay = min(self.hp["ema_decay"], (1 + step) / (10 + step))
         with torch.no_grad():
             for ema, live in zip(self.ema.parameters(), self.net.parameters()):
                 ema.lerp_(live, 1 - decay)
-            for ema, live in zip(self.ema.buffers(), self.net.buffers()):
-                ema.copy_(live)
+            for ema_buffer, live_buffer in zip(self.ema.buffers(), self.net.buffers()):
+                ema_buffer.copy_(live_buffer)
 
     @torch.no_grad()
     def sample(
@@ -304,7 +306,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
         bound = self._bind(self.ema, batch)
         loss = self._loss(self.ema, bound, batch, generator)
-        sample = self.draw(bound, "ddim", self.hparams.hp["val_sampler_steps"], generator)
+        sample = self.draw(bound, "ddim", self.hp["val_sampler_steps"], generator)
         n = x0.shape[0]
 
         def log_mse(name: str, standardised: torch.Tensor) -> None:
@@ -324,7 +326,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
             self.log("val_redshift_rms", torch.sqrt((((z - z_true) / (1 + z_true)) ** 2).mean()), batch_size=n)
 
     def configure_optimizers(self):
-        return _optimizer_with_schedule(self.net.parameters(), self.hparams.hp, torch.optim.Adam)
+        return _optimizer_with_schedule(self.net.parameters(), self.hp, torch.optim.Adam)
 
 
 class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
@@ -335,7 +337,7 @@ class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.network = network
+        self.network, self.hp = network, hp
         self.frame = frame_of(hp)
         self.image_stats = ImageStats.from_dict(image_stats)
         self.model = build_contrastive(hp, self.image_stats.n_features)
@@ -361,7 +363,7 @@ class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
         self.log("val_top1", accuracy, sync_dist=True, batch_size=n)
 
     def configure_optimizers(self):
-        return _optimizer_with_schedule(self.model.parameters(), self.hparams.hp, torch.optim.AdamW)
+        return _optimizer_with_schedule(self.model.parameters(), self.hp, torch.optim.AdamW)
 
 
 class EpochPosition(Callback):
@@ -429,10 +431,18 @@ def network_statistics(
     return stats, images, lowres_stats
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
+#: Precisions a training can run at (the schema's ``training.precision`` besides ``auto``).
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+PRECISIONS: tuple[Precision, ...] = ("32-true", "bf16-mixed", "16-mixed")
+
+
+def resolve_precision(precision: str, accelerator: str) -> Precision:
     """'auto' → bf16 mixed precision on GPU, full fp32 on CPU."""
+    for known in PRECISIONS:
+        if precision == known:
+            return known
     if precision != "auto":
-        return precision
+        raise ValueError(f"training.precision {precision!r}: one of auto, {', '.join(PRECISIONS)}")
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     return "bf16-mixed" if on_gpu else "32-true"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 C_KMS = 299792.458
 C_ANGSTROM_PER_S = 2.99792458e18
@@ -15,7 +16,7 @@ AB_ZERO_POINT_FNU = 3631e-23
 G_KPC_KMS2_PER_MSUN = 4.30091e-6
 
 
-def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
+def air_to_vacuum(wave_air: ArrayLike) -> np.ndarray:
     """Vacuum wavelength [Å] of air wavelength [Å] (Ciddor 1996, as in the SDSS idlutils ``airtovac``)."""
     wave_air = np.asarray(wave_air, dtype=np.float64)
     sigma2 = (1e4 / wave_air) ** 2
@@ -23,7 +24,7 @@ def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
     return wave_air * factor
 
 
-def vacuum_to_air(wave_vacuum: np.ndarray) -> np.ndarray:
+def vacuum_to_air(wave_vacuum: ArrayLike) -> np.ndarray:
     """Air wavelength [Å] of vacuum wavelength [Å]: :func:`air_to_vacuum` inverted by iteration."""
     wave_vacuum = np.asarray(wave_vacuum, dtype=np.float64)
     wave_air = wave_vacuum.copy()

@@ -8,7 +8,8 @@ the best of them sits where CDM_lr's regression head sits, the networks are at t
 limit of the photometry for this many training galaxies, and only more galaxies can move it.
 
 Hyperparameters (k, ridge α, kernel width and α) are chosen on a held-out fifth of the training
-set, never on the validation galaxies.
+set, never on the validation galaxies.  ``--frame rest`` regresses the rest-frame spectra (what
+the rest-frame networks model, given the redshift), ``observed`` the spectra as observed.
 
     python tests/benchmarks/information_limit.py results/dataset/dataset.h5 --models results/models --out results/benchmarks/information_limit.md
 """
@@ -25,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from img2spec.baselines import knn_spectra, nearest_neighbours
-from img2spec.dataset import DatasetFile
+from img2spec.dataset import FRAMES, DatasetFile, spectrum_key
 from img2spec.metrics import mse
 from img2spec.photometry import photometric_features, robust_centre_scale
 from report import emit
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--models", type=Path, help="results/models of a trained run, for the networks' validation MSE")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--frame", choices=FRAMES, default="observed")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with DatasetFile(args.dataset) as dataset:
@@ -95,8 +97,8 @@ def main() -> None:
             rows = dataset.rows(split)
             data[split] = (
                 photometric_features(dataset.read("images", rows)),
-                dataset.read("flux_lowres", rows),
-                dataset.read("mask_lowres", rows),
+                dataset.read(spectrum_key("flux_lowres", args.frame), rows),
+                dataset.read(spectrum_key("mask_lowres", args.frame), rows),
             )
     (f_train, y_train, m_train), (f_val, y_val, m_val) = data["train"], data["val"]
     order = np.random.default_rng(0).permutation(len(f_train))
@@ -123,7 +125,7 @@ def main() -> None:
         print(f"{column} done", flush=True)
     columns = [f"{round(f * len(order))} training galaxies" for f in args.fractions]
     lines = [
-        f"Validation MSE of ln low-resolution flux, {len(f_val)} galaxies: mean (median)",
+        f"Validation MSE of ln low-resolution flux ({args.frame} frame), {len(f_val)} galaxies: mean (median)",
         "",
         "| regressor on the cube photometry | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),

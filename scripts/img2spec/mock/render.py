@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import nnls
 from scipy.special import gammaincinv
 
@@ -103,7 +104,7 @@ def render_gaussians(
     return np.einsum("gk,gkyx->gyx", norm, images)
 
 
-def enclosed_fraction(cov: np.ndarray, radius: np.ndarray) -> np.ndarray:
+def enclosed_fraction(cov: np.ndarray, radius: ArrayLike) -> np.ndarray:
     """Fraction of a centred 2-D Gaussian's flux inside circles of ``radius``.
 
     Uses ∫₀^R p r dr = (1 − e^(−R²A/2)) / (2π σ₁σ₂ A) with A(θ) = cos²θ/σ₁² + sin²θ/σ₂², then a
@@ -154,7 +155,7 @@ def petrosian_quantities(
 
     def enclosed(r: np.ndarray) -> np.ndarray:
         """Flux inside radii r of shape (n_gal or 1, n_r)."""
-        total = 0.0
+        total = np.zeros(1)
         for amp, cov, flux in zip(amps, covs, fluxes):
             frac = enclosed_fraction(cov[:, :, None], r[:, None, :])  # (n_gal, n_gauss, n_r)
             total = total + flux[:, None] * np.einsum("k,gkr->gr", amp, frac)

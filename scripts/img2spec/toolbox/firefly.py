@@ -58,7 +58,7 @@ def _combination_search(
         tried[subset] = (weights, chi2)
         return tried[subset]
 
-    level = [(i,) for i in range(gram.shape[0])]
+    level: list[tuple[int, ...]] = [(i,) for i in range(gram.shape[0])]
     best_bic = np.inf
     for k in range(1, max_components + 1):
         scored = sorted((solve(s)[1], s) for s in level)
@@ -178,14 +178,13 @@ def fit_rest_firefly(
 
     rng = np.random.default_rng(seed)
     residual = flux - bestfit
-    draws = []
+    draws: list[tuple[float, float, float]] = []
     for _ in range(bootstrap):
         data = bestfit + residual * rng.choice([-1.0, 1.0], size=flux.size)
         b_ebv, b_combos, b_att = one_fit(data)
         b_age, _, b_metal, _, _ = _properties(b_combos, b_att, ivar, log_age, metallicity)
         draws.append((b_age, b_metal, b_ebv))
-    draws = np.array(draws).reshape(-1, 3)
-    noise = draws.std(axis=0, ddof=1) if bootstrap > 1 else np.zeros(3)
+    noise = np.array(draws).reshape(-1, 3).std(axis=0, ddof=1) if bootstrap > 1 else np.zeros(3)
     light = np.zeros(log_age.size)
     light[list(subset)] = weights * attenuated[list(subset)][:, good].sum(axis=1)
     return {

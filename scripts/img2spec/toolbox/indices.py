@@ -126,15 +126,15 @@ def sigma_corrections(
     return {name: at_zero[name] / at_sigma[name] for name in LICK_NAMES}
 
 
-def indices_of_rest(spectrum: RestSpectrum, stellar_fit: dict | None = None) -> dict[str, float]:
+def indices_of_rest(spectrum: RestSpectrum, stellar_fit: dict | None = None) -> dict[str, float | str]:
     """Indices of a :class:`RestSpectrum`; see :func:`measure_indices`."""
     flux = _filled(spectrum.wave, spectrum.flux, spectrum.good)
     lick = _lick_on(spectrum.wave, to_lick_resolution(spectrum.wave, flux, spectrum.fwhm), spectrum.good)
-    result = {"Dn4000": dn4000(spectrum.wave, flux, spectrum.good)}
+    result: dict[str, float] = {"Dn4000": dn4000(spectrum.wave, flux, spectrum.good)}
     if stellar_fit is None:
         result.update(lick)
         result.update({f"{name}_sigma_correction": np.nan for name in LICK_NAMES})
-        result["H_beta_source"] = "data"
+        hbeta_source = "data"
     else:
         model_wave = np.asarray(stellar_fit["model_wave"])
         model_fwhm = model_wave / spectrum.resolving_power
@@ -160,9 +160,9 @@ def indices_of_rest(spectrum: RestSpectrum, stellar_fit: dict | None = None) -> 
         for name in LICK_NAMES:
             result[name] = lick[name] * factors[name]
             result[f"{name}_sigma_correction"] = factors[name]
-        result["H_beta_source"] = "stellar model"
+        hbeta_source = "stellar model"
     result["MgFe_prime"] = mgfe_prime(result["Mg_b"], result["Fe5270"], result["Fe5335"])
-    return result
+    return {**result, "H_beta_source": hbeta_source}
 
 
 def measure_indices(

@@ -127,14 +127,14 @@ def lines_measured(
     with ``rule="snr"``, a positive flux at least ``min_snr`` times its error."""
     if rule not in DETECTION_RULES:
         raise ValueError(f"line detection rule must be one of {DETECTION_RULES}, got {rule!r}")
-    measured = None
+    measured = []
     for name in LINES:
         f, e = np.asarray(fluxes[name], float), np.asarray(errors[name], float)
         ok = np.isfinite(f) & (f > 0)
         if rule == "snr":
             ok &= np.isfinite(e) & (f >= min_snr * e)
-        measured = ok if measured is None else measured & ok
-    return measured
+        measured.append(ok)
+    return np.logical_and.reduce(measured)
 
 
 def bpt_class(

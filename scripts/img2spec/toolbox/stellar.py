@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ppxf.ppxf import attenuation, ppxf
@@ -191,8 +192,9 @@ def fit_rest_ppxf(
     galaxy, noise = flux / scale, _noise(ivar) / scale
     in_window = masks.masked(spectrum)
     fixed = kinematics is not None
-    outliers_known = fixed and "clipped_wave" in kinematics
-    clipped_before = np.isin(wave, kinematics["clipped_wave"]) if outliers_known else np.zeros(wave.size, bool)
+    known = kinematics or {}
+    outliers_known = "clipped_wave" in known
+    clipped_before = np.isin(wave, known["clipped_wave"]) if outliers_known else np.zeros(wave.size, bool)
     usable = (ivar > 0) & ~in_window
     goodpixels = np.flatnonzero(usable & ~clipped_before)
     if goodpixels.size == 0:
@@ -204,8 +206,8 @@ def fit_rest_ppxf(
     columns = templates.columns
     n_stars = columns.shape[1]
     start = {
-        "v": kinematics["velocity"] if fixed else 0.0,
-        "sigma": kinematics["sigma_star"] if fixed else 150.0,
+        "v": known.get("velocity", 0.0),
+        "sigma": known.get("sigma_star", 150.0),
         "gas_sigma": 100.0,
         "a_v": 0.3,
     }
@@ -238,12 +240,12 @@ def fit_rest_ppxf(
     gas_model = pp.gas_bestfit * scale if pp.gas_bestfit is not None else np.zeros_like(flux)
     good = np.zeros(flux.size, dtype=bool)
     good[kept] = True
-    result = dict(best)
+    result: dict[str, Any] = dict(best)
     for key in ("velocity", "sigma_star", "log_age", "metallicity", "ebv"):
         result[f"{key}_err"] = float(np.std([d[key] for d in draws], ddof=1)) if bootstrap > 1 else np.nan
     if fixed:
         for key in ("velocity", "sigma_star"):
-            result[key], result[f"{key}_err"] = kinematics[key], kinematics.get(f"{key}_err", np.nan)
+            result[key], result[f"{key}_err"] = known[key], known.get(f"{key}_err", np.nan)
     result.update(
         chi2_per_pixel=float(np.sum((flux - pp.bestfit * scale)[good] ** 2 * ivar[good]) / good.sum()),
         n_pixels=int(good.sum()),
