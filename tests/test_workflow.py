@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from astropy.io import fits
 from img2spec.config import ConfigError, load_config, validate_config
 from img2spec.evaluation import EvaluationSettings
 from img2spec.inference import InferenceSettings
@@ -67,7 +68,14 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
         assert h5["images"].shape == (40, 5, 64, 64)
         assert h5["split"][()].tolist().count(2) == 6
-    assert len(list((workdir / "results/predictions/fits").glob("*.fits"))) == 6
+    predicted = sorted((workdir / "results/predictions/fits").glob("*.fits"))
+    assert len(predicted) == 6
+    with h5py.File(workdir / "results/predictions/test.h5") as h5, fits.open(predicted[0]) as hdul:
+        z = dict(zip(h5["specobjid"][()], h5["z"][()]))[int(predicted[0].stem)]
+        assert hdul[0].header["Z"] == pytest.approx(z)  # placed at the predicted redshift
+    with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
+        low, high = h5.attrs["rest_z_range"]
+    assert low <= z <= high
     with h5py.File(workdir / "results/predictions/mockcubes.h5") as h5:
         assert h5["flux"].shape == (40, 4500)
     for path in (

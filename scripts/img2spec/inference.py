@@ -531,7 +531,8 @@ def predict_dataset(
             models.wave,
             result["flux"][i],
             bands,
-            {"SAMPLER": settings.sampler, "STEPS": settings.steps},
+            {"SAMPLER": settings.sampler, "STEPS": settings.steps}
+            | ({"Z": float(result["z"][i])} if np.isfinite(result["z"][i]) else {}),
         )
     deviation = metrics.mean_relative_deviation(result["flux"], observed, mask)
     squared = metrics.mse(result["flux"], observed, mask)
