@@ -91,21 +91,14 @@ def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
     """The four networks trained for two steps on the small mock dataset (enough to exercise inference)."""
-    import copy
-
-    from img2spec.config import resolve_networks, validate_config
-    from img2spec.networks import NETWORKS
     from img2spec.train import train_network
 
-    networks = resolve_networks(validate_config({})["training"])
+    from tests.smoke_networks import two_step_networks
+
     run = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 0}
     root = tmp_path_factory.mktemp("models")
     paths = {}
-    for name in NETWORKS:
-        hp = copy.deepcopy(networks[name])
-        hp.update(max_steps=2, batch_size=8, val_every_steps=2, checkpoint_every_steps=2)
-        if NETWORKS[name].is_diffusion:
-            hp["val_sampler_steps"] = 2
+    for name, hp in two_step_networks().items():
         train_network(str(tiny_dataset), name, hp, run, root / name, progress=False)
         paths[name] = root / name / "last.ckpt"
     return paths

@@ -33,6 +33,7 @@ from report import emit  # tests/benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
 PAPER_OBJECTS = 270_621
 SEED_GALAXIES = 256
@@ -107,18 +108,6 @@ def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     cube_npy.unlink()
 
 
-def _tiny_networks() -> dict:
-    from img2spec.config import resolve_networks, validate_config
-    from img2spec.networks import NETWORKS
-
-    networks = resolve_networks(validate_config({})["training"])
-    for name, hp in networks.items():
-        hp.update(max_steps=2, batch_size=8, val_every_steps=2, checkpoint_every_steps=2)
-        if NETWORKS[name].is_diffusion:
-            hp["val_sampler_steps"] = 2
-    return networks
-
-
 def run_stage(stage: str, work: Path) -> dict:
     """Run one stage in this process; return what it measured besides time and memory."""
     import torch
@@ -161,14 +150,18 @@ def run_stage(stage: str, work: Path) -> dict:
     if stage == "training_start":
         from img2spec.train import train_network
 
+        from tests.smoke_networks import two_step_networks
+
         run = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 0}
-        for name, hp in _tiny_networks().items():
+        for name, hp in two_step_networks().items():
             train_network(str(dataset), name, hp, run, work / "models" / name, progress=False)
         return {}
     if stage == "epoch":
         from img2spec.train import training_parts
 
-        hp = _tiny_networks()["cdm_sr"] | {"batch_size": 64}
+        from tests.smoke_networks import two_step_networks
+
+        hp = two_step_networks()["cdm_sr"] | {"batch_size": 64}
         loader = training_parts(str(dataset), "cdm_sr", hp)[0].train_dataloader()
         started, n_items = time.perf_counter(), 0
         for batch in loader:
