@@ -96,10 +96,10 @@ class SpectrumGrids:
     wave_lowres: np.ndarray
     network_wave: np.ndarray
     network_wave_lowres: np.ndarray
-    frame: str = "observed"
-    z_range: tuple[float, float] = (0.0, np.inf)
-    window: tuple[float, float] = (6900.0, 6950.0)
-    window_frame: str = "observed"
+    frame: str
+    z_range: tuple[float, float]
+    window: tuple[float, float]
+    window_frame: str
 
     @classmethod
     def of_dataset(cls, dataset_h5: str | Path, frame: str) -> SpectrumGrids:
@@ -244,14 +244,15 @@ def predict_spectra(
         raw = images[start : start + b]
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
-        lowres = cdm_lr.sample(
-            *_network_input(cdm_lr, raw, device),
-            None,
+        # the images are encoded once, for the draws and for the redshift
+        pixels, features = _network_input(cdm_lr, raw, device)
+        image_condition = cdm_lr.ema.conditioned(pixels, None, features)
+        lowres = cdm_lr.draw(
+            image_condition.repeated(s.k_lr),
             s.sampler,
             s.steps,
             _generators(s.seed, chunk_ids, 0, s.k_lr, device),
             spacing,
-            repeats=s.k_lr,
         )
         lowres_ln = cdm_lr.stats.restore(lowres)
         lowres_full = (lowres_ln @ interp).view(b, s.k_lr, n_full)
@@ -298,7 +299,7 @@ def predict_spectra(
         out["flux_drawn"].append(flux)
         z = np.full(b, np.nan)
         if grids.frame == "rest":
-            z = np.clip(cdm_lr.predict_redshift(*_network_input(cdm_lr, raw, device)).cpu().numpy(), *grids.z_range)
+            z = np.clip(cdm_lr.redshift(image_condition).cpu().numpy(), *grids.z_range)
             flux, flux_lowres, percentiles = _placed_at(grids, z, flux, flux_lowres, percentiles)
         out["flux"].append(flux)
         out["flux_lowres"].append(flux_lowres)

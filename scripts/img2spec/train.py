@@ -228,12 +228,12 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         return (z - self.redshift_stats["centre"]) / self.redshift_stats["scale"]
 
     @torch.no_grad()
-    def predict_redshift(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Redshift (B,) of standardised ``images`` from the EMA network's redshift head."""
+    def redshift(self, bound: BoundDenoiser) -> torch.Tensor:
+        """Redshift (B,) of the images ``bound`` was conditioned on (by the EMA network), from its redshift head."""
         if self.ema.redshift is None:
             raise ValueError(f"{self.network} has no redshift head (hyperparameter 'redshift')")
-        _, pooled = self.ema.encoder(images, features)
-        return self.ema.redshift(pooled)[:, 0] * self.redshift_stats["scale"] + self.redshift_stats["centre"]
+        standardised = self.ema.redshift(bound.pooled)[:, 0]
+        return standardised * self.redshift_stats["scale"] + self.redshift_stats["centre"]
 
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
@@ -321,8 +321,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         if bound.mean is not None:
             log_mse("val_regression_mse", bound.mean)
         if self.ema.redshift is not None:
-            z_true = batch["redshift"]
-            z = self.ema.redshift(bound.pooled)[:, 0] * self.redshift_stats["scale"] + self.redshift_stats["centre"]
+            z_true, z = batch["redshift"], self.redshift(bound)
             self.log("val_redshift_rms", torch.sqrt((((z - z_true) / (1 + z_true)) ** 2).mean()), batch_size=n)
 
     def configure_optimizers(self):
