@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .dataset import DatasetFile, spectrum_key
+from .dataset import DatasetFile
 from .io import InputError, read_h5_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
 from .preprocessing import move_spectra
@@ -157,18 +157,14 @@ def photometric_baselines(
             )
         out = {"specobjid": data.specobjid[query]}
         neighbours = nearest_neighbours(features["train"], features["query"], settings.k)
-        for suffix, flux_key, mask_key in (("", "flux", "mask"), ("_lowres", "flux_lowres", "mask_lowres")):
-            flux, mask = data.h5[flux_key], data.h5[mask_key]
-            out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask, train, chunk)[None, :], query.size, axis=0)
-            out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask, train)
         redshift = np.clip(np.median(data.read("z_spec", train)[neighbours], axis=1), *data.rest_z_range)
         out["knn_rest_z"] = redshift
         window, window_frame = data.normalisation
         for suffix, lowres in (("", False), ("_lowres", True)):
-            name = "flux_lowres" if lowres else "flux"
-            flux = data.h5[spectrum_key(name, "rest")]
-            mask = data.h5[spectrum_key(name.replace("flux", "mask"), "rest")]
-            rest = knn_spectra(neighbours, flux, mask, train)
+            flux, mask = data.spectra("observed", lowres)
+            out[f"mean{suffix}"] = np.repeat(mean_spectrum(flux, mask, train, chunk)[None, :], query.size, axis=0)
+            out[f"knn{suffix}"] = knn_spectra(neighbours, flux, mask, train)
+            rest = knn_spectra(neighbours, *data.spectra("rest", lowres), train)
             placed, _ = move_spectra(
                 data.wave_of("rest", lowres),
                 rest,

@@ -11,6 +11,7 @@ draws a disjoint shard.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -90,9 +91,25 @@ def _read_block(h5: h5py.File, key: str, rows: np.ndarray) -> np.ndarray:
     return h5[key][rows[0] : rows[-1] + 1][rows - rows[0]]
 
 
-def residual_key_parts(key: str) -> tuple[str, bool]:
-    """'residual' is the full-resolution log flux minus the interpolated low-resolution log flux."""
-    return ("flux", True) if key == "residual" else (key, False)
+class TargetKeys(NamedTuple):
+    """``dataset.h5`` keys a network's target is read from (:func:`target_keys`)."""
+
+    flux: str
+    mask: str
+    lowres: str
+    residual: bool
+
+
+def target_keys(target: str, frame: str) -> TargetKeys:
+    """Keys of ``target`` (``flux``, ``flux_lowres`` or ``residual``) in ``frame``.
+
+    'residual' is the full-resolution log flux minus the interpolated low-resolution log flux.
+    """
+    name, residual = ("flux", True) if target == "residual" else (target, False)
+    mask = "mask" if name == "flux" else "mask_lowres"
+    return TargetKeys(
+        spectrum_key(name, frame), spectrum_key(mask, frame), spectrum_key("flux_lowres", frame), residual
+    )
 
 
 def spectrum_stats(
@@ -103,10 +120,7 @@ def spectrum_stats(
     ``key``: ``flux`` (full resolution), ``flux_lowres``, or ``residual`` (full resolution minus the
     low-resolution spectrum interpolated onto the full grid, the super-resolution model's target).
     """
-    name, residual = residual_key_parts(key)
-    source = spectrum_key(name, frame)
-    mask_key = spectrum_key("mask" if name == "flux" else "mask_lowres", frame)
-    lowres_key = spectrum_key("flux_lowres", frame)
+    source, mask_key, lowres_key, residual = target_keys(key, frame)
     with DatasetFile(path) as data:
         h5 = data.h5
         train = data.rows("train")
@@ -298,10 +312,7 @@ class SpectraImages(Dataset):
         self.path, self.target, self.stats, self.lowres_stats = path, target, stats, lowres_stats
         self.image_stats = image_stats
         self.augment, self.crop_pad, self.seed = augment, crop_pad, seed
-        name, self.residual = residual_key_parts(target)
-        self.source = spectrum_key(name, frame)
-        self.mask_key = spectrum_key("mask" if name == "flux" else "mask_lowres", frame)
-        self.lowres_key = spectrum_key("flux_lowres", frame)
+        self.source, self.mask_key, self.lowres_key, self.residual = target_keys(target, frame)
         with DatasetFile(path) as data:
             self.rows = data.rows(split)
             self.redshift = data.read("z_spec", self.rows).astype(np.float32)

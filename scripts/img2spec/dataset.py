@@ -124,6 +124,11 @@ class DatasetFile:
         """Wavelength grid [Å] of the spectra in ``frame`` ('observed' or 'rest'), full or low resolution."""
         return self.h5[spectrum_key("wave_lowres" if lowres else "wave", frame)][()]
 
+    def spectra(self, frame: str, lowres: bool = False) -> tuple[h5py.Dataset, h5py.Dataset]:
+        """The (flux, mask) datasets of the spectra in ``frame``, full or low resolution, for reading by rows."""
+        flux, mask = ("flux_lowres", "mask_lowres") if lowres else ("flux", "mask")
+        return self.h5[spectrum_key(flux, frame)], self.h5[spectrum_key(mask, frame)]
+
     @property
     def normalisation(self) -> tuple[tuple[float, float], str]:
         """The window [Å] whose mean flux the spectra are normalised to 1 in, and its frame, as preprocessing used them."""
