@@ -106,6 +106,13 @@ def _key(base_url, row):
     return spectrum_url(base_url, RUN2D, row.plate, row.mjd, row.fiberID).split("/sas/", 1)[-1]
 
 
+def _download(catalog: pd.DataFrame, dest: Path, settings: DownloadSettings, tmp_path: Path) -> dict:
+    """download_spectra into ``dest`` with the manifest and failures at tmp_path/m.csv, f.csv, silently, no sleeping."""
+    return download_spectra(
+        catalog, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None
+    )
+
+
 def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp_path):
     root, catalog = sas_tree
     with FakeSAS(root) as sas:
@@ -146,15 +153,7 @@ def test_a_slow_drip_hits_the_request_deadline_and_is_retried(sas_tree, tmp_path
         row = next(catalog.itertuples())
         sas.faults[_key(sas.base_url, row)] = ["drip"]
         started = time.monotonic()
-        counts = download_spectra(
-            catalog.head(1),
-            tmp_path / "spectra",
-            settings,
-            tmp_path / "m.csv",
-            tmp_path / "f.csv",
-            log=lambda _: None,
-            sleep=lambda _: None,
-        )
+        counts = _download(catalog.head(1), tmp_path / "spectra", settings, tmp_path)
         assert time.monotonic() - started < 5.0  # the whole drip would take longer than 10 s
     assert counts == {"fetched": 1, "already_present": 0, "failed": 0, "requests": 2}
 
@@ -170,9 +169,7 @@ def test_malformed_rows_and_stale_partial_files(sas_tree, tmp_path):
     bad.loc[bad.index[1], "plate"] = "12a"
     with FakeSAS(root) as sas:
         settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.5)
-        counts = download_spectra(
-            bad, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None
-        )
+        counts = _download(bad, dest, settings, tmp_path)
     assert counts["fetched"] == 2 and counts["failed"] == 1
     failures = pd.read_csv(tmp_path / "f.csv")
     assert failures["specObjID"].astype(str).tolist() == [str(bad.iloc[1].specObjID)]
@@ -187,15 +184,7 @@ def test_permanent_failures_are_recorded_and_too_many_fail_the_run(sas_tree, tmp
     with FakeSAS(root) as sas:
         settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.0)
         with pytest.raises(TooManyFailures, match="1 of 13 spectra could not be fetched"):
-            download_spectra(
-                pd.concat([catalog, ghost]),
-                tmp_path / "spectra",
-                settings,
-                tmp_path / "m.csv",
-                tmp_path / "f.csv",
-                log=lambda _: None,
-                sleep=lambda _: None,
-            )
+            _download(pd.concat([catalog, ghost]), tmp_path / "spectra", settings, tmp_path)
         assert sas.requests[_key(sas.base_url, ghost.iloc[0])] == 1  # a 404 is not retried
     failures = pd.read_csv(tmp_path / "f.csv")
     assert failures["specObjID"].tolist() == [1] and failures["reason"][0] == "HTTP 404"
@@ -210,21 +199,14 @@ def test_a_second_run_fetches_only_what_is_missing(sas_tree, tmp_path):
         # an interrupted first run: the first half only, and one file whose transfer broke off
         first = catalog.iloc[:6]
         sas.faults[_key(sas.base_url, first.iloc[5])] = ["truncate", "truncate"]
-        download_spectra(
-            first,
-            dest,
-            DownloadSettings(sas.base_url, requests_per_second=200, retries=1, backoff=0.01, max_failure_fraction=1.0),
-            tmp_path / "m.csv",
-            tmp_path / "f.csv",
-            log=lambda _: None,
-            sleep=lambda _: None,
+        tolerant = DownloadSettings(
+            sas.base_url, requests_per_second=200, retries=1, backoff=0.01, max_failure_fraction=1.0
         )
+        _download(first, dest, tolerant, tmp_path)
         broken = spectrum_path(dest, first.iloc[5].plate, first.iloc[5].mjd, first.iloc[5].fiberID)
         assert not broken.exists(), "a half-written file was left under its final name"
         sas.requests.clear()
-        counts = download_spectra(
-            catalog, dest, settings, tmp_path / "m.csv", tmp_path / "f.csv", log=lambda _: None, sleep=lambda _: None
-        )
+        counts = _download(catalog, dest, settings, tmp_path)
     assert counts["already_present"] == 5 and counts["fetched"] == len(catalog) - 5
     assert sum(sas.requests.values()) == len(catalog) - 5
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 from img2spec.io import InputError, decode_specobjid, encode_specobjid
-from img2spec.sdss import QuerySettings, query_catalog, render_query, skyserver_runner
+from img2spec.sdss import QuerySettings, chunk_query, query_catalog, render_query, skyserver_runner
 
 from .conftest import REPO
 
@@ -290,16 +290,7 @@ def _normalised(sql: str) -> str:
 def test_the_query_is_appendix_b_column_for_column_with_every_cut():
     from img2spec.io import FRAME_COLUMNS, SAMPLE_COLUMNS
 
-    settings = QuerySettings()
-    sql = render_query(
-        TEMPLATE,
-        z_min=settings.z_min,
-        z_max=settings.z_max,
-        petro_rad_max=settings.petro_rad_max,
-        petro_mag_max=settings.petro_mag_max,
-        specobjid_min=1,
-        specobjid_max=2,
-    )
+    sql = chunk_query(TEMPLATE, QuerySettings(), (3000, 3001))
     flat = " ".join(line.split("--")[0] for line in sql.splitlines())
     select = re.search(r"SELECT(.*?)FROM", flat, re.DOTALL).group(1)
     names = [re.split(r"\s+AS\s+|\.", item.strip())[-1] for item in select.split(",")]

@@ -186,26 +186,8 @@ def shift_to_redshift(
 
     What the paper does before comparing a predicted spectrum with the observed one pixel by pixel
     (Sect. 5.1: "we shift the anticipated redshift of the artificial spectra to match the true
-    redshift"); :func:`move_spectra` with one grid for input and output.
-
-    Parameters
-    ----------
-    wave : ndarray, (L,)
-        Observed-frame wavelength grid [Å], increasing.
-    log_flux : ndarray, (N, L)
-        Natural log of normalised flux.
-    z_from, z_to : ndarray, (N,)
-        Redshift each spectrum is at, and the one to move it to.  A non-finite ``z_from`` gives a
-        row that is all invalid.
-    window, frame
-        The normalisation window [Å] and its frame, as in :class:`PreprocessingSettings`.
-
-    Returns
-    -------
-    shifted : ndarray, (N, L)
-        Natural log of the moved, renormalised flux; NaN where invalid.
-    invalid : ndarray of bool, (N, L)
-        True where the source wavelength falls outside ``wave`` (or ``z_from`` is not finite).
+    redshift"): :func:`move_spectra` with ``wave`` (observed frame [Å]) as input and output grid,
+    whose parameters and returns it has.
     """
     return move_spectra(wave, log_flux, z_from, wave, z_to, window, frame)
 

@@ -28,7 +28,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
 from .download import RateLimiter, RetryPolicy, clear_partial_downloads, fetch_with_retries
-from .io import BANDS, InputError, atomic_output, read_sdss_spectrum, spectrum_path
+from .io import BANDS, InputError, atomic_output, encode_specobjid, read_sdss_spectrum, spectrum_path
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
 FAILURE_COLUMNS = ["specObjID", "url", "reason", "attempts"]
@@ -315,6 +315,20 @@ def render_query(template: str, **values: float) -> str:
     )
 
 
+def chunk_query(template: str, settings: QuerySettings, plates: tuple[int, int]) -> str:
+    """The sample query (Appendix B cuts from ``settings``) of the spectra on plates ``plates`` (first, last)."""
+    first, last = plates
+    return render_query(
+        template,
+        z_min=settings.z_min,
+        z_max=settings.z_max,
+        petro_rad_max=settings.petro_rad_max,
+        petro_mag_max=settings.petro_mag_max,
+        specobjid_min=encode_specobjid(first, 0, 50000, 0),
+        specobjid_max=encode_specobjid(last + 1, 0, 50000, 0) - 1,
+    )
+
+
 def plate_chunks(settings: QuerySettings) -> list[tuple[int, int]]:
     """(first plate, last plate) of each query chunk."""
     return [
@@ -350,7 +364,6 @@ def query_catalog(
         If a chunk still fails after all retries (earlier chunks stay cached), or the result lacks
         the catalog's columns.
     """
-    from .io import encode_specobjid
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -360,15 +373,7 @@ def query_catalog(
         if cached.exists():
             parts.append(pd.read_csv(cached))
             continue
-        sql = render_query(
-            template,
-            z_min=settings.z_min,
-            z_max=settings.z_max,
-            petro_rad_max=settings.petro_rad_max,
-            petro_mag_max=settings.petro_mag_max,
-            specobjid_min=encode_specobjid(lo, 0, 50000, 0),
-            specobjid_max=encode_specobjid(hi + 1, 0, 50000, 0) - 1,
-        )
+        sql = chunk_query(template, settings, (lo, hi))
         delay = settings.backoff
         for attempt in range(1, settings.retries + 2):
             sleep(settings.min_interval)
