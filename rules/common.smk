@@ -1,20 +1,20 @@
 """Helpers shared by the rules: where each survey's products live, and the default targets."""
 
+from img2spec.config import resolve_networks
+from img2spec.dag import LIBRARY_NAMES, SURVEY_FILES, VARIANT, n_chunks, variants
+from img2spec.networks import NETWORK_NAMES
 
-def survey_dir():
-    """Folder holding the input survey's catalog, spectra and cubes (mock or sdss)."""
-    return f"resources/{config['survey']}"
 
-
-def survey_file(name):
-    return f"{survey_dir()}/{name}"
+def survey_file(product, survey=None):
+    """Path of a survey's product (a key of ``SURVEY_FILES``), of the configured survey by default."""
+    return f"resources/{survey or config['survey']}/{SURVEY_FILES[product]}"
 
 
 def spectra_ready():
     """What marks the survey's spectra as complete: the mock's folder, or the SDSS download manifest."""
     if config["survey"] == "sdss":
         return "resources/sdss/spectra_manifest.csv"
-    return "resources/mock/spectra"
+    return survey_file("spectra", "mock")
 
 
 def default_targets():
@@ -48,10 +48,6 @@ def default_targets():
     return targets
 
 
-from img2spec.config import resolve_networks  # noqa: E402
-from img2spec.networks import NETWORK_NAMES  # noqa: E402
-from img2spec.dag import LIBRARY_NAMES, VARIANT, n_chunks, variants  # noqa: E402
-
 NETWORK_HYPERPARAMETERS = resolve_networks(config["training"])
 ABLATION_VARIANTS = variants(
     config["ablation"]["resolutions"], config["ablation"]["band_variants"]
@@ -76,15 +72,15 @@ def trained_models(wildcards):
 def mock_spectra(wildcards):
     """The mock survey's spectra folder (for the noiseless truth baseline), when the input survey is the mock."""
     return (
-        {"mock_spectra": "resources/mock/spectra"} if config["survey"] == "mock" else {}
+        {"mock_spectra": survey_file("spectra", "mock")}
+        if config["survey"] == "mock"
+        else {}
     )
 
 
 def mock_truth(wildcards):
     """The mock survey's truth table, when the input survey is the mock."""
-    return (
-        {"truth": "resources/mock/truth.parquet"} if config["survey"] == "mock" else {}
-    )
+    return {"truth": survey_file("truth", "mock")} if config["survey"] == "mock" else {}
 
 
 def kinematics_library(wildcards):

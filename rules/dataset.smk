@@ -1,6 +1,6 @@
 rule preprocess_spectra:
     input:
-        catalog=survey_file("catalog.csv"),
+        catalog=survey_file("catalog"),
         spectra_ready=spectra_ready(),
     output:
         spectra="results/dataset/spectra.h5",
@@ -17,7 +17,7 @@ rule preprocess_spectra:
     params:
         preprocessing=config["preprocessing"],
         spectra_root=lambda wildcards, input: str(
-            Path(input.catalog).with_name("spectra")
+            Path(input.catalog).with_name(SURVEY_FILES["spectra"])
         ),
     script:
         "../scripts/preprocess_spectra.py"
@@ -25,8 +25,8 @@ rule preprocess_spectra:
 
 rule build_dataset:
     input:
-        catalog=survey_file("catalog.csv"),
-        cubes=survey_file("cubes.npz"),
+        catalog=survey_file("catalog"),
+        cubes=survey_file("cubes"),
         spectra="results/dataset/spectra.h5",
         spectra_rejects="results/dataset/spectra_rejects.csv",
     output:

@@ -176,13 +176,20 @@ rule evaluation_comparisons:
             subcategory="comparisons",
         ),
         table="results/evaluation/comparisons/galaxies.csv",
-        figures=report(
-            multiext(
-                "results/evaluation/comparisons/",
-                "mass_metallicity.png",
-                "degeneracy.png",
-                "bimodality.png",
-            ),
+        mass_metallicity=report(
+            "results/evaluation/comparisons/mass_metallicity.png",
+            caption="../workflow/report/comparisons_figures.rst",
+            category="5. Evaluation",
+            subcategory="comparisons",
+        ),
+        degeneracy=report(
+            "results/evaluation/comparisons/degeneracy.png",
+            caption="../workflow/report/comparisons_figures.rst",
+            category="5. Evaluation",
+            subcategory="comparisons",
+        ),
+        bimodality=report(
+            "results/evaluation/comparisons/bimodality.png",
             caption="../workflow/report/comparisons_figures.rst",
             category="5. Evaluation",
             subcategory="comparisons",
@@ -252,8 +259,14 @@ rule evaluation_bpt:
             category="5. Evaluation",
             subcategory="bpt",
         ),
-        figures=report(
-            multiext("results/evaluation/bpt/", "confusion.png", "bpt.png"),
+        confusion_figure=report(
+            "results/evaluation/bpt/confusion.png",
+            caption="../workflow/report/bpt_figures.rst",
+            category="5. Evaluation",
+            subcategory="bpt",
+        ),
+        diagram=report(
+            "results/evaluation/bpt/bpt.png",
             caption="../workflow/report/bpt_figures.rst",
             category="5. Evaluation",
             subcategory="bpt",

@@ -2,10 +2,10 @@ rule mock_survey:
     input:
         templates="resources/templates/miuscat.npz",
     output:
-        catalog="resources/mock/catalog.csv",
-        spectra=directory("resources/mock/spectra"),
-        cubes="resources/mock/cubes.npz",
-        truth="resources/mock/truth.parquet",
+        catalog=survey_file("catalog", "mock"),
+        spectra=directory(survey_file("spectra", "mock")),
+        cubes=survey_file("cubes", "mock"),
+        truth=survey_file("truth", "mock"),
         summary="results/mock/summary.json",
         examples=report(
             "results/mock/examples.png",

@@ -1,6 +1,6 @@
 rule sdss_spectra:
     input:
-        catalog="resources/sdss/catalog.csv",
+        catalog=survey_file("catalog", "sdss"),
     output:
         manifest="resources/sdss/spectra_manifest.csv",
         failures=report(
@@ -19,8 +19,8 @@ rule sdss_spectra:
         mem_mb=2000,
     params:
         download=config["sdss"]["download"],
-        spectra_root=lambda wildcards, output: str(
-            Path(output.manifest).with_name("spectra")
+        spectra_root=lambda wildcards, input: str(
+            Path(input.catalog).with_name(SURVEY_FILES["spectra"])
         ),
     script:
         "../scripts/sdss_spectra.py"
@@ -30,7 +30,7 @@ rule sdss_query:
     input:
         sql="resources/sql/sample.sql",
     output:
-        catalog="resources/sdss/catalog.csv",
+        catalog=survey_file("catalog", "sdss"),
     log:
         "results/logs/sdss_query.log",
     benchmark:
@@ -53,9 +53,9 @@ if config["sdss"]["cubes"]["source"] == "frames":
 
     rule sdss_cubes:
         input:
-            catalog="resources/sdss/catalog.csv",
+            catalog=survey_file("catalog", "sdss"),
         output:
-            cubes="resources/sdss/cubes.npz",
+            cubes=survey_file("cubes", "sdss"),
             rejects=report(
                 "resources/sdss/cube_rejects.csv",
                 caption="../workflow/report/sdss_cube_rejects.rst",

@@ -4,14 +4,11 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import EvaluationSettings, bpt, gather_fits
 
 with logged(snakemake.log[0]):
     settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)
     fits = gather_fits(snakemake.input.chunks)
-    out_dir = Path(snakemake.output.summary).parent
-    summary = bpt(fits, settings, out_dir, snakemake.input.get("truth"))
+    summary = bpt(fits, settings, **declared(snakemake.output), truth_parquet=snakemake.input.get("truth"))
     print(summary)

@@ -4,13 +4,9 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import comparisons, gather_fits
 
 with logged(snakemake.log[0]):
-    summary = comparisons(
-        gather_fits(snakemake.input.chunks), snakemake.input.dataset, Path(snakemake.output.summary).parent
-    )
+    summary = comparisons(gather_fits(snakemake.input.chunks), snakemake.input.dataset, **declared(snakemake.output))
     print(summary)

@@ -4,11 +4,9 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import gather_fits, indices
 
 with logged(snakemake.log[0]):
-    summary = indices(gather_fits(snakemake.input.chunks), Path(snakemake.output.summary).parent)
+    summary = indices(gather_fits(snakemake.input.chunks), **declared(snakemake.output))
     print(summary)

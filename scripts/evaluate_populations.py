@@ -4,14 +4,12 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import gather_fits, stellar_populations
 
 with logged(snakemake.log[0]):
     fits = gather_fits(snakemake.input.chunks)
     summary = stellar_populations(
-        fits, snakemake.wildcards.code, Path(snakemake.output.summary).parent, snakemake.input.get("truth")
+        fits, snakemake.wildcards.code, **declared(snakemake.output), truth_parquet=snakemake.input.get("truth")
     )
     print(summary)

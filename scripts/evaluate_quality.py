@@ -4,22 +4,19 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import quality
 
 with logged(snakemake.log[0]):
-    truth = snakemake.input.get("truth")
     preprocessing = snakemake.params.preprocessing
     summary = quality(
         snakemake.input.predictions,
         snakemake.input.dataset,
-        Path(snakemake.output.summary).parent,
-        truth,
-        snakemake.input.baselines,
-        snakemake.input.redshifts,
-        tuple(preprocessing["norm_window"]),
-        preprocessing["norm_frame"],
+        **declared(snakemake.output),
+        truth_parquet=snakemake.input.get("truth"),
+        baselines_h5=snakemake.input.baselines,
+        redshift_csv=snakemake.input.redshifts,
+        norm_window=tuple(preprocessing["norm_window"]),
+        norm_frame=preprocessing["norm_frame"],
     )
     print(summary["all"])

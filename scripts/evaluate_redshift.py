@@ -4,9 +4,7 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
-from img2spec.config import logged
+from img2spec.config import declared, logged
 from img2spec.evaluation import EvaluationSettings, redshift
 
 with logged(snakemake.log[0]):
@@ -16,7 +14,7 @@ with logged(snakemake.log[0]):
         snakemake.input.dataset,
         snakemake.input.library,
         settings,
-        Path(snakemake.output.summary).parent,
-        snakemake.input.baselines,
+        **declared(snakemake.output),
+        baselines_h5=snakemake.input.baselines,
     )
     print(summary)

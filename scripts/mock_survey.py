@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from img2spec.config import logged
+from img2spec.dag import SURVEY_FILES
+from img2spec.io import SurveyFiles
 from img2spec.mock.figures import mock_figures
 from img2spec.mock.survey import MockSettings, MockSurvey, generate, settings_as_dict
 from img2spec.templates import load_library
@@ -16,12 +18,12 @@ from img2spec.templates import load_library
 with logged(snakemake.log[0]):
     settings = MockSettings.from_config(snakemake.params.mock)
     survey = MockSurvey.from_library(load_library(snakemake.input.templates), settings)
-    out_dir = Path(snakemake.output.catalog).parent
+    files = SurveyFiles(**{name: Path(snakemake.output[name]) for name in SURVEY_FILES})
     start = time.perf_counter()
-    counts = generate(survey, out_dir)
+    counts = generate(survey, files)
     elapsed = time.perf_counter() - start
     counts.update(seconds=round(elapsed, 2), galaxies_per_second=round(counts["n_galaxies"] / elapsed, 1))
     print(json.dumps(counts))
-    mock_figures(out_dir, snakemake.output.examples, snakemake.output.colour_mass, snakemake.output.bpt)
+    mock_figures(files, snakemake.output.examples, snakemake.output.colour_mass, snakemake.output.bpt)
     summary = {"counts": counts, "settings": settings_as_dict(settings)}
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2))

@@ -4,18 +4,16 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
-from pathlib import Path
-
 import torch
 from img2spec.config import logged
+from img2spec.networks import hyperparameters
 from img2spec.plots import loss_curve
-from img2spec.train import train_network
+from img2spec.train import CheckpointFiles, train_network
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    out_dir = Path(snakemake.output.last).parent
-    run = dict(snakemake.params.run)
-    train_network(
-        snakemake.input.dataset, snakemake.wildcards.network, snakemake.params.hp, run, out_dir, progress=False
-    )
+    files = CheckpointFiles(snakemake.output.last, snakemake.output.best, snakemake.output.metrics)
+    network = snakemake.wildcards.network
+    hp = hyperparameters(network, snakemake.params.hp)
+    train_network(snakemake.input.dataset, network, hp, dict(snakemake.params.run), files, progress=False)
     loss_curve(snakemake.output.metrics, snakemake.wildcards.network, snakemake.output.figure)

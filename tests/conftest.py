@@ -56,10 +56,11 @@ def mock_survey(miuscat):
 @pytest.fixture(scope="session")
 def mock_dir(mock_survey, tmp_path_factory) -> Path:
     """A small mock survey on disk (48 galaxies), shared read-only by the tests."""
+    from img2spec.io import SurveyFiles
     from img2spec.mock.survey import generate
 
     out = tmp_path_factory.mktemp("mock")
-    generate(mock_survey, out)
+    generate(mock_survey, SurveyFiles.in_folder(out))
     return out
 
 
@@ -91,7 +92,7 @@ def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
     """The four networks trained for two steps on the small mock dataset (enough to exercise inference)."""
-    from img2spec.train import train_network
+    from img2spec.train import CheckpointFiles, train_network
 
     from tests.smoke_networks import two_step_networks
 
@@ -99,6 +100,6 @@ def trained_checkpoints(tiny_dataset, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("models")
     paths = {}
     for name, hp in two_step_networks().items():
-        train_network(str(tiny_dataset), name, hp, run, root / name, progress=False)
+        train_network(str(tiny_dataset), name, hp, run, CheckpointFiles.in_folder(root / name), progress=False)
         paths[name] = root / name / "last.ckpt"
     return paths

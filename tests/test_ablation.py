@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
-from img2spec.ablation import rest_frame_mse, transform_images, variant_dataset
+from img2spec.ablation import collect, rest_frame_mse, transform_images, variant_dataset
 from img2spec.dag import TABLE3_BAND_VARIANTS, parse_variant, variants
 from img2spec.dataset import SPLITS
+
+from tests.rule_outputs import rule_outputs
 
 
 def test_block_averaging_conserves_flux_and_keeps_the_field_of_view():
@@ -59,3 +64,18 @@ def test_variant_dataset_statistics_and_scores(tiny_dataset, tmp_path):
         pred["flux"] = flux + 0.1
     scores = rest_frame_mse(tmp_path / "pred.h5", tiny_dataset)
     assert np.allclose(scores["mse"], 0.01)
+
+
+def test_collect_writes_the_files_the_rule_declares_and_refuses_other_galaxies(tmp_path):
+    scores = {}
+    for name, mse in (("64px_ugriz", [0.01, 0.03]), ("1px_g", [0.02, 0.06])):
+        scores[name] = tmp_path / f"{name}.csv"
+        pd.DataFrame({"specObjID": [7, 8], "mse": mse}).to_csv(scores[name], index=False)
+    outputs = rule_outputs("ablation", tmp_path / "ablation")
+    table = collect(scores, **outputs)
+    assert table.set_index("variant")["mean_mse"].to_dict() == pytest.approx({"64px_ugriz": 0.02, "1px_g": 0.04})
+    assert json.loads(outputs["summary"].read_text())["variants"][1]["resolution"] == 1
+    assert outputs["figure"].stat().st_size > 0 and len(pd.read_csv(outputs["table"])) == 2
+    pd.DataFrame({"specObjID": [7, 9], "mse": [0.1, 0.1]}).to_csv(scores["1px_g"], index=False)
+    with pytest.raises(ValueError, match="1px_g.csv: variant 1px_g was scored on other test galaxies"):
+        collect(scores, **outputs)

@@ -29,6 +29,8 @@ from img2spec.evaluation import (
 from img2spec.fitresults import FIT_COLUMNS
 from img2spec.templates import library_from_wheel, load_library
 
+from tests.rule_outputs import rule_outputs
+
 
 def test_metrics_on_known_differences():
     rng = np.random.default_rng(0)
@@ -59,7 +61,12 @@ def test_quality_target_on_a_known_prediction(tiny_dataset, mock_dir, tmp_path):
     with h5py.File(tmp_path / "pred.h5", "w") as pred:
         pred["specobjid"] = ids[::-1]  # any order
         pred["flux"] = (observed + np.log(1.2))[::-1]
-    summary = quality(tmp_path / "pred.h5", tiny_dataset, tmp_path / "quality", mock_dir / "truth.parquet")
+    summary = quality(
+        tmp_path / "pred.h5",
+        tiny_dataset,
+        **rule_outputs("evaluation_quality", tmp_path / "quality"),
+        truth_parquet=mock_dir / "truth.parquet",
+    )
     assert summary["all"]["n"] == ids.size
     assert summary["all"]["median_mean_relative_deviation"] == pytest.approx(0.2, rel=1e-4)
     assert summary["all"]["fraction_below_10pct"] == 0.0
@@ -122,29 +129,37 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
     ok = fits[fits["error"] == ""]
     assert ok["ppxf_sigma_star"].between(20, 500).all() and ok["Dn4000"].between(0.8, 2.5).all()
 
-    ppxf = stellar_populations(fits, "ppxf", tmp_path / "ppxf", mock_dir / "truth.parquet")
+    def outputs(rule: str, **wildcards: str) -> dict:
+        return rule_outputs(rule, tmp_path / wildcards.get("code", rule.removeprefix("evaluation_")), **wildcards)
+
+    truth = mock_dir / "truth.parquet"
+    ppxf = stellar_populations(
+        fits, "ppxf", **outputs("evaluation_stellar_populations", code="ppxf"), truth_parquet=truth
+    )
     assert ppxf["failed_fits"] == 2 and ppxf["fitted"] == 2 * ids.size - 2
     # identical observed and predicted spectra: identical fits
     assert ppxf["metallicity"]["all"]["fraction_within_0.1"] == 1.0
     assert ppxf["sigma_star"]["all"]["median_offset"] == pytest.approx(0.0, abs=1e-9)
     assert abs(ppxf["fit_minus_truth"]["observed"]["log_age"]["median_offset"]) < 0.5
     assert pd.read_csv(tmp_path / "ppxf" / "failures.csv")["specObjID"].tolist() == [ids[-1]] * 2
-    firefly = stellar_populations(fits, "firefly", tmp_path / "firefly", mock_dir / "truth.parquet")
+    firefly = stellar_populations(
+        fits, "firefly", **outputs("evaluation_stellar_populations", code="firefly"), truth_parquet=truth
+    )
     assert firefly["log_age"]["all"]["scatter_mad"] == pytest.approx(0.0, abs=1e-9)
-    summary = indices(fits, tmp_path / "indices")
+    summary = indices(fits, **outputs("evaluation_indices"))
     assert summary["Dn4000"]["median_offset"] == pytest.approx(0.0, abs=1e-12)
-    comparisons(fits, dataset, tmp_path / "comparisons")
+    comparisons(fits, dataset, **outputs("evaluation_comparisons"))
     side_by_side = pd.read_csv(tmp_path / "comparisons" / "galaxies.csv")
     assert len(side_by_side) == ids.size and np.allclose(
         side_by_side["observed_Dn4000"], side_by_side["predicted_Dn4000"], equal_nan=True
     )
-    line_summary = lines(fits, settings, tmp_path / "lines")
+    line_summary = lines(fits, settings, **outputs("evaluation_lines"))
     assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
     classes = bpt(
         fits,
         EvaluationSettings(lines=dataclasses.replace(settings.lines, draws=20)),
-        tmp_path / "bpt",
-        mock_dir / "truth.parquet",
+        **outputs("evaluation_bpt"),
+        truth_parquet=truth,
     )
     matrix = np.array(classes["confusion_matrix"]["counts"])
     assert np.array_equal(matrix, np.diag(np.diag(matrix))) and matrix.sum() == ids.size
@@ -168,7 +183,9 @@ def test_redshift_target_recovers_the_catalog_redshift(perfect_predictions, tiny
     predictions, _, _ids = perfect_predictions
     library = tmp_path / "miuscat.npz"
     miuscat.save(library)
-    summary = redshift(predictions, tiny_dataset, library, EvaluationSettings(), tmp_path / "z")
+    summary = redshift(
+        predictions, tiny_dataset, library, EvaluationSettings(), **rule_outputs("evaluation_redshift", tmp_path / "z")
+    )
     assert summary["predicted"]["outlier_fraction"] == 0.0
     assert summary["predicted"]["sigma_mad"] < 2e-4
     table = pd.read_csv(tmp_path / "z" / "galaxies.csv")
@@ -194,7 +211,13 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
         pred["specobjid"] = ids[::-1]
         pred["flux"] = (observed + np.log(1.2))[::-1]
         pred["flux_p50"] = (observed + np.log(1.05))[::-1]
-    summary = quality(tmp_path / "pred.h5", tiny_dataset, tmp_path / "q", mock_dir / "truth.parquet", tmp_path / "b.h5")
+    summary = quality(
+        tmp_path / "pred.h5",
+        tiny_dataset,
+        **rule_outputs("evaluation_quality", tmp_path / "q"),
+        truth_parquet=mock_dir / "truth.parquet",
+        baselines_h5=tmp_path / "b.h5",
+    )
     assert list(summary["predictors"]) == ["predicted", "median", "mean", "knn", "knn_rest", "truth"]
     deviation = {name: s["all"]["median_mean_relative_deviation"] for name, s in summary["predictors"].items()}
     assert deviation["predicted"] == pytest.approx(0.2, rel=1e-4) and deviation["median"] == pytest.approx(
@@ -306,7 +329,12 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
     score = {
         name: pd.read_csv(tmp_path / name / "galaxies.csv")
         for name in ("unmoved", "moved")
-        if quality(tmp_path / f"{name}.h5", tiny_dataset, tmp_path / name, redshift_csv=tmp_path / f"{name}_z.csv")
+        if quality(
+            tmp_path / f"{name}.h5",
+            tiny_dataset,
+            **rule_outputs("evaluation_quality", tmp_path / name),
+            redshift_csv=tmp_path / f"{name}_z.csv",
+        )
     }
     assert np.allclose(
         score["moved"]["mean_relative_deviation"], score["unmoved"]["mean_relative_deviation"], rtol=0.03

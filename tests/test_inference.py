@@ -159,3 +159,30 @@ def test_band_scale_calibrates_a_too_narrow_band_on_held_out_galaxies():
     assert abs(band_coverage(scaled[16.0], scaled[84.0], new_observed, new_mask) - 0.68) < 0.02
     with pytest.raises(ValueError, match="inference.percentiles"):
         band_scale({16.0: bands[16.0], 84.0: bands[84.0]}, observed, mask)
+
+
+def test_a_checkpoint_rebuilds_its_network_from_its_own_entry(trained_checkpoints, tiny_dataset, tmp_path):
+    """Hyperparameters and training statistics are saved explicitly (not as Lightning's hparams) and
+    rebuild the same network; a checkpoint without them, or of another network, is refused by name."""
+    from img2spec.train import CHECKPOINT_KEY, load_task, network_statistics
+
+    from tests.smoke_networks import two_step_networks
+
+    path = trained_checkpoints["cdm_sr"]
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    assert "hyper_parameters" not in checkpoint and checkpoint[CHECKPOINT_KEY]["network"] == "cdm_sr"
+    task = load_task(path)
+    assert task.network == "cdm_sr" and task.hp == two_step_networks()["cdm_sr"]
+    measured = network_statistics(str(tiny_dataset), "cdm_sr", task.hp)
+    assert np.array_equal(task.stats.mean, measured.spectrum.mean) and np.array_equal(
+        task.lowres_stats.std, measured.lowres.std
+    )
+    assert np.array_equal(task.image_stats.softening, measured.images.softening)
+    for name, weights in task.state_dict().items():
+        assert torch.equal(weights, checkpoint["state_dict"][name]), name
+    del checkpoint[CHECKPOINT_KEY]
+    torch.save(checkpoint, tmp_path / "foreign.ckpt")
+    with pytest.raises(ValueError, match=r"foreign.ckpt: not an img2spec checkpoint of format 1 .*entry: none"):
+        load_task(tmp_path / "foreign.ckpt")
+    with pytest.raises(ValueError, match=r"last.ckpt: a checkpoint of cdm_sr, given as cdm_lr"):
+        TrainedModels.load_tasks({"cdm_lr": path})

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from img2spec.config import resolve_networks
+from img2spec.config import network_hyperparameters
 from img2spec.dataset import SPLITS, spectrum_key
-from img2spec.train import DiffusionTask, train_network
+from img2spec.train import CheckpointFiles, load_task, train_network
 
 from tests.two_class import write_two_class_dataset
 
@@ -29,8 +29,8 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     distribution of spectra could do neither."""
     torch.set_num_threads(2)
     truth = write_two_class_dataset(tmp_path / "two.h5", n_train=96, n_val=8, n_test=32)
-    hp = copy.deepcopy(resolve_networks({"preset": "tiny"})["cdm_lr"])
-    hp.update(
+    hp = dataclasses.replace(
+        network_hyperparameters({"preset": "tiny"})["cdm_lr"],
         max_steps=200,
         batch_size=16,
         val_every_steps=200,
@@ -38,8 +38,10 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
         val_sampler_steps=5,
         lr_warmup_steps=10,
     )
-    train_network(str(tmp_path / "two.h5"), "cdm_lr", hp, RUN, tmp_path / "cdm_lr", progress=False)
-    task = DiffusionTask.load_from_checkpoint(str(tmp_path / "cdm_lr" / "last.ckpt"), map_location="cpu").eval()
+    train_network(
+        str(tmp_path / "two.h5"), "cdm_lr", hp, RUN, CheckpointFiles.in_folder(tmp_path / "cdm_lr"), progress=False
+    )
+    task = load_task(tmp_path / "cdm_lr" / "last.ckpt").eval()
     with h5py.File(tmp_path / "two.h5") as h5:
         split = h5["split"][()]
         rows, train = np.flatnonzero(split == SPLITS["test"]), np.flatnonzero(split == SPLITS["train"])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import speclite.filters
 from astropy import units as u
-from img2spec.io import SAMPLE_COLUMNS, open_cube_file, read_sdss_spectrum, spectrum_path
+from img2spec.io import SAMPLE_COLUMNS, SurveyFiles, open_cube_file, read_sdss_spectrum, spectrum_path
 from img2spec.mock import population as pop
 from img2spec.mock.render import (
     component_covariances,
@@ -200,8 +200,8 @@ def test_velocity_dispersion_recovered_by_template_fit(mock_survey, bright_galax
 def test_same_seed_gives_identical_survey(mock_survey, tmp_path):
     settings = dataclasses.replace(mock_survey.settings, n_galaxies=6, batch_size=6, seed=9)
     survey = MockSurvey(mock_survey.model, settings, mock_survey.filters)
-    generate(survey, tmp_path / "a")
-    generate(survey, tmp_path / "b")
+    generate(survey, SurveyFiles.in_folder(tmp_path / "a"))
+    generate(survey, SurveyFiles.in_folder(tmp_path / "b"))
     assert (tmp_path / "a" / "catalog.csv").read_text() == (tmp_path / "b" / "catalog.csv").read_text()
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "a" / "truth.parquet"), pd.read_parquet(tmp_path / "b" / "truth.parquet")
@@ -214,7 +214,7 @@ def test_same_seed_gives_identical_survey(mock_survey, tmp_path):
         twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
         np.testing.assert_array_equal(read_sdss_spectrum(path).flux, read_sdss_spectrum(twin).flux)
     other = MockSurvey(mock_survey.model, dataclasses.replace(settings, seed=10), mock_survey.filters)
-    generate(other, tmp_path / "c")
+    generate(other, SurveyFiles.in_folder(tmp_path / "c"))
     assert (tmp_path / "c" / "catalog.csv").read_text() != (tmp_path / "a" / "catalog.csv").read_text()
 
 
@@ -241,4 +241,4 @@ def test_a_selection_nothing_passes_stops_naming_the_keys(mock_survey, tmp_path)
     population = dataclasses.replace(mock_survey.settings.population, petro_r_limit=12.0, logmass_max=9.5)
     settings = dataclasses.replace(mock_survey.settings, n_galaxies=4, batch_size=4, population=population)
     with pytest.raises(ValueError, match="kept none of .* mock.population.petro_r_limit"):
-        generate(MockSurvey(mock_survey.model, settings, mock_survey.filters), tmp_path / "none")
+        generate(MockSurvey(mock_survey.model, settings, mock_survey.filters), SurveyFiles.in_folder(tmp_path / "none"))

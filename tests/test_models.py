@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import pytest
 import torch
-from img2spec.config import resolve_networks, validate_config
+from img2spec.config import network_hyperparameters, validate_config
 from img2spec.diffusion import NoiseSchedule
 from img2spec.models import ResNetEncoder, info_nce
 from img2spec.networks import NETWORKS
 from img2spec.train import build_contrastive, build_denoiser
 
 torch.set_num_threads(1)
-TINY = resolve_networks(validate_config({})["training"])
+TINY = network_hyperparameters(validate_config({})["training"])
 
 
 def test_resnet_encoders_match_torchvision_parameter_counts():
@@ -127,9 +126,9 @@ def test_samplers_reproduce_a_known_gaussian():
 
 def test_denoiser_overfits_a_tiny_fixed_batch():
     torch.manual_seed(0)
-    hp = copy.deepcopy(TINY["cdm_lr"])
+    hp = TINY["cdm_lr"]
     net = build_denoiser(hp, super_resolution=False, length=563)
-    schedule = NoiseSchedule.cosine(hp["timesteps"])
+    schedule = NoiseSchedule.cosine(hp.timesteps)
     x0 = torch.sin(torch.linspace(0, 12, 563))[None].repeat(4, 1) * torch.tensor([[1.0], [0.5], [-0.5], [-1.0]])
     images = torch.randn(4, 5, 64, 64)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -277,8 +276,8 @@ def test_paper_preset_has_the_papers_training_settings():
     """Sect. 3.4: batch 512 for the low-resolution networks, 224 / 340 for the full-resolution CDM /
     contrastive network; T = 250 cosine, EMA 0.9999, ResNet-18 in the CDMs, ResNet-50 and latent 128
     in the contrastive networks; ε-prediction without a regression head (the paper's method)."""
-    paper = resolve_networks({"preset": "paper"})
-    assert {name: hp["batch_size"] for name, hp in paper.items()} == {
+    paper = network_hyperparameters({"preset": "paper"})
+    assert {name: hp.batch_size for name, hp in paper.items()} == {
         "cdm_lr": 512,
         "contrastive_lr": 512,
         "cdm_sr": 224,
@@ -286,15 +285,15 @@ def test_paper_preset_has_the_papers_training_settings():
     }
     for name in ("cdm_lr", "cdm_sr"):
         hp = paper[name]
-        assert (hp["timesteps"], hp["schedule"], hp["ema_decay"], hp["image_encoder"]["depth"]) == (
+        assert (hp.timesteps, hp.schedule, hp.ema_decay, hp.image_encoder.depth) == (
             250,
             "cosine",
             0.9999,
             18,
         )
-        assert hp["prediction"] == "epsilon" and hp["regression"] is None
+        assert hp.prediction == "epsilon" and hp.regression is None
     for name in ("contrastive_lr", "contrastive_sr"):
-        assert (paper[name]["image_encoder"]["depth"], paper[name]["latent"]) == (50, 128)
+        assert (paper[name].image_encoder.depth, paper[name].latent) == (50, 128)
 
 
 def test_repeated_conditioning_equals_encoding_each_repeat():

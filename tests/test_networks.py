@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 from img2spec.config import ConfigError, resolve_networks, validate_config
-from img2spec.networks import NETWORK_NAMES, NETWORKS, network
+from img2spec.networks import (
+    NETWORK_NAMES,
+    NETWORKS,
+    ContrastiveHyperparameters,
+    DiffusionHyperparameters,
+    hyperparameters,
+    network,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,3 +90,28 @@ def test_frames_and_redshift_heads_must_agree(overrides, message):
     assert {
         hp["frame"] for hp in resolve_networks(validate_config({})["training"] | {"networks": observed}).values()
     } == {"observed"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "config/presets").glob("*.yaml")))
+def test_every_preset_gives_typed_hyperparameters_that_write_back_unchanged(preset):
+    """The dataclasses hold every key the schema fills in, no more, and turn back into the same section."""
+    sections = resolve_networks({"preset": preset})
+    for name, section in sections.items():
+        hp = hyperparameters(name, section)
+        assert isinstance(hp, DiffusionHyperparameters if NETWORKS[name].is_diffusion else ContrastiveHyperparameters)
+        assert hp.to_config() == section
+        assert isinstance(hp.image_encoder.depth, int) and isinstance(hp.frame, str)
+
+
+def test_hyperparameters_name_a_missing_or_unknown_key():
+    section = resolve_networks({"preset": "tiny"})["cdm_lr"]
+    hp = hyperparameters("cdm_lr", section)
+    assert hp.unet.multipliers == tuple(section["unet"]["multipliers"]) and hp.redshift.hidden == 128
+    with pytest.raises(
+        ValueError,
+        match=r"training.networks.contrastive_lr: unknown keys \['ema_decay', .*'val_sampler_steps'\], missing keys \['latent', ",
+    ):
+        hyperparameters("contrastive_lr", section)
+    broken = {**section, "unet": {k: v for k, v in section["unet"].items() if k != "heads"}}
+    with pytest.raises(ValueError, match=r"training.networks.cdm_lr.unet: missing keys \['heads'\]$"):
+        hyperparameters("cdm_lr", broken)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import signal
 from types import SimpleNamespace
 
@@ -11,23 +11,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from img2spec.config import resolve_networks, validate_config
-from img2spec.data import ImageStats
+from img2spec.config import network_hyperparameters, validate_config
+from img2spec.data import ImageStats, NetworkStatistics, RedshiftStats, SpectrumStats
 from img2spec.networks import NETWORKS
-from img2spec.train import CheckpointOnSigterm, DiffusionTask, TrainingInterrupted, build_trainer, train_network
+from img2spec.train import (
+    CheckpointFiles,
+    CheckpointOnSigterm,
+    DiffusionTask,
+    TrainingInterrupted,
+    build_trainer,
+    train_network,
+)
 from pytorch_lightning.callbacks import Callback
 
-TINY = resolve_networks(validate_config({})["training"])
+from tests.rule_outputs import rule_outputs
+
+TINY = network_hyperparameters(validate_config({})["training"])
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 3}
 
 
 def _hp(network, **changes):
-    hp = copy.deepcopy(TINY[network])
-    hp.update(batch_size=8, val_every_steps=5, checkpoint_every_steps=5)
-    if NETWORKS[network].is_diffusion:
-        hp["val_sampler_steps"] = 2
-    hp.update(changes)
-    return hp
+    validation = {"val_sampler_steps": 2} if NETWORKS[network].is_diffusion else {}
+    short = {"batch_size": 8, "val_every_steps": 5, "checkpoint_every_steps": 5, **validation, **changes}
+    return dataclasses.replace(TINY[network], **short)
 
 
 class _SigtermAt(Callback):
@@ -63,14 +69,18 @@ def sigterm_at(monkeypatch):
 def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp_path, sigterm_at, monkeypatch):
     torch.set_num_threads(1)
     hp = _hp(network, max_steps=10)
-    straight = train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "a", progress=False)
+    straight = train_network(
+        str(tiny_dataset), network, hp, RUN, CheckpointFiles.in_folder(tmp_path / "a"), progress=False
+    )
     assert not (tmp_path / "a" / "resume").exists()  # a finished training leaves no resume state
     sigterm_at(4)
     with pytest.raises(TrainingInterrupted, match=f"{network}: stopped at step 4 of 10"):
-        train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "b", progress=False)
+        train_network(str(tiny_dataset), network, hp, RUN, CheckpointFiles.in_folder(tmp_path / "b"), progress=False)
     assert (tmp_path / "b" / "resume" / "last.ckpt").exists() and not (tmp_path / "b" / "last.ckpt").exists()
     monkeypatch.undo()
-    resumed = train_network(str(tiny_dataset), network, hp, RUN, tmp_path / "b", progress=False)
+    resumed = train_network(
+        str(tiny_dataset), network, hp, RUN, CheckpointFiles.in_folder(tmp_path / "b"), progress=False
+    )
     assert resumed.global_step == straight.global_step == 10
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
@@ -79,13 +89,15 @@ def test_resume_reproduces_the_next_steps_bit_for_bit(network, tiny_dataset, tmp
     assert (tmp_path / "a" / "best.ckpt").exists() and (tmp_path / "a" / "last.ckpt").exists()
 
 
-REDSHIFTS = {"centre": 0.1, "scale": 0.03}
+def flat_statistics() -> NetworkStatistics:
+    """Standardisation that leaves spectra and images as they are."""
+    flat = SpectrumStats(np.zeros(563, np.float32), np.ones(563, np.float32), -3.0, 3.0)
+    return NetworkStatistics(flat, ImageStats(None, np.zeros(5), np.ones(5)), None, RedshiftStats(0.1, 0.03))
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tiny_dataset):
     hp = _hp("cdm_lr", max_steps=2)
-    flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
-    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict(), None, 0, REDSHIFTS)
+    task = DiffusionTask("cdm_lr", hp, flat_statistics())
     task.schedule.training_loss = lambda *args, **kwargs: torch.tensor(float("nan"))
     batch = {
         "spectrum": torch.zeros(2, 563),
@@ -111,8 +123,7 @@ def test_sigterm_writes_a_checkpoint_once(tmp_path):
 
 def test_nan_validation_metric_is_never_best():
     hp = _hp("cdm_lr", max_steps=5)
-    flat = {"mean": [0.0] * 563, "std": [1.0] * 563, "low": -3.0, "high": 3.0}
-    task = DiffusionTask("cdm_lr", hp, flat, ImageStats(None, np.zeros(5), np.ones(5)).to_dict(), None, 0, REDSHIFTS)
+    task = DiffusionTask("cdm_lr", hp, flat_statistics())
     with torch.no_grad():
         next(task.ema.unet.out.parameters()).fill_(float("nan"))
     logged = {}
@@ -133,14 +144,14 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
     hp = _hp("contrastive_lr", max_steps=10)
     sigterm_at(6)
     with pytest.raises(TrainingInterrupted):
-        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
+        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, CheckpointFiles.in_folder(tmp_path), progress=False)
     monkeypatch.undo()
-    train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
+    train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, CheckpointFiles.in_folder(tmp_path), progress=False)
     steps = pd.read_csv(tmp_path / "metrics.csv").dropna(subset=["val_loss"])["step"].tolist()
     assert steps == [0, 4, 9]
     sigterm_at(2)
     with pytest.raises(TrainingInterrupted):
-        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, tmp_path, progress=False)
+        train_network(str(tiny_dataset), "contrastive_lr", hp, RUN, CheckpointFiles.in_folder(tmp_path), progress=False)
     monkeypatch.undo()
     logged = []
     # the saved state belongs to another learning rate
@@ -149,9 +160,14 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
         "contrastive_lr",
         _hp("contrastive_lr", max_steps=10, learning_rate=5e-4),
         RUN,
-        tmp_path,
+        CheckpointFiles.in_folder(tmp_path),
         progress=False,
         log=logged.append,
     )
     assert any("starting afresh" in line for line in logged)
     assert pd.read_csv(tmp_path / "metrics.csv")["step"].min() == 0
+
+
+def test_checkpoint_files_are_named_as_the_training_rule_declares_them(tmp_path):
+    declared = rule_outputs("train", tmp_path, network="cdm_lr")
+    assert CheckpointFiles.in_folder(tmp_path)._asdict() == {name: declared[name] for name in CheckpointFiles._fields}

@@ -27,6 +27,9 @@ from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
 from .io import BANDS, atomic_output
 
+#: Rest-frame range of the paper's Table 3 MSE [Å].
+TABLE3_REST_RANGE = (4000.0, 7000.0)
+
 
 def transform_images(images: np.ndarray, resolution: int, bands: str, band_mean: np.ndarray) -> np.ndarray:
     """Ablated copies of image cubes (n, 5, 64, 64) [nanomaggies per pixel].
@@ -86,7 +89,7 @@ def variant_dataset(source: str | Path, target: str | Path, variant: str, block:
 
 
 def rest_frame_mse(
-    predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = (4000.0, 7000.0)
+    predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = TABLE3_REST_RANGE
 ) -> pd.DataFrame:
     """MSE of ln flux per test galaxy over rest-frame ``rest_range`` [Å] (the paper's Table 3 metric)."""
     with h5py.File(predictions_h5, "r") as pred:
@@ -99,14 +102,15 @@ def rest_frame_mse(
     return pd.DataFrame({"specObjID": ids, "mse": metrics.mse(predicted, observed, mask | outside)})
 
 
-def collect(scores: dict[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
-    """One table and plot of all variants' MSE on the same test galaxies."""
-    out_dir = Path(out_dir)
+def collect(
+    scores: dict[str, str | Path], *, summary: str | Path, table: str | Path, figure: str | Path
+) -> pd.DataFrame:
+    """One table (CSV ``table``, JSON ``summary``) and ``figure`` of all variants' MSE on the same test galaxies."""
     rows = []
     reference = None
     for name, path in scores.items():
-        table = pd.read_csv(path)
-        ids = set(table["specObjID"])
+        scored = pd.read_csv(path)
+        ids = set(scored["specObjID"])
         if reference is None:
             reference = ids
         elif ids != reference:
@@ -117,15 +121,17 @@ def collect(scores: dict[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
                 "variant": name,
                 "resolution": resolution,
                 "bands": bands,
-                "n": len(table),
-                "mean_mse": float(table["mse"].mean()),
-                "median_mse": float(table["mse"].median()),
-                "sem_mse": float(table["mse"].std(ddof=1) / np.sqrt(len(table))) if len(table) > 1 else np.nan,
+                "n": len(scored),
+                "mean_mse": float(scored["mse"].mean()),
+                "median_mse": float(scored["mse"].median()),
+                "sem_mse": float(scored["mse"].std(ddof=1) / np.sqrt(len(scored))) if len(scored) > 1 else np.nan,
             }
         )
     result = pd.DataFrame(rows)
-    result.to_csv(out_dir / "table.csv", index=False)
-    with atomic_output(out_dir / "summary.json") as tmp:
-        Path(tmp).write_text(json.dumps({"rest_range": [4000.0, 7000.0], "variants": rows}, indent=2))
-    plots.ablation(result, out_dir / "ablation.png")
+    with atomic_output(table) as tmp:
+        result.to_csv(tmp, index=False)
+    with atomic_output(summary) as tmp:
+        Path(tmp).write_text(json.dumps({"rest_range": list(TABLE3_REST_RANGE), "variants": rows}, indent=2))
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+    plots.ablation(result, figure)
     return result

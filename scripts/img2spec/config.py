@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .networks import NETWORK_NAMES, network
+from .networks import NETWORK_NAMES, hyperparameters, network
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -245,10 +245,24 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
     return networks
 
 
+def network_hyperparameters(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
+    """The four networks' typed hyperparameters (:mod:`img2spec.networks`), from :func:`resolve_networks`."""
+    return {name: hyperparameters(name, hp) for name, hp in resolve_networks(training, presets_dir).items()}
+
+
 def settings_from_section(cls, section: dict[str, Any], ignore: tuple[str, ...] = ()):
     """Instance of the settings dataclass ``cls`` from a config section: keys in ``ignore`` (used by the
     caller, not by ``cls``) dropped, YAML lists turned into the tuples the dataclasses hold."""
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ignore})
+
+
+def declared(files: Any) -> dict[str, str]:
+    """The named files of a rule's ``input`` or ``output`` (Snakemake's named list), by name.
+
+    Entry scripts pass a rule's outputs to the library as keyword arguments, so the rule is the one
+    place that names them: a library function's output parameters carry the rule's output names.
+    """
+    return {name: str(path) for name, path in files.items()}
 
 
 @contextlib.contextmanager

@@ -15,6 +15,9 @@ BAND_SETS = {"ugriz": "ugriz", "gri": "gri", "g": "g", "mean": "ugriz"}
 VARIANT = re.compile(r"^(\d+)px_(ugriz|gri|mean|g)$")
 #: The band rows of the paper's Table 3: gri at 32 × 32 and 16 × 16, one band (the mean of ugriz, or g) at 1 × 1.
 TABLE3_BAND_VARIANTS = ("32px_gri", "16px_gri", "1px_mean", "1px_g")
+#: A survey's products in its folder (``resources/<survey>/``), in SDSS's layout; the mock survey writes the
+#: same, plus its truth.
+SURVEY_FILES = {"catalog": "catalog.csv", "spectra": "spectra", "cubes": "cubes.npz", "truth": "truth.parquet"}
 #: SSP libraries read out of the sdss-mangadap wheel (:data:`img2spec.templates.LIBRARIES`).
 LIBRARY_NAMES = ("miuscat", "m11_miles", "bc03")
 

@@ -277,6 +277,74 @@ def image_stats(path: str, transform: str = "linear", features: bool = False, ma
     )
 
 
+@dataclass(frozen=True)
+class RedshiftStats:
+    """Centre and scale (median and normalised MAD) of the training redshifts: a redshift head's standardisation."""
+
+    centre: float
+    scale: float
+
+    def standardise(self, z):
+        return (z - self.centre) / self.scale
+
+    def restore(self, standardised):
+        return standardised * self.scale + self.centre
+
+
+@dataclass(frozen=True)
+class NetworkStatistics:
+    """Everything a trained network needs besides its weights to turn data into its inputs and back.
+
+    Measured on the training split when the training starts and saved in every checkpoint
+    (:func:`img2spec.train.load_task`), so inference never recomputes them from a dataset file.
+
+    Attributes
+    ----------
+    spectrum : SpectrumStats
+        Standardisation of what the network models (its target).
+    images : ImageStats
+        Image transform and standardisation, and the photometric features'.
+    lowres : SpectrumStats or None
+        The upsampling CDM's low-resolution condition; None for the others.
+    redshift : RedshiftStats or None
+        The redshift head's standardisation; None without a head.
+    """
+
+    spectrum: SpectrumStats
+    images: ImageStats
+    lowres: SpectrumStats | None = None
+    redshift: RedshiftStats | None = None
+
+    def to_dict(self) -> dict:
+        """Plain types (lists and floats) only, so a checkpoint loads without unpickling classes."""
+        return {
+            "spectrum": self.spectrum.to_dict(),
+            "images": self.images.to_dict(),
+            "lowres": None if self.lowres is None else self.lowres.to_dict(),
+            "redshift": None
+            if self.redshift is None
+            else {"centre": self.redshift.centre, "scale": self.redshift.scale},
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> NetworkStatistics:
+        redshift = values.get("redshift")
+        return cls(
+            SpectrumStats.from_dict(values["spectrum"]),
+            ImageStats.from_dict(values["images"]),
+            None if values.get("lowres") is None else SpectrumStats.from_dict(values["lowres"]),
+            None if redshift is None else RedshiftStats(float(redshift["centre"]), float(redshift["scale"])),
+        )
+
+
+def redshift_stats(path: str) -> RedshiftStats:
+    """Centre and scale (median and normalised MAD) of the training galaxies' redshifts, for a redshift head."""
+    with DatasetFile(path) as data:
+        z = data.read("z_spec", data.rows("train"))
+    centre, scale = robust_centre_scale(z[:, None])
+    return RedshiftStats(float(centre[0]), float(scale[0]))
+
+
 def lowres_to_fullres(wave_lowres: np.ndarray, wave: np.ndarray) -> np.ndarray:
     """(n_low, n_full) linear-interpolation matrix from low-resolution pixel centres to the full grid."""
     eye = np.eye(wave_lowres.size)

@@ -277,7 +277,10 @@ def _scores(predicted: np.ndarray, observed: np.ndarray, ivar: np.ndarray, mask:
 def quality(
     predictions_h5: str | Path,
     dataset_h5: str | Path,
-    out_dir: str | Path,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    figure: str | Path,
     truth_parquet: str | Path | None = None,
     baselines_h5: str | Path | None = None,
     redshift_csv: str | Path | None = None,
@@ -293,35 +296,33 @@ def quality(
     (``*_as_predicted``).  A prediction whose redshift could not be measured has NaN aligned
     scores and is counted in ``n_without_redshift``.
 
-    Writes ``galaxies.csv`` (Δ̄, MSE, χ²/N of the networks' prediction and, prefixed by the
-    predictor's name, of the others, and morphology per galaxy), ``summary.json`` (medians overall
+    Writes ``table`` (CSV: Δ̄, MSE, χ²/N of the networks' prediction and, prefixed by the
+    predictor's name, of the others, and morphology per galaxy), ``summary`` (JSON: medians overall
     and per morphology group, fraction with Δ̄ < 10%; the networks' under ``all`` and the groups,
-    every predictor's under ``predictors``) and ``histograms.png``.  On the mock survey, groups by
-    the true morphology are added.
+    every predictor's under ``predictors``) and ``figure`` (Δ̄ histograms).  On the mock survey,
+    groups by the true morphology are added.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ids, predictors = read_predictors(predictions_h5, baselines_h5)
     with DatasetFile(dataset_h5) as data:
         rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
         observed, mask, ivar = (data.read(name, rows) for name in ("flux", "mask", "ivar"))
         wave, z_spec = data.wave, data.read("z_spec", rows)
-        table = pd.DataFrame({"specObjID": ids, "galaxy_zoo": data.morphology(rows)})
+        scores = pd.DataFrame({"specObjID": ids, "galaxy_zoo": data.morphology(rows)})
     z_of = redshifts_of_kinds(redshift_csv, ids, z_spec, tuple(predictors))
     for name, predicted in predictors.items():
         prefix = "" if name == "predicted" else f"{name}_"
         aligned, uncovered = shift_to_redshift(wave, predicted, z_of[name], z_spec, norm_window, norm_frame)
-        table[f"{prefix}z"] = z_of[name]
+        scores[f"{prefix}z"] = z_of[name]
         for score, values in _scores(predicted, observed, ivar, mask).items():
-            table[f"{prefix}{score}_as_predicted"] = values
+            scores[f"{prefix}{score}_as_predicted"] = values
         for score, values in _scores(np.nan_to_num(aligned), observed, ivar, mask | uncovered).items():
-            table[f"{prefix}{score}"] = np.where(np.isfinite(z_of[name]), values, np.nan)
-    groups = {"galaxy_zoo": table["galaxy_zoo"]}
+            scores[f"{prefix}{score}"] = np.where(np.isfinite(z_of[name]), values, np.nan)
+    groups = {"galaxy_zoo": scores["galaxy_zoo"]}
     if truth_parquet is not None:
         truth = pd.read_parquet(truth_parquet).set_index("specObjID")
-        table["truth_morphology"] = truth.loc[ids, "morphology"].to_numpy()
-        groups["truth_morphology"] = table["truth_morphology"]
-    table.to_csv(out_dir / "galaxies.csv", index=False)
+        scores["truth_morphology"] = truth.loc[ids, "morphology"].to_numpy()
+        groups["truth_morphology"] = scores["truth_morphology"]
+    _write_table(scores, table)
 
     def medians(sub: pd.DataFrame, prefix: str, suffix: str) -> dict:
         deviation = sub[f"{prefix}mean_relative_deviation{suffix}"]
@@ -333,7 +334,7 @@ def quality(
         }
 
     def headline(selection: pd.Series, prefix: str = "") -> dict:
-        sub = table[selection]
+        sub = scores[selection]
         return {
             "n": len(sub),
             **medians(sub, prefix, ""),
@@ -341,26 +342,26 @@ def quality(
             "as_predicted": medians(sub, prefix, "_as_predicted"),
         }
 
-    everything = table["specObjID"].notna()
-    summary: dict = {
+    everything = scores["specObjID"].notna()
+    medians_of: dict = {
         "alignment": "each prediction moved from its measured redshift to the observed spectrum's (paper Sect. 5.1)"
         if redshift_csv is not None
         else "none: every spectrum at the catalog redshift",
         "all": headline(everything),
     }
     for key, labels in groups.items():
-        summary[key] = {str(label): headline(labels == label) for label in sorted(labels.unique())}
-    summary["predictors"] = {}
+        medians_of[key] = {str(label): headline(labels == label) for label in sorted(labels.unique())}
+    medians_of["predictors"] = {}
     for name in predictors:
         prefix = "" if name == "predicted" else f"{name}_"
-        summary["predictors"][name] = {"all": headline(everything, prefix)}
+        medians_of["predictors"][name] = {"all": headline(everything, prefix)}
         for key, labels in groups.items():
-            summary["predictors"][name][key] = {
+            medians_of["predictors"][name][key] = {
                 str(label): headline(labels == label, prefix) for label in sorted(labels.unique())
             }
-    _write_summary(out_dir, summary)
-    plots.deviation_histograms(table, "galaxy_zoo", out_dir / "histograms.png")
-    return summary
+    _write_summary(medians_of, summary)
+    plots.deviation_histograms(scores, "galaxy_zoo", _prepared(figure))
+    return medians_of
 
 
 def _truth_table(truth_parquet: str | Path | None, ids: np.ndarray) -> pd.DataFrame | None:
@@ -369,9 +370,21 @@ def _truth_table(truth_parquet: str | Path | None, ids: np.ndarray) -> pd.DataFr
     return pd.read_parquet(truth_parquet).set_index("specObjID").loc[ids]
 
 
-def _write_summary(out_dir: Path, summary: dict) -> None:
-    with atomic_output(out_dir / "summary.json") as tmp:
+def _prepared(path: str | Path) -> Path:
+    """``path`` with its folder made: an output file a rule declared."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_summary(summary: dict, path: str | Path) -> None:
+    with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2, default=float))
+
+
+def _write_table(table: pd.DataFrame, path: str | Path, index: bool = False) -> None:
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, index=index)
 
 
 def _redshift_or_nan(wave, flux, ivar, basis, z_range, name) -> dict:
@@ -381,15 +394,23 @@ def _redshift_or_nan(wave, flux, ivar, basis, z_range, name) -> dict:
         return {"z": np.nan, "z_err": np.nan, "delta_chi2_per_dof": np.nan, "error": str(err)}
 
 
-def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettings, out_dir, baselines_h5=None) -> dict:
+def redshift(
+    predictions_h5: str | Path,
+    dataset_h5: str | Path,
+    library_npz: str | Path,
+    settings: EvaluationSettings,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    figure: str | Path,
+    baselines_h5: str | Path | None = None,
+) -> dict:
     """Redshifts measured on every predictor's and, as a reference, the observed test spectra; the paper's Sect. 4.2.
 
-    Writes ``galaxies.csv``, ``summary.json`` (σ_MAD of Δz/(1+z), bias, outlier fraction
-    |Δz|/(1+z) > ``outlier`` per kind, as the paper's Figure 6) and ``redshift.png`` (Figure 6, the
-    networks' prediction).
+    Writes ``table`` (CSV, per galaxy and kind), ``summary`` (JSON: σ_MAD of Δz/(1+z), bias,
+    outlier fraction |Δz|/(1+z) > ``outlier`` per kind, as the paper's Figure 6) and ``figure``
+    (Figure 6, the networks' prediction).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     spectra = load_test_spectra(predictions_h5, dataset_h5, baselines_h5=baselines_h5)
     options = settings.redshift
     basis = build_basis(
@@ -399,7 +420,7 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
         z_max=0.35,
         obs_range=(min(3800.0, spectra.wave[0]), max(9200.0, spectra.wave[-1])),
     )
-    table = pd.DataFrame({"specObjID": spectra.ids, "z_spec": spectra.z, "galaxy_zoo": spectra.galaxy_zoo})
+    redshifts = pd.DataFrame({"specObjID": spectra.ids, "z_spec": spectra.z, "galaxy_zoo": spectra.galaxy_zoo})
     started = time.perf_counter()
     for kind in spectra.kinds:
         results = [
@@ -409,25 +430,28 @@ def redshift(predictions_h5, dataset_h5, library_npz, settings: EvaluationSettin
             for f, i, s in zip(spectra.spectra(kind), spectra.ivar, spectra.ids)
         ]
         for key in ("z", "z_err", "delta_chi2_per_dof", "error"):
-            table[f"{kind}_{key}"] = [r[key] for r in results]
-        table[f"{kind}_dz"] = (table[f"{kind}_z"] - table["z_spec"]) / (1 + table["z_spec"])
+            redshifts[f"{kind}_{key}"] = [r[key] for r in results]
+        redshifts[f"{kind}_dz"] = (redshifts[f"{kind}_z"] - redshifts["z_spec"]) / (1 + redshifts["z_spec"])
     seconds = time.perf_counter() - started
-    table.to_csv(out_dir / "galaxies.csv", index=False)
-    summary: dict[str, Any] = {"n": len(table), "spectra_per_second": len(spectra.kinds) * len(table) / seconds}
+    _write_table(redshifts, table)
+    statistics: dict[str, Any] = {
+        "n": len(redshifts),
+        "spectra_per_second": len(spectra.kinds) * len(redshifts) / seconds,
+    }
     for kind in spectra.kinds:
-        dz = table[f"{kind}_dz"]
+        dz = redshifts[f"{kind}_dz"]
         # the paper's |Δz|/(1+z) > 0.05 (Figure 6); a failed fit is an outlier
         outliers = ~(np.abs(dz) <= options.outlier)
-        summary[kind] = {
-            "failed": int((table[f"{kind}_error"] != "").sum()),
+        statistics[kind] = {
+            "failed": int((redshifts[f"{kind}_error"] != "").sum()),
             "sigma_mad": metrics.sigma_mad(dz),
             "median_dz": float(dz.median()),
             "outlier_fraction": float(outliers.mean()),
             "sigma_mad_without_outliers": metrics.sigma_mad(dz[~outliers]),
         }
-    _write_summary(out_dir, summary)
-    plots.redshift_density(table["z_spec"], table["predicted_z"], summary["predicted"], out_dir / "redshift.png")
-    return summary
+    _write_summary(statistics, summary)
+    plots.redshift_density(redshifts["z_spec"], redshifts["predicted_z"], statistics["predicted"], _prepared(figure))
+    return statistics
 
 
 def fit_galaxy(
@@ -625,9 +649,10 @@ def agreement(observed: pd.Series, predicted: pd.Series, relative: bool = False)
     }
 
 
-def _fit_failures(fits: pd.DataFrame, out_dir: Path) -> dict:
+def _fit_failures(fits: pd.DataFrame, path: str | Path) -> dict:
+    """Write the failed fits (specObjID, kind, error) to ``path``; their count and the successful fits'."""
     failed = fits[fits["error"] != ""]
-    failed[["specObjID", "kind", "error"]].to_csv(out_dir / "failures.csv", index=False)
+    _write_table(failed[["specObjID", "kind", "error"]], path)
     return {"failed_fits": len(failed), "fitted": int((fits["error"] == "").sum())}
 
 
@@ -651,40 +676,55 @@ def _versus_truth(fits: pd.DataFrame, code: str, truth: pd.DataFrame | None) -> 
     return {"fit_minus_truth": out}
 
 
-def stellar_populations(fits: pd.DataFrame, code: str, out_dir, truth_parquet=None) -> dict:
-    """Observed-versus-predicted agreement of one fitter's properties (Sect. 4.4, Figure 8)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def stellar_populations(
+    fits: pd.DataFrame,
+    code: str,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    failures: str | Path,
+    figure: str | Path,
+    truth_parquet: str | Path | None = None,
+) -> dict:
+    """Observed-versus-predicted agreement of one fitter's properties (Sect. 4.4, Figure 8).
+
+    Writes ``table`` (CSV: the fitter's columns per galaxy and kind), ``failures`` (CSV: failed
+    fits), ``summary`` (JSON) and ``figure`` (the differences' histograms).
+    """
     columns = [c for c in FIT_COLUMNS if c.startswith(fit_column(code, ""))]
-    fits[[*FIT_ID_COLUMNS, *columns]].to_csv(out_dir / "galaxies.csv", index=False)
+    _write_table(fits[[*FIT_ID_COLUMNS, *columns]], table)
     properties = ["log_age", "metallicity", "ebv"] + (["sigma_star"] if code == "ppxf" else [])
-    summary = _fit_failures(fits, out_dir)
+    agreements = _fit_failures(fits, failures)
     for prop in properties:
         pairs = paired(fits, fit_column(code, prop))
         relative = prop == "sigma_star"
-        summary[prop] = {"all": agreement(pairs["observed"], pairs["predicted"], relative)}
+        agreements[prop] = {"all": agreement(pairs["observed"], pairs["predicted"], relative)}
         for group in sorted(pairs["galaxy_zoo"].unique()):
             sel = pairs["galaxy_zoo"] == group
-            summary[prop][group] = agreement(pairs["observed"][sel], pairs["predicted"][sel], relative)
-    summary["predictors"] = {}
+            agreements[prop][group] = agreement(pairs["observed"][sel], pairs["predicted"][sel], relative)
+    agreements["predictors"] = {}
     for name in kinds_in(fits)[1:]:
-        summary["predictors"][name] = {}
+        agreements["predictors"][name] = {}
         for prop in properties:
             pairs = paired(fits, fit_column(code, prop))
-            summary["predictors"][name][prop] = agreement(pairs["observed"], pairs[name], prop == "sigma_star")
-    summary["seconds_per_fit"] = float(fits[fit_column(code, "seconds")].median())
-    summary.update(_versus_truth(fits, code, _truth_table(truth_parquet, fits["specObjID"].unique())))
-    _write_summary(out_dir, summary)
-    plots.property_histograms(fits, code, properties, out_dir / "differences.png")
-    return summary
+            agreements["predictors"][name][prop] = agreement(pairs["observed"], pairs[name], prop == "sigma_star")
+    agreements["seconds_per_fit"] = float(fits[fit_column(code, "seconds")].median())
+    agreements.update(_versus_truth(fits, code, _truth_table(truth_parquet, fits["specObjID"].unique())))
+    _write_summary(agreements, summary)
+    plots.property_histograms(fits, code, properties, _prepared(figure))
+    return agreements
 
 
-def indices(fits: pd.DataFrame, out_dir) -> dict:
-    """Observed-versus-predicted indices: Pearson ρ with spirals excluded, as the paper (Figure 7)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fits[[*FIT_ID_COLUMNS, *INDEX_COLUMNS]].to_csv(out_dir / "galaxies.csv", index=False)
-    summary = _fit_failures(fits, out_dir)
+def indices(
+    fits: pd.DataFrame, *, summary: str | Path, table: str | Path, failures: str | Path, figure: str | Path
+) -> dict:
+    """Observed-versus-predicted indices: Pearson ρ with spirals excluded, as the paper (Figure 7).
+
+    Writes ``table`` (CSV: the indices per galaxy and kind), ``failures`` (CSV), ``summary``
+    (JSON) and ``figure`` (observed against predicted index).
+    """
+    _write_table(fits[[*FIT_ID_COLUMNS, *INDEX_COLUMNS]], table)
+    agreements = _fit_failures(fits, failures)
 
     def index_agreement(pairs: pd.DataFrame, kind: str) -> dict:
         sel = (pairs["galaxy_zoo"] != "spiral") & pairs["observed"].notna() & pairs[kind].notna()
@@ -701,29 +741,36 @@ def indices(fits: pd.DataFrame, out_dir) -> dict:
             },
         }
 
-    summary["predictors"] = {kind: {} for kind in kinds_in(fits)[1:]}
+    agreements["predictors"] = {kind: {} for kind in kinds_in(fits)[1:]}
     for name in INDEX_COLUMNS:
         pairs = paired(fits, name)
-        summary[name] = index_agreement(pairs, "predicted")
-        for kind in summary["predictors"]:
-            summary["predictors"][kind][name] = index_agreement(pairs, kind)
-    _write_summary(out_dir, summary)
-    plots.index_comparison(fits, INDEX_COLUMNS, summary, out_dir / "indices.png")
-    return summary
+        agreements[name] = index_agreement(pairs, "predicted")
+        for kind in agreements["predictors"]:
+            agreements["predictors"][kind][name] = index_agreement(pairs, kind)
+    _write_summary(agreements, summary)
+    plots.index_comparison(fits, INDEX_COLUMNS, agreements, _prepared(figure))
+    return agreements
 
 
 #: The catalog's photometric stellar mass of the mass–metallicity figure: Maraston et al. (2009), as the paper's Figure 9.
 STELLAR_MASS = "logMass_Maraston09"
 
 
-def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
-    """Mass–metallicity, the age–metallicity–dust degeneracy (Figure 10) and bimodality (Figure 11).
+def comparisons(
+    fits: pd.DataFrame,
+    dataset_h5: str | Path,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    mass_metallicity: str | Path,
+    degeneracy: str | Path,
+    bimodality: str | Path,
+) -> dict:
+    """Mass–metallicity (Figure 9), the age–metallicity–dust degeneracy (Figure 10) and bimodality (Figure 11).
 
-    Writes ``galaxies.csv`` (stellar mass, u − r and both kinds' properties side by side),
-    ``summary.json`` (agreement of each fitter's properties) and the three figures.
+    Writes ``table`` (CSV: stellar mass, u − r and every kind's properties side by side),
+    ``summary`` (JSON: agreement of each fitter's properties) and the three figures.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ids = fits["specObjID"].unique()
     with DatasetFile(dataset_h5) as data:
         catalog = data.catalog(
@@ -731,7 +778,7 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
         ).set_index(ids)
     catalog = catalog.rename(columns={STELLAR_MASS: "logMass"})
     catalog["u_minus_r"] = catalog["modelMag_u"] - catalog["modelMag_r"]
-    table = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
+    side_by_side = catalog[["logMass", "u_minus_r"]].rename_axis("specObjID")
     for column in (
         *(fit_column("ppxf", k) for k in ("log_age", "metallicity", "ebv", "sigma_star")),
         *(fit_column("firefly", k) for k in ("log_age", "metallicity", "ebv")),
@@ -739,21 +786,21 @@ def comparisons(fits: pd.DataFrame, dataset_h5, out_dir) -> dict:
     ):
         pairs = paired(fits, column)
         for kind in kinds_in(fits):
-            table[f"{kind}_{column}"] = pairs[kind].reindex(table.index)
-    table.to_csv(out_dir / "galaxies.csv")
-    summary: dict[str, Any] = {}
+            side_by_side[f"{kind}_{column}"] = pairs[kind].reindex(side_by_side.index)
+    _write_table(side_by_side, table, index=True)
+    agreements: dict[str, Any] = {}
     for code in ("ppxf", "firefly"):
-        summary[code] = {}
+        agreements[code] = {}
         for prop in ("metallicity", "log_age", "ebv"):
             pairs = paired(fits, fit_column(code, prop))
-            summary[code][prop] = agreement(pairs["observed"], pairs["predicted"])
+            agreements[code][prop] = agreement(pairs["observed"], pairs["predicted"])
     sigma = paired(fits, fit_column("ppxf", "sigma_star"))
-    summary["ppxf"]["sigma_star_relative"] = agreement(sigma["observed"], sigma["predicted"], relative=True)
-    _write_summary(out_dir, summary)
-    plots.mass_metallicity(fits, catalog, out_dir / "mass_metallicity.png")
-    plots.degeneracy(fits, out_dir / "degeneracy.png")
-    plots.bimodality(fits, catalog, out_dir / "bimodality.png")
-    return summary
+    agreements["ppxf"]["sigma_star_relative"] = agreement(sigma["observed"], sigma["predicted"], relative=True)
+    _write_summary(agreements, summary)
+    plots.mass_metallicity(fits, catalog, _prepared(mass_metallicity))
+    plots.degeneracy(fits, _prepared(degeneracy))
+    plots.bimodality(fits, catalog, _prepared(bimodality))
+    return agreements
 
 
 def _line_inputs(fits: pd.DataFrame, kind: str, continuum: str, ids: np.ndarray) -> dict:
@@ -765,21 +812,31 @@ def _line_inputs(fits: pd.DataFrame, kind: str, continuum: str, ids: np.ndarray)
     }
 
 
-def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
-    """Emission-line fluxes and EW(Hα) of observed and predicted spectra after subtracting the stellar model."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def lines(
+    fits: pd.DataFrame,
+    settings: EvaluationSettings,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    failures: str | Path,
+    figure: str | Path,
+) -> dict:
+    """Emission-line fluxes and EW(Hα) of observed and predicted spectra after subtracting the stellar model.
+
+    Writes ``table`` (CSV: fluxes, errors and EW(Hα) per galaxy and kind), ``failures`` (CSV),
+    ``summary`` (JSON: measured fractions and flux ratios per line) and ``figure``.
+    """
     continuum = settings.lines.continuum
     ids = fits["specObjID"].unique()
-    table = pd.DataFrame({"specObjID": ids})
-    summary: dict = {"continuum": continuum, **_fit_failures(fits, out_dir)}
+    fluxes = pd.DataFrame({"specObjID": ids})
+    measured: dict = {"continuum": continuum, **_fit_failures(fits, failures)}
     kinds = kinds_in(fits)
     inputs = {kind: _line_inputs(fits, kind, continuum, ids) for kind in kinds}
     for kind in kinds:
         for name in LINES:
-            table[f"{kind}_flux_{name}"] = inputs[kind]["fluxes"][name]
-            table[f"{kind}_flux_err_{name}"] = inputs[kind]["errors"][name]
-        table[f"{kind}_ew_Halpha"] = inputs[kind]["ew"]
+            fluxes[f"{kind}_flux_{name}"] = inputs[kind]["fluxes"][name]
+            fluxes[f"{kind}_flux_err_{name}"] = inputs[kind]["errors"][name]
+        fluxes[f"{kind}_ew_Halpha"] = inputs[kind]["ew"]
     for name in LINES:
         obs, pred = (inputs[k]["fluxes"][name] for k in KINDS)
         snr = {k: inputs[k]["fluxes"][name] / inputs[k]["errors"][name] for k in KINDS}
@@ -789,8 +846,8 @@ def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
             & (obs > 0)
             & (pred > 0)
         )
-        summary[name] = {f"fraction_measured_{k}": float(np.mean(snr[k] >= settings.lines.min_snr)) for k in KINDS}
-        summary[name].update(
+        measured[name] = {f"fraction_measured_{k}": float(np.mean(snr[k] >= settings.lines.min_snr)) for k in KINDS}
+        measured[name].update(
             {
                 f"fraction_measured_{k}": float(
                     np.mean(inputs[k]["fluxes"][name] / inputs[k]["errors"][name] >= settings.lines.min_snr)
@@ -798,39 +855,51 @@ def lines(fits: pd.DataFrame, settings: EvaluationSettings, out_dir) -> dict:
                 for k in kinds[2:]
             }
         )
-        summary[name]["n_both"] = int(both.sum())
-        summary[name]["log_ratio_median"] = float(np.median(np.log10(pred[both] / obs[both]))) if both.any() else np.nan
-        summary[name]["log_ratio_scatter_mad"] = (
+        measured[name]["n_both"] = int(both.sum())
+        measured[name]["log_ratio_median"] = (
+            float(np.median(np.log10(pred[both] / obs[both]))) if both.any() else np.nan
+        )
+        measured[name]["log_ratio_scatter_mad"] = (
             metrics.sigma_mad(np.log10(pred[both] / obs[both])) if both.any() else np.nan
         )
     ew = {k: inputs[k]["ew"] for k in kinds}
-    summary["ew_Halpha"] = {
+    measured["ew_Halpha"] = {
         "median_observed": float(np.nanmedian(ew["observed"])),
         "median_predicted": float(np.nanmedian(ew["predicted"])),
         "median_difference": float(np.nanmedian(ew["predicted"] - ew["observed"])),
     }
-    summary["predictors"] = {
+    measured["predictors"] = {
         k: {
             "ew_Halpha_median_difference": float(np.nanmedian(ew[k] - ew["observed"])),
             "ew_Halpha_scatter_mad": metrics.sigma_mad(ew[k] - ew["observed"]),
         }
         for k in kinds[1:]
     }
-    table.to_csv(out_dir / "galaxies.csv", index=False)
-    _write_summary(out_dir, summary)
-    plots.line_comparison(table, tuple(LINES), out_dir / "lines.png")
-    return summary
+    _write_table(fluxes, table)
+    _write_summary(measured, summary)
+    plots.line_comparison(fluxes, tuple(LINES), _prepared(figure))
+    return measured
 
 
-def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet=None) -> dict:
+def bpt(
+    fits: pd.DataFrame,
+    settings: EvaluationSettings,
+    *,
+    summary: str | Path,
+    table: str | Path,
+    confusion: str | Path,
+    confusion_figure: str | Path,
+    diagram: str | Path,
+    truth_parquet: str | Path | None = None,
+) -> dict:
     """Passive / star-forming / AGN classes of observed and predicted spectra (the paper's Sect. 4.6, Figure 12).
 
-    Writes the 3×3 confusion matrix (actual: observed spectra; predicted: predicted spectra),
-    AGN accuracy, precision and recall with their Monte-Carlo spread under the paper's line-flux
-    and EW errors, and on the mock both kinds scored against the true class.
+    Writes ``table`` (CSV: each kind's class per galaxy), ``confusion`` (CSV: the 3×3 matrix,
+    actual: observed spectra; predicted: predicted spectra) and its ``confusion_figure``, the BPT
+    ``diagram`` of both kinds, and ``summary`` (JSON: AGN accuracy, precision and recall with their
+    Monte-Carlo spread under the paper's line-flux and EW errors, and on the mock every kind scored
+    against the true class).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     options = settings.lines
     ids = fits["specObjID"].unique()
     kinds = kinds_in(fits)
@@ -842,11 +911,11 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     classes = {
         kind: bpt_class(inputs[kind]["fluxes"], inputs[kind]["ew"], measured[kind], options.min_ew) for kind in kinds
     }
-    table = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
+    classified = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
     matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], BPT_CLASSES)
     pd.DataFrame(
         matrix, index=[f"observed {c}" for c in BPT_CLASSES], columns=[f"predicted {c}" for c in BPT_CLASSES]
-    ).to_csv(out_dir / "confusion.csv")
+    ).to_csv(_prepared(confusion))
 
     def classifier(kind):
         # draws move fluxes and EW; whether a line counts as measured stays as found
@@ -862,7 +931,7 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
         options.draws,
         settings.seed,
     )
-    summary = {
+    scores = {
         "n": len(ids),
         "counts": {kind: {c: int(np.sum(classes[kind] == c)) for c in BPT_CLASSES} for kind in kinds},
         "confusion_matrix": {
@@ -887,15 +956,15 @@ def bpt(fits: pd.DataFrame, settings: EvaluationSettings, out_dir, truth_parquet
     }
     truth = _truth_table(truth_parquet, ids)
     if truth is not None:
-        table["true_class"] = truth["bpt_class"].to_numpy()
-        summary["versus_truth"] = {
-            kind: metrics.classification_scores(table["true_class"].to_numpy(), classes[kind]) for kind in kinds
+        classified["true_class"] = truth["bpt_class"].to_numpy()
+        scores["versus_truth"] = {
+            kind: metrics.classification_scores(classified["true_class"].to_numpy(), classes[kind]) for kind in kinds
         }
-    table.to_csv(out_dir / "galaxies.csv", index=False)
-    _write_summary(out_dir, summary)
-    plots.confusion(matrix, BPT_CLASSES, out_dir / "confusion.png")
-    plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, out_dir / "bpt.png")
-    return summary
+    _write_table(classified, table)
+    _write_summary(scores, summary)
+    plots.confusion(matrix, BPT_CLASSES, _prepared(confusion_figure))
+    plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, _prepared(diagram))
+    return scores
 
 
 #: Headline rows: label, the paper's value (None where it gives none), whether lower is better, and

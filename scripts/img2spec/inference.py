@@ -28,7 +28,7 @@ from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .networks import network
 from .preprocessing import move_spectra
-from .train import ContrastiveTask, DiffusionTask
+from .train import ContrastiveTask, DiffusionTask, load_task
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,10 @@ class TrainedModels:
         """The networks of ``checkpoints`` (name → path), which must share one frame."""
         tasks = {}
         for name, path in checkpoints.items():
-            task_class = DiffusionTask if network(name).is_diffusion else ContrastiveTask
-            tasks[name] = task_class.load_from_checkpoint(str(path), map_location=device).eval()
+            task = load_task(path, device).eval()
+            if task.network != network(name).name:
+                raise ValueError(f"{path}: a checkpoint of {task.network}, given as {name}")
+            tasks[name] = task
         frames = {name: task.frame for name, task in tasks.items()}
         if len(set(frames.values())) > 1:
             raise ValueError(f"the networks were trained in different frames: {frames}")

@@ -24,6 +24,8 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
+from .dag import SURVEY_FILES
+
 #: Band order of every cube handled by img2spec.
 BANDS = ("u", "g", "r", "i", "z")
 #: Columns of a sample catalog, in order: those of the paper's Appendix B query
@@ -341,6 +343,24 @@ class SpecLiteWriter:
 def write_spec_lite(path: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
     """Write one spectrum in the spec-lite layout; see :meth:`SpecLiteWriter.write`."""
     SpecLiteWriter().write(path, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SurveyFiles:
+    """Where a survey's products are: its catalog (CSV), spec-lite FITS folder, image-cube file and (mock) truth.
+
+    The workflow's rules declare these paths; :meth:`in_folder` gives the layout they use
+    (:data:`img2spec.dag.SURVEY_FILES`).
+    """
+
+    catalog: Path
+    spectra: Path
+    cubes: Path
+    truth: Path
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike) -> SurveyFiles:
+        return cls(**{name: Path(folder) / file_name for name, file_name in SURVEY_FILES.items()})
 
 
 def spectrum_path(root: str | os.PathLike, plate: int, mjd: int, fiberid: int) -> Path:

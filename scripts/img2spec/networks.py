@@ -1,13 +1,151 @@
 """The four networks of Doorenbos, Sextl et al. (2024), Sect. 3: one registry that rules, scripts and tests read.
 
-A network's role is looked up here, never derived from its name.  Light on purpose (standard
-library only), so that the Snakefile can build the DAG from it.
+A network's role and the type of its hyperparameters are looked up here, never derived from its
+name.  Light on purpose (standard library only), so that the Snakefile can build the DAG from it.
+
+The hyperparameters are validated (and their defaults filled) by ``workflow/schemas/networks.schema.yaml``
+(:func:`img2spec.config.resolve_networks`); :meth:`Hyperparameters.from_config` turns a validated
+section into the frozen dataclasses below, which the library takes, and :meth:`Hyperparameters.to_config`
+turns them back (checkpoints, training fingerprints).  The dataclasses hold no defaults: the schema does.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Self
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hyperparameters:
+    """Base of the hyperparameter dataclasses: built from, and written back to, a validated config section."""
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], where: str = "hyperparameters") -> Self:
+        """Instance from a validated section: nested sections become their dataclasses, lists tuples.
+
+        Raises
+        ------
+        ValueError
+            Naming ``where`` and the key, for a missing or unknown key.
+        """
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(section) - names), sorted(names - set(section))
+        if unknown or missing:
+            problems = [f"{what} keys {keys}" for what, keys in (("unknown", unknown), ("missing", missing)) if keys]
+            raise ValueError(f"{where}: " + ", ".join(problems))
+        return cls(**{name: _typed(section[name], hints[name], f"{where}.{name}") for name in names})
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists), as the config section it came from."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {key: plain(item) for key, item in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(item) for item in value]
+            return value
+
+        return plain(dataclasses.asdict(self))
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the field type ``hint`` wants it: a nested dataclass, a tuple, or as it is."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if isinstance(option, type) and issubclass(option, Hyperparameters):
+            return option.from_config(value, where)
+        if typing.get_origin(option) is tuple:
+            return tuple(value)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageEncoderSettings(Hyperparameters):
+    """ResNet image encoder (:class:`img2spec.models.ResNetEncoder`): depth 18/34/50, first-stage channels, stem stride."""
+
+    depth: Literal[18, 34, 50]
+    width: int
+    stem_stride: Literal[1, 2]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UNetSettings(Hyperparameters):
+    """1-D U-Net of a CDM (:class:`img2spec.models.UNet1D`)."""
+
+    base: int
+    multipliers: tuple[int, ...]
+    attention_levels: tuple[int, ...]
+    heads: int
+    res_blocks: int
+    dropout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectrumEncoderSettings(Hyperparameters):
+    """1-D ResNet spectrum encoder of a contrastive network (:class:`img2spec.models.SpectrumEncoder`)."""
+
+    width: int
+    blocks: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadSettings(Hyperparameters):
+    """An MLP head on the pooled image vector: hidden units and the weight of its MSE in the loss."""
+
+    hidden: int
+    loss_weight: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkHyperparameters(Hyperparameters):
+    """What every network has: image encoder, inputs, frame, optimiser and training length (``$defs/common``)."""
+
+    image_encoder: ImageEncoderSettings
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    max_steps: int
+    val_every_steps: int
+    checkpoint_every_steps: int
+    crop_pad: int
+    image_transform: Literal["linear", "arcsinh"]
+    target_standardisation: Literal["global", "per_pixel"]
+    photometric_features: bool
+    frame: Literal["observed", "rest"]
+    lr_warmup_steps: int
+    lr_schedule: Literal["constant", "cosine"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionHyperparameters(NetworkHyperparameters):
+    """A conditional diffusion model (``$defs/cdm``): U-Net, noise schedule, EMA, and its optional heads."""
+
+    unet: UNetSettings
+    timesteps: int
+    schedule: Literal["cosine", "linear"]
+    ema_decay: float
+    val_sampler_steps: int
+    prediction: Literal["epsilon", "v", "x0"]
+    residual: bool
+    regression: HeadSettings | None
+    redshift: HeadSettings | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContrastiveHyperparameters(NetworkHyperparameters):
+    """A contrastive image–spectrum network (``$defs/contrastive``)."""
+
+    spectrum_encoder: SpectrumEncoderSettings
+    latent: int
+    temperature: float
+    learn_temperature: bool
 
 
 @dataclass(frozen=True)
@@ -40,6 +178,11 @@ class Network:
         """Whether it also takes a low-resolution spectrum (stacked as a channel): the upsampling CDM."""
         return self.is_diffusion and self.resolution == "full"
 
+    @property
+    def hyperparameters(self) -> type[DiffusionHyperparameters | ContrastiveHyperparameters]:
+        """The dataclass of its hyperparameters."""
+        return DiffusionHyperparameters if self.is_diffusion else ContrastiveHyperparameters
+
 
 NETWORKS: dict[str, Network] = {
     network.name: network
@@ -66,3 +209,8 @@ def network(name: str) -> Network:
         return NETWORKS[name]
     except KeyError:
         raise ValueError(f"unknown network {name!r}; the networks are {', '.join(NETWORK_NAMES)}") from None
+
+
+def hyperparameters(name: str, section: Mapping[str, Any]) -> DiffusionHyperparameters | ContrastiveHyperparameters:
+    """Typed hyperparameters of the network ``name`` from its validated section (``training.networks.<name>``)."""
+    return network(name).hyperparameters.from_config(section, f"training.networks.{name}")

@@ -23,7 +23,7 @@ import math
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import networks as registry
-from .data import ImageStats, ResumableLoader, SpectraDataModule, SpectrumStats, image_stats, spectrum_stats
-from .dataset import DatasetFile
+from .data import NetworkStatistics, ResumableLoader, SpectraDataModule, image_stats, redshift_stats, spectrum_stats
 from .diffusion import NoiseSchedule
 from .models import (
     BoundDenoiser,
@@ -47,36 +46,39 @@ from .models import (
     UNet1D,
     info_nce,
 )
-from .photometry import robust_centre_scale
+from .networks import ContrastiveHyperparameters, DiffusionHyperparameters, NetworkHyperparameters, hyperparameters
 
 #: Folder below a network's output folder holding the state of an unfinished training.
 RESUME_DIR = "resume"
+
+
+class CheckpointFiles(NamedTuple):
+    """What a finished training writes: the last and the best (validation metric) checkpoint, and its metrics (CSV)."""
+
+    last: Path
+    best: Path
+    metrics: Path
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> CheckpointFiles:
+        """The files in ``folder`` under the names the workflow's training rules declare."""
+        return cls(Path(folder) / "last.ckpt", Path(folder) / "best.ckpt", Path(folder) / "metrics.csv")
 
 
 class TrainingInterrupted(RuntimeError):
     """Training stopped before ``max_steps`` (SIGTERM); its state is saved for the next run."""
 
 
-def target_of(name: str) -> str:
-    """'lowres' or 'full': the spectra the network ``name`` works on (:mod:`img2spec.networks`)."""
-    return registry.network(name).resolution
-
-
-def frame_of(hp: dict) -> str:
-    """'observed' (the paper: spectra as observed, redshift included) or 'rest' (:func:`img2spec.preprocessing.rest_frame_spectra`)."""
-    return hp.get("frame", "observed")
-
-
-def target_key(network: str, hp: dict) -> str:
+def target_key(network: str, hp: NetworkHyperparameters) -> str:
     """What the network models (a key of :func:`img2spec.data.spectrum_stats`).
 
     CDM_sr with ``residual: true`` models the full-resolution log flux minus its conditioning
     low-resolution spectrum (interpolated), as CorrDiff (Mardani et al. 2024) models a residual
     on a coarse prediction: the lines and small-scale structure the low-resolution step cannot hold.
     """
-    if target_of(network) == "lowres":
+    if registry.network(network).resolution == "lowres":
         return "flux_lowres"
-    return "residual" if hp.get("residual", False) else "flux"
+    return "residual" if isinstance(hp, DiffusionHyperparameters) and hp.residual else "flux"
 
 
 def learning_rate_factor(step: int, warmup_steps: int, max_steps: int, schedule: str) -> float:
@@ -89,57 +91,76 @@ def learning_rate_factor(step: int, warmup_steps: int, max_steps: int, schedule:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
 
 
-def _optimizer_with_schedule(parameters, hp: dict, optimizer_class):
-    optimizer = optimizer_class(parameters, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+def _optimizer_with_schedule(parameters, hp: NetworkHyperparameters, optimizer_class):
+    optimizer = optimizer_class(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     factor = functools.partial(
-        learning_rate_factor,
-        warmup_steps=hp.get("lr_warmup_steps", 0),
-        max_steps=hp["max_steps"],
-        schedule=hp.get("lr_schedule", "constant"),
+        learning_rate_factor, warmup_steps=hp.lr_warmup_steps, max_steps=hp.max_steps, schedule=hp.lr_schedule
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _image_encoder(hp: NetworkHyperparameters, feature_dim: int) -> ResNetEncoder:
+    settings = hp.image_encoder
+    return ResNetEncoder(settings.depth, settings.width, stem_stride=settings.stem_stride, feature_dim=feature_dim)
+
+
 def build_denoiser(
-    hp: dict, super_resolution: bool, feature_dim: int = 0, length: int | None = None
+    hp: DiffusionHyperparameters, super_resolution: bool, feature_dim: int = 0, length: int | None = None
 ) -> ConditionalDenoiser:
     """Image encoder and U-Net of a CDM; ``length`` (pixels of the spectrum) sizes the regression head, if any."""
-    encoder = ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim)
+    encoder = _image_encoder(hp, feature_dim)
     unet = UNet1D(
         in_channels=2 if super_resolution else 1,
-        base=hp["unet"]["base"],
-        multipliers=tuple(hp["unet"]["multipliers"]),
-        attention_levels=tuple(hp["unet"]["attention_levels"]),
+        base=hp.unet.base,
+        multipliers=hp.unet.multipliers,
+        attention_levels=hp.unet.attention_levels,
         context_dim=encoder.out_dim,
-        heads=hp["unet"]["heads"],
-        res_blocks=hp["unet"]["res_blocks"],
-        dropout=hp["unet"]["dropout"],
+        heads=hp.unet.heads,
+        res_blocks=hp.unet.res_blocks,
+        dropout=hp.unet.dropout,
     )
-    regression, head = hp.get("regression"), None
-    if regression:
+    head = None
+    if hp.regression is not None:
         if length is None:
             raise ValueError("a CDM with a regression head needs the spectrum length")
-        head = RegressionHead(encoder.out_dim, regression["hidden"], length)
-    redshift = hp.get("redshift")
-    redshift_head = RegressionHead(encoder.out_dim, redshift["hidden"], 1) if redshift else None
+        head = RegressionHead(encoder.out_dim, hp.regression.hidden, length)
+    redshift_head = RegressionHead(encoder.out_dim, hp.redshift.hidden, 1) if hp.redshift is not None else None
     return ConditionalDenoiser(encoder, unet, head, redshift_head)
 
 
-def build_contrastive(hp: dict, feature_dim: int = 0) -> ContrastiveModel:
+def build_contrastive(hp: ContrastiveHyperparameters, feature_dim: int = 0) -> ContrastiveModel:
     return ContrastiveModel(
-        ResNetEncoder(**hp["image_encoder"], feature_dim=feature_dim),
-        SpectrumEncoder(hp["spectrum_encoder"]["width"], tuple(hp["spectrum_encoder"]["blocks"])),
-        hp["latent"],
-        hp["temperature"],
-        hp["learn_temperature"],
+        _image_encoder(hp, feature_dim),
+        SpectrumEncoder(hp.spectrum_encoder.width, hp.spectrum_encoder.blocks),
+        hp.latent,
+        hp.temperature,
+        hp.learn_temperature,
     )
 
 
-class _RNGStateMixin:
-    """Store and restore Python, numpy and torch RNG states with the checkpoint."""
+#: Key of a checkpoint's own entry: the network, its hyperparameters and statistics (:func:`load_task`).
+CHECKPOINT_KEY = "img2spec"
+#: Version of that entry; :func:`load_task` refuses others.
+CHECKPOINT_FORMAT = 1
+
+
+class _CheckpointMixin:
+    """Save what rebuilds the task (:func:`load_task`) and the Python, numpy and torch RNG states with the checkpoint."""
+
+    network: str
+    hp: NetworkHyperparameters
+    statistics: NetworkStatistics
+    seed: int
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "network": self.network,
+            "hyperparameters": self.hp.to_config(),
+            "statistics": self.statistics.to_dict(),
+            "seed": self.seed,
+        }
         numpy_state = np.random.get_state(legacy=False)
         numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()  # plain types load with weights_only
         checkpoint["rng_states"] = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
@@ -163,7 +184,7 @@ def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
         )
 
 
-class DiffusionTask(_RNGStateMixin, pl.LightningModule):
+class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     """Conditional diffusion model (CDM_lr or CDM_sr) with EMA weights.
 
     Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise), ``val_mse``:
@@ -172,32 +193,22 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
     with a regression head ``val_regression_mse``, the same for its conditional mean.
     """
 
+    hp: DiffusionHyperparameters
+
     def __init__(
-        self,
-        network: str,
-        hp: dict,
-        stats: dict,
-        image_stats: dict,
-        lowres_stats: dict | None = None,
-        seed: int = 0,
-        redshift_stats: dict | None = None,
+        self, network: str, hp: DiffusionHyperparameters, statistics: NetworkStatistics, seed: int = 0
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.network = network
-        self.frame = frame_of(hp)
-        if hp.get("redshift") and not redshift_stats:
+        if hp.redshift is not None and statistics.redshift is None:
             raise ValueError(f"{network}: a redshift head needs the training redshifts' centre and scale")
-        self.hp, self.seed = hp, seed
-        self.redshift_stats: dict[str, float] = redshift_stats or {}
+        self.network, self.hp, self.statistics, self.seed = network, hp, statistics, seed
+        self.frame = hp.frame
         self.super_resolution = registry.network(network).conditioned_on_lowres
         self.residual = target_key(network, hp) == "residual"
-        self.image_stats = ImageStats.from_dict(image_stats)
-        self.stats = SpectrumStats.from_dict(stats)
-        self.lowres_stats = SpectrumStats.from_dict(lowres_stats) if lowres_stats else None
+        self.image_stats, self.stats, self.lowres_stats = statistics.images, statistics.spectrum, statistics.lowres
         self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features, self.stats.mean.size)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.schedule = NoiseSchedule.named(hp["schedule"], hp["timesteps"], hp.get("prediction", "epsilon"))
+        self.schedule = NoiseSchedule.named(hp.schedule, hp.timesteps, hp.prediction)
 
     @staticmethod
     def _bind(net: ConditionalDenoiser, batch: dict) -> BoundDenoiser:
@@ -218,22 +229,20 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         else:
             loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
             regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
-            loss = loss + self.hp["regression"]["loss_weight"] * regression
+            assert self.hp.regression is not None  # a bound mean comes from the regression head
+            loss = loss + self.hp.regression.loss_weight * regression
         if net.redshift is not None:
-            error = net.redshift(bound.pooled)[:, 0] - self._standardised_redshift(batch["redshift"])
-            loss = loss + self.hp["redshift"]["loss_weight"] * (error**2).mean()
+            assert self.hp.redshift is not None and self.statistics.redshift is not None  # checked on construction
+            error = net.redshift(bound.pooled)[:, 0] - self.statistics.redshift.standardise(batch["redshift"])
+            loss = loss + self.hp.redshift.loss_weight * (error**2).mean()
         return loss
-
-    def _standardised_redshift(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.redshift_stats["centre"]) / self.redshift_stats["scale"]
 
     @torch.no_grad()
     def redshift(self, bound: BoundDenoiser) -> torch.Tensor:
         """Redshift (B,) of the images ``bound`` was conditioned on (by the EMA network), from its redshift head."""
-        if self.ema.redshift is None:
+        if self.ema.redshift is None or self.statistics.redshift is None:
             raise ValueError(f"{self.network} has no redshift head (hyperparameter 'redshift')")
-        standardised = self.ema.redshift(bound.pooled)[:, 0]
-        return standardised * self.redshift_stats["scale"] + self.redshift_stats["centre"]
+        return self.statistics.redshift.restore(self.ema.redshift(bound.pooled)[:, 0])
 
     def training_step(self, batch, batch_idx):
         # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
@@ -251,7 +260,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         # so a resumed run's EMA is the uninterrupted one's; the warm-up keeps short runs from being
         # dominated by the random start (step counts the optimizer steps done, this one included)
         step = self.global_step + 1
-        decay = min(self.hp["ema_decay"], (1 + step) / (10 + step))
+        decay = min(self.hp.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for ema, live in zip(self.ema.parameters(), self.net.parameters()):
                 ema.lerp_(live, 1 - decay)
@@ -306,7 +315,7 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
         bound = self._bind(self.ema, batch)
         loss = self._loss(self.ema, bound, batch, generator)
-        sample = self.draw(bound, "ddim", self.hp["val_sampler_steps"], generator)
+        sample = self.draw(bound, "ddim", self.hp.val_sampler_steps, generator)
         n = x0.shape[0]
 
         def log_mse(name: str, standardised: torch.Tensor) -> None:
@@ -328,19 +337,19 @@ class DiffusionTask(_RNGStateMixin, pl.LightningModule):
         return _optimizer_with_schedule(self.net.parameters(), self.hp, torch.optim.Adam)
 
 
-class ContrastiveTask(_RNGStateMixin, pl.LightningModule):
+class ContrastiveTask(_CheckpointMixin, pl.LightningModule):
     """Image–spectrum contrastive network; validation logs InfoNCE loss and top-1 retrieval accuracy."""
 
+    hp: ContrastiveHyperparameters
+
     def __init__(
-        self, network: str, hp: dict, stats: dict, image_stats: dict, lowres_stats: dict | None = None, seed: int = 0
+        self, network: str, hp: ContrastiveHyperparameters, statistics: NetworkStatistics, seed: int = 0
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.network, self.hp = network, hp
-        self.frame = frame_of(hp)
-        self.image_stats = ImageStats.from_dict(image_stats)
+        self.network, self.hp, self.statistics, self.seed = network, hp, statistics, seed
+        self.frame = hp.frame
+        self.image_stats, self.stats = statistics.images, statistics.spectrum
         self.model = build_contrastive(hp, self.image_stats.n_features)
-        self.stats = SpectrumStats.from_dict(stats)
 
     def training_step(self, batch, batch_idx):
         loss = info_nce(self.model.logits(batch["images"], batch["spectrum"], batch.get("features")))
@@ -392,42 +401,59 @@ class CheckpointOnSigterm(Callback):
 
 
 def make_task(
-    network: str,
-    hp: dict,
-    stats: SpectrumStats,
-    images: ImageStats,
-    lowres_stats: SpectrumStats | None,
-    seed: int = 0,
-    redshift_stats: dict | None = None,
-) -> pl.LightningModule:
-    lowres = lowres_stats.to_dict() if lowres_stats else None
-    if registry.network(network).is_diffusion:
-        return DiffusionTask(network, hp, stats.to_dict(), images.to_dict(), lowres, seed, redshift_stats)
-    return ContrastiveTask(network, hp, stats.to_dict(), images.to_dict(), lowres, seed)
+    network: str, hp: NetworkHyperparameters, statistics: NetworkStatistics, seed: int = 0
+) -> DiffusionTask | ContrastiveTask:
+    """The untrained task of the network ``network``: a diffusion or a contrastive one, as the registry says."""
+    if isinstance(hp, DiffusionHyperparameters) and registry.network(network).is_diffusion:
+        return DiffusionTask(network, hp, statistics, seed)
+    if isinstance(hp, ContrastiveHyperparameters) and not registry.network(network).is_diffusion:
+        return ContrastiveTask(network, hp, statistics, seed)
+    raise TypeError(
+        f"{network}: hyperparameters of type {type(hp).__name__}; it takes {registry.network(network).hyperparameters.__name__}"
+    )
 
 
-def redshift_statistics(dataset_path: str) -> dict[str, float]:
-    """Centre and scale (median and normalised MAD) of the training galaxies' redshifts, for a redshift head."""
-    with DatasetFile(dataset_path) as data:
-        z = data.read("z_spec", data.rows("train"))
-    centre, scale = robust_centre_scale(z[:, None])
-    return {"centre": float(centre[0]), "scale": float(scale[0])}
+def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionTask | ContrastiveTask:
+    """A trained task from its checkpoint: rebuilt from the checkpoint's own entry (:data:`CHECKPOINT_KEY`), weights loaded.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it has no such entry or one of another format.
+    """
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    saved = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
+    if saved is None or saved.get("format") != CHECKPOINT_FORMAT:
+        found = "none" if saved is None else f"format {saved.get('format')}"
+        raise ValueError(
+            f"{path}: not an img2spec checkpoint of format {CHECKPOINT_FORMAT} (its {CHECKPOINT_KEY!r} entry: {found}); "
+            "train the network again"
+        )
+    name = saved["network"]
+    task = make_task(
+        name,
+        hyperparameters(name, saved["hyperparameters"]),
+        NetworkStatistics.from_dict(saved["statistics"]),
+        saved["seed"],
+    )
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.to(map_location)
 
 
-def network_statistics(
-    dataset_path: str, network: str, hp: dict
-) -> tuple[SpectrumStats, ImageStats, SpectrumStats | None]:
-    """Standardisation of the network's target, its images and (CDM_sr) its conditioning spectrum."""
-    per_pixel = hp.get("target_standardisation", "global") == "per_pixel"
-    frame = frame_of(hp)
-    stats = spectrum_stats(dataset_path, target_key(network, hp), per_pixel, frame=frame)
-    lowres_stats = (
-        spectrum_stats(dataset_path, "flux_lowres", per_pixel, frame=frame)
+def network_statistics(dataset_path: str, network: str, hp: NetworkHyperparameters) -> NetworkStatistics:
+    """Standardisation of the network's target, its images, (CDM_sr) its conditioning spectrum and (a redshift head) redshifts."""
+    per_pixel = hp.target_standardisation == "per_pixel"
+    lowres = (
+        spectrum_stats(dataset_path, "flux_lowres", per_pixel, frame=hp.frame)
         if registry.network(network).conditioned_on_lowres
         else None
     )
-    images = image_stats(dataset_path, hp.get("image_transform", "linear"), hp.get("photometric_features", False))
-    return stats, images, lowres_stats
+    return NetworkStatistics(
+        spectrum_stats(dataset_path, target_key(network, hp), per_pixel, frame=hp.frame),
+        image_stats(dataset_path, hp.image_transform, hp.photometric_features),
+        lowres,
+        redshift_stats(dataset_path) if isinstance(hp, DiffusionHyperparameters) and hp.redshift is not None else None,
+    )
 
 
 #: Precisions a training can run at (the schema's ``training.precision`` besides ``auto``).
@@ -446,24 +472,25 @@ def resolve_precision(precision: str, accelerator: str) -> Precision:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = True) -> pl.Trainer:
+def build_trainer(out_dir: str | Path, hp: NetworkHyperparameters, run: dict, progress: bool = True) -> pl.Trainer:
     """Lightning trainer for one network, checkpointing and logging into ``out_dir``.
 
-    ``hp``: the network's hyperparameters (``max_steps``, ``val_every_steps``, ``checkpoint_every_steps``);
+    ``hp``: the network's hyperparameters (training length, validation and checkpoint intervals);
     ``run``: ``accelerator``, ``devices``, ``num_nodes``, ``precision``.
     """
     out_dir = Path(out_dir)
-    monitor = "val_mse" if "val_sampler_steps" in hp else "val_loss"
+    written = CheckpointFiles.in_folder(out_dir)  # Lightning's CSV logger always writes metrics.csv
+    monitor = "val_mse" if isinstance(hp, DiffusionHyperparameters) else "val_loss"
     checkpoints = ModelCheckpoint(
         dirpath=out_dir,
-        filename="best",
+        filename=written.best.stem,
         monitor=monitor,
         mode="min",
         save_last=True,
-        every_n_train_steps=hp["checkpoint_every_steps"],
+        every_n_train_steps=hp.checkpoint_every_steps,
         save_on_train_epoch_end=False,
     )
-    checkpoints.CHECKPOINT_NAME_LAST = "last"
+    checkpoints.CHECKPOINT_NAME_LAST = written.last.stem
     parallel = run["devices"] != 1 or run["num_nodes"] > 1
     return pl.Trainer(
         default_root_dir=out_dir,
@@ -472,26 +499,26 @@ def build_trainer(out_dir: str | Path, hp: dict, run: dict, progress: bool = Tru
         num_nodes=run["num_nodes"],
         strategy="ddp" if parallel else "auto",
         precision=resolve_precision(run["precision"], run["accelerator"]),
-        max_steps=hp["max_steps"],
-        val_check_interval=min(hp["val_every_steps"], hp["max_steps"]),
+        max_steps=hp.max_steps,
+        val_check_interval=min(hp.val_every_steps, hp.max_steps),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=CSVLogger(out_dir, name="", version=""),
-        callbacks=[EpochPosition(), checkpoints, CheckpointOnSigterm(out_dir / "last.ckpt")]
+        callbacks=[EpochPosition(), checkpoints, CheckpointOnSigterm(written.last)]
         + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
         enable_progress_bar=progress,
         use_distributed_sampler=False,
-        log_every_n_steps=max(1, min(10, hp["val_every_steps"])),
+        log_every_n_steps=max(1, min(10, hp.val_every_steps)),
         deterministic=not torch.cuda.is_available(),
     )
 
 
-def training_fingerprint(dataset_path: str | Path, network: str, hp: dict, run: dict) -> str:
+def training_fingerprint(dataset_path: str | Path, network: str, hp: NetworkHyperparameters, run: dict) -> str:
     """What a saved training state belongs to: the network, its hyperparameters, the seed and the dataset file."""
     stat = Path(dataset_path).stat()
     identity = {
         "network": network,
-        "hp": hp,
+        "hp": hp.to_config(),
         "seed": run["seed"],
         "dataset": [str(Path(dataset_path).resolve()), stat.st_size, stat.st_mtime_ns],
     }
@@ -509,7 +536,7 @@ def _resume_state(resume_dir: Path, fingerprint: str, log) -> Path | None:
         log(f"{resume_dir}: saved state belongs to other hyperparameters or another dataset; starting afresh")
         shutil.rmtree(resume_dir)
         return None
-    last = resume_dir / "last.ckpt"
+    last = CheckpointFiles.in_folder(resume_dir).last
     if not last.exists():
         return None
     try:  # a kill while the checkpoint was being written leaves it truncated
@@ -522,41 +549,46 @@ def _resume_state(resume_dir: Path, fingerprint: str, log) -> Path | None:
 
 
 def training_parts(
-    dataset_path: str, network: str, hp: dict, seed: int = 0, num_workers: int = 0
-) -> tuple[SpectraDataModule, pl.LightningModule]:
+    dataset_path: str, network: str, hp: NetworkHyperparameters, seed: int = 0, num_workers: int = 0
+) -> tuple[SpectraDataModule, DiffusionTask | ContrastiveTask]:
     """The data module and the untrained task of one network, with their statistics from ``dataset_path``."""
-    stats, images, lowres_stats = network_statistics(dataset_path, network, hp)
+    statistics = network_statistics(dataset_path, network, hp)
     data = SpectraDataModule(
         dataset_path,
         target_key(network, hp),
-        hp["batch_size"],
-        stats,
-        images,
-        lowres_stats,
+        hp.batch_size,
+        statistics.spectrum,
+        statistics.images,
+        statistics.lowres,
         num_workers=num_workers,
         seed=seed,
-        crop_pad=hp["crop_pad"],
-        frame=frame_of(hp),
+        crop_pad=hp.crop_pad,
+        frame=hp.frame,
     )
-    redshift = redshift_statistics(dataset_path) if hp.get("redshift") else None
-    return data, make_task(network, hp, stats, images, lowres_stats, seed, redshift)
+    return data, make_task(network, hp, statistics, seed)
 
 
 def train_network(
-    dataset_path: str, network: str, hp: dict, run: dict, out_dir: str | Path, progress: bool = True, log=print
+    dataset_path: str,
+    network: str,
+    hp: NetworkHyperparameters,
+    run: dict,
+    files: CheckpointFiles,
+    progress: bool = True,
+    log=print,
 ) -> pl.LightningModule:
-    """Train one network on ``dataset_path``; writes ``last.ckpt``, ``best.ckpt`` and ``metrics.csv`` to ``out_dir``.
+    """Train one network on ``dataset_path``; a finished training writes ``files``.
 
-    Resumes from ``out_dir/resume/`` when an earlier run of the same training left its state there
-    (module docstring).
+    Resumes from the folder :data:`RESUME_DIR` beside ``files.last`` when an earlier run of the
+    same training left its state there (module docstring).
 
     Raises
     ------
     TrainingInterrupted
-        When a SIGTERM stopped the training before ``max_steps``; the state is in ``out_dir/resume/``.
+        When a SIGTERM stopped the training before ``max_steps``; the state is in the resume folder.
     """
-    out_dir = Path(out_dir)
-    resume_dir = out_dir / RESUME_DIR
+    files = CheckpointFiles(*map(Path, files))
+    resume_dir = files.last.parent / RESUME_DIR
     fingerprint = training_fingerprint(dataset_path, network, hp, run)
     resume = _resume_state(resume_dir, fingerprint, log)
     resume_dir.mkdir(parents=True, exist_ok=True)
@@ -564,7 +596,7 @@ def train_network(
     pl.seed_everything(run["seed"], workers=True, verbose=False)
     data, task = training_parts(dataset_path, network, hp, run["seed"], run["num_workers"])
     trainer = build_trainer(resume_dir, hp, run, progress)
-    metrics = resume_dir / "metrics.csv"
+    metrics = CheckpointFiles.in_folder(resume_dir).metrics
     # Lightning's CSV logger starts metrics.csv afresh; a resumed run keeps the rows before it
     previous = pd.read_csv(metrics) if resume is not None and metrics.exists() else None
     if resume is None:
@@ -581,12 +613,13 @@ def train_network(
     if previous is not None and metrics.exists():
         current = pd.read_csv(metrics)
         pd.concat([previous[previous["step"] < current["step"].min()], current]).to_csv(metrics, index=False)
-    if stopped is not None or trainer.global_step < hp["max_steps"]:
+    if stopped is not None or trainer.global_step < hp.max_steps:
         raise TrainingInterrupted(
-            f"{network}: stopped at step {trainer.global_step} of {hp['max_steps']}; "
-            f"the next run resumes from {resume_dir / 'last.ckpt'}"
+            f"{network}: stopped at step {trainer.global_step} of {hp.max_steps}; "
+            f"the next run resumes from {CheckpointFiles.in_folder(resume_dir).last}"
         ) from stopped
-    for name in ("last.ckpt", "best.ckpt", "metrics.csv"):
-        shutil.copy2(resume_dir / name, out_dir / name)
+    # the resume folder holds Lightning's own names (build_trainer); the declared files get copies
+    for written, declared in zip(CheckpointFiles.in_folder(resume_dir), files):
+        shutil.copy2(written, declared)
     shutil.rmtree(resume_dir)
     return task

@@ -20,6 +20,7 @@ Run:  OMP_NUM_THREADS=1 python tests/benchmarks/paper_scale.py --sizes 15000 300
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -148,20 +149,22 @@ def run_stage(stage: str, work: Path) -> dict:
 
         return {"test_galaxies": len(photometric_baselines(dataset, BaselineSettings())["specobjid"])}
     if stage == "training_start":
-        from img2spec.train import train_network
+        from img2spec.train import CheckpointFiles, train_network
 
         from tests.smoke_networks import two_step_networks
 
         run = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 0}
         for name, hp in two_step_networks().items():
-            train_network(str(dataset), name, hp, run, work / "models" / name, progress=False)
+            train_network(
+                str(dataset), name, hp, run, CheckpointFiles.in_folder(work / "models" / name), progress=False
+            )
         return {}
     if stage == "epoch":
         from img2spec.train import training_parts
 
         from tests.smoke_networks import two_step_networks
 
-        hp = two_step_networks()["cdm_sr"] | {"batch_size": 64}
+        hp = dataclasses.replace(two_step_networks()["cdm_sr"], batch_size=64)
         loader = training_parts(str(dataset), "cdm_sr", hp)[0].train_dataloader()
         started, n_items = time.perf_counter(), 0
         for batch in loader:
@@ -247,6 +250,7 @@ def main() -> None:
         print(json.dumps(measured | memory.result()))
         return
 
+    from img2spec.io import SurveyFiles
     from img2spec.mock.survey import MockSettings, MockSurvey, generate
     from img2spec.templates import fetch_wheel, library_from_wheel
     from throughput import MANGADAP
@@ -256,7 +260,8 @@ def main() -> None:
         seed_dir = Path(tmp) / "seed"
         library = library_from_wheel(fetch_wheel(*MANGADAP, REPO / "resources" / "downloads"), "miuscat")
         generate(
-            MockSurvey.from_library(library, MockSettings(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)), seed_dir
+            MockSurvey.from_library(library, MockSettings(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)),
+            SurveyFiles.in_folder(seed_dir),
         )
         for n in args.sizes:
             work = Path(tmp) / f"n{n}"

@@ -26,7 +26,8 @@ from img2spec import metrics
 from img2spec.baselines import BaselineSettings, photometric_baselines
 from img2spec.config import resolve_networks
 from img2spec.dataset import SPLITS
-from img2spec.train import DiffusionTask, train_network
+from img2spec.networks import hyperparameters
+from img2spec.train import CheckpointFiles, DiffusionTask, load_task, train_network
 
 #: Each variant adds to the one before it unless it names its own base.
 VARIANTS = {
@@ -73,7 +74,8 @@ VARIANTS = {
 
 
 def score(checkpoint: Path, dataset: str, n_samples: int, seed: int = 0) -> dict:
-    task = DiffusionTask.load_from_checkpoint(str(checkpoint), map_location="cpu").eval()
+    task = load_task(checkpoint).eval()
+    assert isinstance(task, DiffusionTask)
     with h5py.File(dataset, "r") as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["val"])
         raw = h5["images"][rows[0] : rows[-1] + 1][rows - rows[0]]
@@ -93,7 +95,7 @@ def score(checkpoint: Path, dataset: str, n_samples: int, seed: int = 0) -> dict
                 None if features is None else torch.from_numpy(features),
                 None,
                 "ddim",
-                task.hparams.hp["val_sampler_steps"],
+                task.hp.val_sampler_steps,
                 generator,
             )
             samples.append(task.stats.restore(x).numpy())
@@ -154,9 +156,9 @@ def main() -> None:
         train_network(
             args.dataset,
             "cdm_lr",
-            hp,
+            hyperparameters("cdm_lr", hp),
             {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true", "num_workers": 0, "seed": 0},
-            folder,
+            CheckpointFiles.in_folder(folder),
             progress=False,
         )
         seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from img2spec.io import read_sdss_spectrum
+from img2spec.io import SurveyFiles, read_sdss_spectrum
 from img2spec.mock.survey import MockSettings, MockSurvey, generate
 from img2spec.preprocessing import preprocess_spectra
 from img2spec.templates import fetch_wheel, library_from_wheel, pinned_wheel
@@ -47,7 +47,7 @@ def main() -> None:
     survey = MockSurvey.from_library(library, MockSettings(n_galaxies=args.galaxies, batch_size=256))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        generate(survey, tmp)
+        generate(survey, SurveyFiles.in_folder(tmp))
         mock_time = time.perf_counter() - start
 
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")

@@ -10,7 +10,7 @@ import argparse
 import time
 
 import torch
-from img2spec.config import resolve_networks
+from img2spec.config import network_hyperparameters
 from img2spec.networks import NETWORK_NAMES
 from img2spec.train import training_parts
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    networks = resolve_networks({"preset": args.preset})
+    networks = network_hyperparameters({"preset": args.preset})
     print(f"device {args.device}, preset {args.preset}, threads {args.threads}, bf16 {args.bf16}")
     print(f"{'network':<16}{'batch':>6}{'step [s]':>10}{'load [s]':>10}{'samples/s':>11}")
     for network in NETWORK_NAMES:
@@ -52,8 +52,8 @@ def main() -> None:
                 step_time += time.perf_counter() - loaded
         per_step = (load_time + step_time) / args.steps
         print(
-            f"{network:<16}{hp['batch_size']:>6}{step_time / args.steps:>10.3f}{load_time / args.steps:>10.3f}"
-            f"{hp['batch_size'] / per_step:>11.1f}"
+            f"{network:<16}{hp.batch_size:>6}{step_time / args.steps:>10.3f}{load_time / args.steps:>10.3f}"
+            f"{hp.batch_size / per_step:>11.1f}"
         )
 
 

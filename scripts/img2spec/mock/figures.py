@@ -9,7 +9,7 @@ import pandas as pd
 from astropy.io import fits
 
 from .. import plots
-from ..io import open_cube_file, read_sdss_spectrum, spectrum_path
+from ..io import SurveyFiles, open_cube_file, read_sdss_spectrum, spectrum_path
 from ..spectral import BPT_LINES, bpt_ratios
 
 
@@ -30,19 +30,18 @@ def pick_examples(truth: pd.DataFrame) -> list[int]:
 
 
 def mock_figures(
-    out_dir: str | Path, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path
+    files: SurveyFiles, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path
 ) -> None:
-    """Example galaxies, u − r against mass, and the truth BPT diagram of a mock survey in ``out_dir``."""
-    out_dir = Path(out_dir)
-    catalog = pd.read_csv(out_dir / "catalog.csv")
-    truth = pd.read_parquet(out_dir / "truth.parquet")
+    """Example galaxies, u − r against mass, and the truth BPT diagram of the mock survey in ``files``."""
+    catalog = pd.read_csv(files.catalog)
+    truth = pd.read_parquet(files.truth)
     rows = pick_examples(truth)
-    with open_cube_file(out_dir / "cubes.npz") as cubes:
+    with open_cube_file(files.cubes) as cubes:
         images = cubes.read(np.array(rows))
     spectra = []
     for row in rows:
         entry = catalog.iloc[row]
-        path = spectrum_path(out_dir / "spectra", entry.plate, entry.mjd, entry.fiberID)
+        path = spectrum_path(files.spectra, entry.plate, entry.mjd, entry.fiberID)
         spec = read_sdss_spectrum(path)
         with fits.open(path) as hdul:
             model = np.asarray(hdul["COADD"].data["model"], float)

@@ -22,6 +22,7 @@ from ..io import (
     NODATA_BIT,
     SAMPLE_COLUMNS,
     SpecLiteWriter,
+    SurveyFiles,
     atomic_output,
     encode_specobjid,
     spectrum_path,
@@ -633,18 +634,18 @@ def _catalog_and_truth(
 MAX_EMPTY_DRAWS = 20
 
 
-def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
-    """Generate the mock survey and write it below ``out_dir``.
+def generate(survey: MockSurvey, files: SurveyFiles) -> dict:
+    """Generate the mock survey and write it as SDSS products, plus its truth.
 
-    Writes ``catalog.csv``, ``spectra/PPPP/spec-PPPP-MMMMM-FFFF.fits``, ``cubes.npz`` (Pasquet
-    layout) and ``truth.parquet``.  Returns counts for the summary.
+    Writes the catalog (CSV, the sample query's columns), spec-lite FITS files below
+    ``files.spectra`` (``PPPP/spec-PPPP-MMMMM-FFFF.fits``), the image cubes (Pasquet layout) and
+    the truth table (Parquet).  Returns counts for the summary.
     """
     settings = survey.settings
-    out_dir = Path(out_dir)
     rng = np.random.default_rng(settings.seed)
     n_total = settings.n_galaxies
-    cube_tmp = out_dir / ".cubes.npy.part"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cube_tmp = Path(files.cubes).with_name(f".{Path(files.cubes).name}.npy.part")
+    cube_tmp.parent.mkdir(parents=True, exist_ok=True)
     cubes = np.lib.format.open_memmap(cube_tmp, mode="w+", dtype=np.float32, shape=(n_total, 64, 64, 5))
     catalogs, truths = [], []
     n_done, n_drawn, empty_draws = 0, 0, 0
@@ -674,7 +675,7 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
             cubes[n_done : n_done + keep.size] = cube
             for i, row in enumerate(catalog.itertuples(index=False)):
                 writer.write(
-                    spectrum_path(out_dir / "spectra", row.plate, row.mjd, row.fiberID),
+                    spectrum_path(files.spectra, row.plate, row.mjd, row.fiberID),
                     spectra["loglam"],
                     spectra["flux"][i],
                     spectra["ivar"][i],
@@ -707,10 +708,10 @@ def generate(survey: MockSurvey, out_dir: str | Path) -> dict:
         catalog = pd.concat(catalogs, ignore_index=True)
         truth = pd.concat(truths, ignore_index=True)
         labels = catalog[["specObjID", "z", "ra", "dec"]].to_records(index=False)
-        write_cube_archive(out_dir / "cubes.npz", cube_tmp, labels)
-        with atomic_output(out_dir / "catalog.csv") as tmp:
+        write_cube_archive(files.cubes, cube_tmp, labels)
+        with atomic_output(files.catalog) as tmp:
             catalog.to_csv(tmp, index=False)
-        with atomic_output(out_dir / "truth.parquet") as tmp:
+        with atomic_output(files.truth) as tmp:
             truth.to_parquet(tmp, index=False)
     finally:
         if cube_tmp.exists():
