@@ -242,3 +242,11 @@ def test_a_selection_nothing_passes_stops_naming_the_keys(mock_survey, tmp_path)
     settings = dataclasses.replace(mock_survey.settings, n_galaxies=4, batch_size=4, population=population)
     with pytest.raises(ValueError, match="kept none of .* mock.population.petro_r_limit"):
         generate(MockSurvey(mock_survey.model, settings, mock_survey.filters), SurveyFiles.in_folder(tmp_path / "none"))
+
+
+def test_mock_figures_are_drawn_from_the_survey_files(mock_dir, tmp_path):
+    from img2spec.mock.figures import mock_figures
+
+    figures = [tmp_path / name for name in ("examples.png", "colour_mass.png", "bpt.png")]
+    mock_figures(SurveyFiles.in_folder(mock_dir), *figures)
+    assert all(figure.stat().st_size > 10_000 for figure in figures)

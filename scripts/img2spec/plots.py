@@ -22,6 +22,15 @@ def gri_composite(cube: np.ndarray, scale: float | None = None) -> np.ndarray:
     return np.clip(np.arcsinh(rgb / (0.1 * scale)) / np.arcsinh(10.0), 0, 1)
 
 
+def _image_and_spectrum_rows(cubes: np.ndarray, n: int):
+    """A figure of ``n`` rows: each galaxy's gri composite on the left, an axis for its spectrum on the right."""
+    fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    for row in range(n):
+        axes[row, 0].imshow(gri_composite(cubes[row]), origin="lower")
+        axes[row, 0].set_axis_off()
+    return fig, axes[:, 1]
+
+
 def dataset_examples(
     images: np.ndarray,
     wave: np.ndarray,
@@ -32,17 +41,14 @@ def dataset_examples(
     path: str | Path,
 ) -> None:
     """Image and spectrum pairs as the networks see them: gri composite, log flux, low-res target."""
-    n = len(labels)
-    fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    fig, spectrum_axes = _image_and_spectrum_rows(images, len(labels))
     for row, label in enumerate(labels):
-        axes[row, 0].imshow(gri_composite(images[row]), origin="lower")
-        axes[row, 0].set_axis_off()
-        axes[row, 1].plot(wave, flux[row], lw=0.5, color="0.3", label="log flux, 1 Å")
-        axes[row, 1].plot(wave_lowres, flux_lowres[row], lw=1.0, color="C1", label="low-res target, 8 Å")
-        axes[row, 1].set_ylabel("ln F / F(6900–6950)")
-        axes[row, 1].set_title(label, fontsize=8, loc="left")
-    axes[0, 1].legend(fontsize=7, loc="lower right")
-    axes[-1, 1].set_xlabel("observed wavelength [Å]")
+        spectrum_axes[row].plot(wave, flux[row], lw=0.5, color="0.3", label="log flux, 1 Å")
+        spectrum_axes[row].plot(wave_lowres, flux_lowres[row], lw=1.0, color="C1", label="low-res target, 8 Å")
+        spectrum_axes[row].set_ylabel("ln F / F(6900–6950)")
+        spectrum_axes[row].set_title(label, fontsize=8, loc="left")
+    spectrum_axes[0].legend(fontsize=7, loc="lower right")
+    spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -91,24 +97,21 @@ def mock_examples(
     cubes: np.ndarray, spectra: list[tuple[np.ndarray, np.ndarray, np.ndarray]], truth: pd.DataFrame, path: str | Path
 ) -> None:
     """Mock galaxies as observed: gri composite and fiber spectrum with its noiseless model."""
-    n = len(spectra)
-    fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    fig, spectrum_axes = _image_and_spectrum_rows(cubes, len(spectra))
     for row, ((wave, flux, model), (_, t)) in enumerate(zip(spectra, truth.iterrows())):
-        axes[row, 0].imshow(gri_composite(cubes[row]), origin="lower")
-        axes[row, 0].set_axis_off()
-        axes[row, 1].plot(wave, flux, lw=0.4, color="0.5", label="observed")
-        axes[row, 1].plot(wave, model, lw=0.7, color="C3", label="noiseless model")
+        spectrum_axes[row].plot(wave, flux, lw=0.4, color="0.5", label="observed")
+        spectrum_axes[row].plot(wave, model, lw=0.7, color="C3", label="noiseless model")
         top = np.percentile(model, 99.5) * 1.3
-        axes[row, 1].set_ylim(min(0, np.percentile(flux, 0.5)), top)
-        axes[row, 1].set_title(
+        spectrum_axes[row].set_ylim(min(0, np.percentile(flux, 0.5)), top)
+        spectrum_axes[row].set_title(
             f"z={t.z:.3f}  {t.morphology}  {t.bpt_class}  log age={t.age_lw:.2f}  [M/H]={t.metallicity_lw:+.2f}  "
             f"E(B−V)={t.ebv:.2f}  σ*={t.sigma_star:.0f} km/s",
             fontsize=8,
             loc="left",
         )
-        axes[row, 1].set_ylabel("F$_\\lambda$ [10$^{-17}$ cgs]")
-    axes[0, 1].legend(fontsize=7, loc="upper right")
-    axes[-1, 1].set_xlabel("observed wavelength [Å]")
+        spectrum_axes[row].set_ylabel("F$_\\lambda$ [10$^{-17}$ cgs]")
+    spectrum_axes[0].legend(fontsize=7, loc="upper right")
+    spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -144,12 +147,9 @@ def prediction_examples(
     path: str | Path,
 ) -> None:
     """Predicted against observed spectra, like Figure 2 of Doorenbos, Sextl et al. (2024)."""
-    n = len(labels)
-    fig, axes = plt.subplots(n, 2, figsize=(11, 2.1 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    fig, spectrum_axes = _image_and_spectrum_rows(images, len(labels))
     for row, label in enumerate(labels):
-        axes[row, 0].imshow(gri_composite(images[row]), origin="lower")
-        axes[row, 0].set_axis_off()
-        ax = axes[row, 1]
+        ax = spectrum_axes[row]
         ax.fill_between(
             wave, np.exp(lower[row]), np.exp(upper[row]), color="C0", alpha=0.3, lw=0, label="16–84% of candidates"
         )
@@ -157,8 +157,8 @@ def prediction_examples(
         ax.plot(wave, np.exp(predicted[row]), lw=0.6, color="C3", label="predicted")
         ax.set_title(label, fontsize=8, loc="left")
         ax.set_ylabel("F / F(6900–6950)")
-    axes[0, 1].legend(fontsize=7, loc="lower right")
-    axes[-1, 1].set_xlabel("observed wavelength [Å]")
+    spectrum_axes[0].legend(fontsize=7, loc="lower right")
+    spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
