@@ -15,7 +15,8 @@ _DECLARED = re.compile(r'^ {8}(\w+)=(?:report\(\s*)?"([^"]+)"', re.MULTILINE)
 
 
 def rule_outputs(rule: str, folder: Path, **wildcards: str) -> dict[str, Path]:
-    """``{output name: folder / file name}`` of the named outputs of ``rule`` (wildcards filled in)."""
+    """``{output name: folder / file name}`` of the named outputs of ``rule`` written as string literals
+    (wildcards filled in); outputs built by a helper such as ``survey_file`` are not read."""
     for smk in sorted(RULES.glob("*.smk")):
         text = smk.read_text()
         found = re.search(rf"^rule {rule}:\n", text, re.MULTILINE)

@@ -20,6 +20,7 @@ from img2spec.train import (
     DiffusionTask,
     TrainingInterrupted,
     build_trainer,
+    make_task,
     train_network,
 )
 from pytorch_lightning.callbacks import Callback
@@ -171,3 +172,11 @@ def test_resume_keeps_the_metrics_history_and_other_settings_start_afresh(
 def test_checkpoint_files_are_named_as_the_training_rule_declares_them(tmp_path):
     declared = rule_outputs("train", tmp_path, network="cdm_lr")
     assert CheckpointFiles.in_folder(tmp_path)._asdict() == {name: declared[name] for name in CheckpointFiles._fields}
+
+
+def test_a_network_refuses_the_other_kinds_hyperparameters():
+    with pytest.raises(
+        TypeError, match="cdm_lr: hyperparameters of type ContrastiveHyperparameters; it takes Diffusion"
+    ):
+        make_task("cdm_lr", TINY["contrastive_lr"], flat_statistics())
+    assert isinstance(make_task("cdm_lr", TINY["cdm_lr"], flat_statistics()), DiffusionTask)

@@ -132,6 +132,5 @@ def collect(
         result.to_csv(tmp, index=False)
     with atomic_output(summary) as tmp:
         Path(tmp).write_text(json.dumps({"rest_range": list(TABLE3_REST_RANGE), "variants": rows}, indent=2))
-    Path(figure).parent.mkdir(parents=True, exist_ok=True)
     plots.ablation(result, figure)
     return result

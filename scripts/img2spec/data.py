@@ -10,6 +10,7 @@ draws a disjoint shard.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -321,19 +322,17 @@ class NetworkStatistics:
             "spectrum": self.spectrum.to_dict(),
             "images": self.images.to_dict(),
             "lowres": None if self.lowres is None else self.lowres.to_dict(),
-            "redshift": None
-            if self.redshift is None
-            else {"centre": self.redshift.centre, "scale": self.redshift.scale},
+            "redshift": None if self.redshift is None else dataclasses.asdict(self.redshift),
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> NetworkStatistics:
-        redshift = values.get("redshift")
+        lowres, redshift = values.get("lowres"), values.get("redshift")
         return cls(
             SpectrumStats.from_dict(values["spectrum"]),
             ImageStats.from_dict(values["images"]),
-            None if values.get("lowres") is None else SpectrumStats.from_dict(values["lowres"]),
-            None if redshift is None else RedshiftStats(float(redshift["centre"]), float(redshift["scale"])),
+            None if lowres is None else SpectrumStats.from_dict(lowres),
+            None if redshift is None else RedshiftStats(**redshift),
         )
 
 

@@ -360,7 +360,7 @@ def quality(
                 str(label): headline(labels == label, prefix) for label in sorted(labels.unique())
             }
     _write_summary(medians_of, summary)
-    plots.deviation_histograms(scores, "galaxy_zoo", _prepared(figure))
+    plots.deviation_histograms(scores, "galaxy_zoo", figure)
     return medians_of
 
 
@@ -368,13 +368,6 @@ def _truth_table(truth_parquet: str | Path | None, ids: np.ndarray) -> pd.DataFr
     if truth_parquet is None:
         return None
     return pd.read_parquet(truth_parquet).set_index("specObjID").loc[ids]
-
-
-def _prepared(path: str | Path) -> Path:
-    """``path`` with its folder made: an output file a rule declared."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _write_summary(summary: dict, path: str | Path) -> None:
@@ -450,7 +443,7 @@ def redshift(
             "sigma_mad_without_outliers": metrics.sigma_mad(dz[~outliers]),
         }
     _write_summary(statistics, summary)
-    plots.redshift_density(redshifts["z_spec"], redshifts["predicted_z"], statistics["predicted"], _prepared(figure))
+    plots.redshift_density(redshifts["z_spec"], redshifts["predicted_z"], statistics["predicted"], figure)
     return statistics
 
 
@@ -711,7 +704,7 @@ def stellar_populations(
     agreements["seconds_per_fit"] = float(fits[fit_column(code, "seconds")].median())
     agreements.update(_versus_truth(fits, code, _truth_table(truth_parquet, fits["specObjID"].unique())))
     _write_summary(agreements, summary)
-    plots.property_histograms(fits, code, properties, _prepared(figure))
+    plots.property_histograms(fits, code, properties, figure)
     return agreements
 
 
@@ -748,7 +741,7 @@ def indices(
         for kind in agreements["predictors"]:
             agreements["predictors"][kind][name] = index_agreement(pairs, kind)
     _write_summary(agreements, summary)
-    plots.index_comparison(fits, INDEX_COLUMNS, agreements, _prepared(figure))
+    plots.index_comparison(fits, INDEX_COLUMNS, agreements, figure)
     return agreements
 
 
@@ -797,9 +790,9 @@ def comparisons(
     sigma = paired(fits, fit_column("ppxf", "sigma_star"))
     agreements["ppxf"]["sigma_star_relative"] = agreement(sigma["observed"], sigma["predicted"], relative=True)
     _write_summary(agreements, summary)
-    plots.mass_metallicity(fits, catalog, _prepared(mass_metallicity))
-    plots.degeneracy(fits, _prepared(degeneracy))
-    plots.bimodality(fits, catalog, _prepared(bimodality))
+    plots.mass_metallicity(fits, catalog, mass_metallicity)
+    plots.degeneracy(fits, degeneracy)
+    plots.bimodality(fits, catalog, bimodality)
     return agreements
 
 
@@ -877,7 +870,7 @@ def lines(
     }
     _write_table(fluxes, table)
     _write_summary(measured, summary)
-    plots.line_comparison(fluxes, tuple(LINES), _prepared(figure))
+    plots.line_comparison(fluxes, tuple(LINES), figure)
     return measured
 
 
@@ -913,9 +906,10 @@ def bpt(
     }
     classified = pd.DataFrame({"specObjID": ids, **{f"{kind}_class": classes[kind] for kind in kinds}})
     matrix = metrics.confusion_matrix(classes["observed"], classes["predicted"], BPT_CLASSES)
-    pd.DataFrame(
+    confusion_table = pd.DataFrame(
         matrix, index=[f"observed {c}" for c in BPT_CLASSES], columns=[f"predicted {c}" for c in BPT_CLASSES]
-    ).to_csv(_prepared(confusion))
+    )
+    _write_table(confusion_table, confusion, index=True)
 
     def classifier(kind):
         # draws move fluxes and EW; whether a line counts as measured stays as found
@@ -962,8 +956,8 @@ def bpt(
         }
     _write_table(classified, table)
     _write_summary(scores, summary)
-    plots.confusion(matrix, BPT_CLASSES, _prepared(confusion_figure))
-    plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, _prepared(diagram))
+    plots.confusion(matrix, BPT_CLASSES, confusion_figure)
+    plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, diagram)
     return scores
 
 

@@ -15,6 +15,14 @@ from .fitresults import FITTERS, fit_column
 from .spectral import kauffmann03, kewley01
 
 
+def _save(fig, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` (its folder made) and close it: every figure of the pipeline ends here."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def gri_composite(cube: np.ndarray, scale: float | None = None) -> np.ndarray:
     """RGB image (64, 64, 3) from a (5, 64, 64) ugriz cube: i, r, g as red, green, blue, asinh-stretched."""
     rgb = np.stack([cube[3], cube[2], cube[1]], axis=-1)
@@ -49,9 +57,7 @@ def dataset_examples(
         spectrum_axes[row].set_title(label, fontsize=8, loc="left")
     spectrum_axes[0].legend(fontsize=7, loc="lower right")
     spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def colour_mass(logmass: np.ndarray, u_minus_r: np.ndarray, quenched: np.ndarray, path: str | Path) -> None:
@@ -64,9 +70,7 @@ def colour_mass(logmass: np.ndarray, u_minus_r: np.ndarray, quenched: np.ndarray
     ax.legend(fontsize=8, markerscale=3)
     hist.hist(u_minus_r, bins=40, orientation="horizontal", color="0.4")
     hist.set_xlabel("galaxies")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bpt_diagram(
@@ -88,9 +92,7 @@ def bpt_diagram(
     ax.set_ylabel("log [O III]5007 / Hβ")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def mock_examples(
@@ -112,9 +114,7 @@ def mock_examples(
         spectrum_axes[row].set_ylabel("F$_\\lambda$ [10$^{-17}$ cgs]")
     spectrum_axes[0].legend(fontsize=7, loc="upper right")
     spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
@@ -131,9 +131,7 @@ def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
     ax.set_xlabel("optimizer step")
     ax.set_title(network)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def prediction_examples(
@@ -159,9 +157,7 @@ def prediction_examples(
         ax.set_ylabel("F / F(6900–6950)")
     spectrum_axes[0].legend(fontsize=7, loc="lower right")
     spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> None:
@@ -185,15 +181,7 @@ def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> N
         ax.set_xlabel(label)
         ax.set_ylabel("galaxies")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def redshift_density(z_true: np.ndarray, z_predicted: np.ndarray, summary: dict, path: str | Path) -> None:

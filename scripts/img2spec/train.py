@@ -404,13 +404,12 @@ def make_task(
     network: str, hp: NetworkHyperparameters, statistics: NetworkStatistics, seed: int = 0
 ) -> DiffusionTask | ContrastiveTask:
     """The untrained task of the network ``network``: a diffusion or a contrastive one, as the registry says."""
-    if isinstance(hp, DiffusionHyperparameters) and registry.network(network).is_diffusion:
+    expected = registry.network(network).hyperparameters
+    if not isinstance(hp, expected):
+        raise TypeError(f"{network}: hyperparameters of type {type(hp).__name__}; it takes {expected.__name__}")
+    if isinstance(hp, DiffusionHyperparameters):
         return DiffusionTask(network, hp, statistics, seed)
-    if isinstance(hp, ContrastiveHyperparameters) and not registry.network(network).is_diffusion:
-        return ContrastiveTask(network, hp, statistics, seed)
-    raise TypeError(
-        f"{network}: hyperparameters of type {type(hp).__name__}; it takes {registry.network(network).hyperparameters.__name__}"
-    )
+    return ContrastiveTask(network, hp, statistics, seed)
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionTask | ContrastiveTask:
