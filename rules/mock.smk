@@ -22,6 +22,11 @@ rule mock_survey:
             caption="../workflow/report/mock_bpt.rst",
             category="1. Mock survey",
         ),
+        classes=report(
+            "results/mock/emission_classes.png",
+            caption="../workflow/report/mock_emission_classes.rst",
+            category="1. Mock survey",
+        ),
     log:
         "results/logs/mock_survey.log",
     benchmark:

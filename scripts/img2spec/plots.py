@@ -95,6 +95,64 @@ def bpt_diagram(
     _save(fig, path)
 
 
+def emission_classes(
+    log_nii_ha: np.ndarray,
+    log_oiii_hb: np.ndarray,
+    log_mstar: np.ndarray,
+    classes: np.ndarray,
+    relation: tuple[np.ndarray, np.ndarray],
+    path: str | Path,
+    relation_label: str = "",
+) -> None:
+    """BPT density with the demarcation lines, and the fraction of each class against stellar mass.
+
+    Parameters
+    ----------
+    log_nii_ha, log_oiii_hb : ndarray
+        Line ratios of every galaxy (NaN where a line is missing; left out of the density).
+    log_mstar : ndarray
+        Present-day stellar mass [log M_sun].
+    classes : ndarray of str
+        :data:`img2spec.spectral.BPT_CLASSES` per galaxy.
+    relation : (ndarray, ndarray)
+        Stellar mass [log M_sun] and the literature AGN fraction drawn beside the measured one.
+    """
+    fig, (ax, frac_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    ok = np.isfinite(log_nii_ha) & np.isfinite(log_oiii_hb) & (classes != "passive")
+    counts, xe, ye = np.histogram2d(log_nii_ha[ok], log_oiii_hb[ok], bins=(70, 70), range=((-1.6, 0.6), (-1.4, 1.4)))
+    ax.imshow(
+        np.log10(counts.T + 1), origin="lower", extent=(xe[0], xe[-1], ye[0], ye[-1]), aspect="auto", cmap="Greys"
+    )
+    x = np.linspace(-2.0, 0.0, 200)
+    ax.plot(x, kauffmann03(x), "C0--", lw=1.2, label="Kauffmann+03")
+    x = np.linspace(-2.0, 0.4, 200)
+    ax.plot(x, kewley01(x), "C3-", lw=1.2, label="Kewley+01")
+    ax.set_xlim(-1.6, 0.6)
+    ax.set_ylim(-1.4, 1.4)
+    ax.set_xlabel("log [N II]6584 / Hα")
+    ax.set_ylabel("log [O III]5007 / Hβ")
+    ax.set_title(f"emission-line galaxies ({ok.sum()} of {classes.size}), log density", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+
+    edges = np.arange(9.5, 11.76, 0.25)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    which = np.digitize(log_mstar, edges) - 1
+    for name, colour in (("passive", "0.5"), ("star-forming", "C0"), ("AGN", "C3")):
+        fraction = np.full(centres.size, np.nan)
+        for b in range(centres.size):
+            in_bin = which == b
+            if in_bin.sum() >= 10:
+                fraction[b] = np.mean(classes[in_bin] == name)
+        total = np.mean(classes == name)
+        frac_ax.plot(centres, fraction, "o-", color=colour, label=f"{name} ({total:.2f} of all)")
+    frac_ax.plot(*relation, "k:", lw=1.5, label=relation_label or "literature AGN fraction")
+    frac_ax.set_xlabel("log M* [M$_\\odot$]")
+    frac_ax.set_ylabel("fraction of galaxies")
+    frac_ax.set_ylim(0, 1)
+    frac_ax.legend(fontsize=7, loc="center right")
+    _save(fig, path)
+
+
 def mock_examples(
     cubes: np.ndarray, spectra: list[tuple[np.ndarray, np.ndarray, np.ndarray]], truth: pd.DataFrame, path: str | Path
 ) -> None:

@@ -66,6 +66,26 @@ def schawinski07(log_nii_ha: np.ndarray) -> np.ndarray:
     return 1.05 * np.asarray(log_nii_ha) + 0.45
 
 
+def kewley01_sii(log_sii_ha: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2001) maximum-starburst line, log [O III]/Hβ versus log [S II]6717+6731/Hα."""
+    return 0.72 / (np.asarray(log_sii_ha) - 0.32) + 1.30
+
+
+def kewley01_oi(log_oi_ha: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2001) maximum-starburst line, log [O III]/Hβ versus log [O I]6300/Hα."""
+    return 0.73 / (np.asarray(log_oi_ha) + 0.59) + 1.33
+
+
+def kewley06_sii(log_sii_ha: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2006) Seyfert/LINER line in the [S II] diagram (Seyferts above)."""
+    return 1.89 * np.asarray(log_sii_ha) + 0.76
+
+
+def kewley06_oi(log_oi_ha: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2006) Seyfert/LINER line in the [O I] diagram (Seyferts above)."""
+    return 1.18 * np.asarray(log_oi_ha) + 1.30
+
+
 def bpt_ratios(fluxes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """log [N II] 6584/Hα and log [O III] 5007/Hβ of line fluxes named as in :data:`BPT_LINES` (NaN where undefined)."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -10,7 +10,8 @@ from astropy.io import fits
 
 from .. import plots
 from ..io import SurveyFiles, open_cube_file, read_sdss_spectrum, spectrum_path
-from ..spectral import BPT_LINES, bpt_ratios
+from ..spectral import BPT_CLASSES, BPT_LINES, bpt_ratios
+from .population import SURVIVING_MASS_FRACTION, sdss_agn_fraction
 
 
 def pick_examples(truth: pd.DataFrame) -> list[int]:
@@ -29,10 +30,22 @@ def pick_examples(truth: pd.DataFrame) -> list[int]:
     return picks
 
 
+def class_fractions(truth: pd.DataFrame) -> dict[str, float]:
+    """Fraction of the truth table's galaxies in each class of the paper's scheme, and of composites and LINER-like AGN."""
+    fractions = {name: float(np.mean(truth["bpt_class"] == name)) for name in BPT_CLASSES}
+    fractions.update({name: float(np.mean(truth["bpt_detail"] == name)) for name in ("composite",)})
+    return fractions
+
+
 def mock_figures(
-    files: SurveyFiles, examples_png: str | Path, colour_mass_png: str | Path, bpt_png: str | Path
+    files: SurveyFiles,
+    examples_png: str | Path,
+    colour_mass_png: str | Path,
+    bpt_png: str | Path,
+    classes_png: str | Path,
 ) -> None:
-    """Example galaxies, u − r against mass, and the truth BPT diagram of the mock survey in ``files``."""
+    """Example galaxies, u − r against mass, the truth BPT diagram and the emission-line classes against
+    stellar mass beside :func:`img2spec.mock.population.sdss_agn_fraction`, of the mock survey in ``files``."""
     catalog = pd.read_csv(files.catalog)
     truth = pd.read_parquet(files.truth)
     rows = pick_examples(truth)
@@ -55,3 +68,14 @@ def mock_figures(
     )
     x, y = bpt_ratios({name: truth[f"flux_{name}"].to_numpy() for name in BPT_LINES})
     plots.bpt_diagram(x, y, truth["bpt_detail"].to_numpy(), bpt_png, title="mock truth (fiber line fluxes)")
+    log_mstar = truth["logmass"].to_numpy() + np.log10(SURVIVING_MASS_FRACTION)
+    grid = np.linspace(9.5, 11.75, 100)
+    plots.emission_classes(
+        x,
+        y,
+        log_mstar,
+        truth["bpt_class"].to_numpy(),
+        (grid, sdss_agn_fraction(grid)),
+        classes_png,
+        relation_label="SDSS AGN fraction (Kauffmann+03 shape, paper's Table 2 level)",
+    )

@@ -37,9 +37,16 @@ class PopulationSettings:
         Mass formed [log M_sun] at which half the galaxies are quenched, and the width of the
         transition (Baldry et al. 2006; Peng et al. 2010; their present-day masses are ≈0.6 of the
         mass formed).
-    agn_fraction_max, agn_logmass : float
-        Highest AGN fraction, reached by massive bulges, and the bulge mass where it is half of it
-        (Kauffmann et al. 2003b: AGN live in massive bulges).
+    agn_fraction_max, agn_logmass, agn_mass_width : float
+        Active nuclei (Seyferts and LINERs): the highest fraction of galaxies with one, the present-day
+        stellar mass [log M_sun] where half of it is reached and the width of that rise [dex]; see
+        :func:`draw_emission_lines`.
+    agn_quenched_factor : float
+        How much rarer an active nucleus is in a quenched host than in a star-forming one of the same
+        mass and bulge fraction.
+    retired_log_ew_halpha : float
+        Mean log10 EW(Hα) [Å] of the LINER-like emission of quenched galaxies without an active
+        nucleus, ionised by their evolved stars ("retired", Cid Fernandes et al. 2011).
     burst_fraction : float
         Fraction of star-forming galaxies with a recent burst.
     h0, omega_m : float
@@ -53,8 +60,11 @@ class PopulationSettings:
     logmass_max: float = 12.0
     quench_logmass: float = 10.45
     quench_width: float = 0.3
-    agn_fraction_max: float = 0.35
-    agn_logmass: float = 10.6
+    agn_fraction_max: float = 1.0
+    agn_logmass: float = 10.35
+    agn_mass_width: float = 0.15
+    agn_quenched_factor: float = 0.3
+    retired_log_ew_halpha: float = -0.65
     burst_fraction: float = 0.1
     h0: float = 70.0
     omega_m: float = 0.3
@@ -157,8 +167,8 @@ def draw_galaxies(
         Per galaxy: ``z``, ``logmass`` (formed), ``quenched``, ``bt`` (bulge-to-total mass), per
         component ``{c}_mass``, ``{c}_re_kpc``, ``{c}_q`` (axis ratio), ``{c}_sfh`` (n, n_ages) mass
         per SSP age [M_sun], ``{c}_metallicity``, ``{c}_ebv``, ``{c}_sigma`` [km/s]; ``pa_deg``,
-        ``cos_incl``, ``sfr`` [M_sun/yr, mean over 100 Myr], ``agn_type`` (0 none, 1 Seyfert,
-        2 LINER) and emission-line parameters.
+        ``cos_incl``, ``sfr`` [M_sun/yr, mean over 100 Myr] and the emission-line parameters of
+        :func:`draw_emission_lines`.
     """
     s = settings
     cosmo = s.cosmology
@@ -231,34 +241,128 @@ def draw_galaxies(
     out["bulge_sigma"] = np.clip(np.sqrt(virial) * 10 ** rng.normal(0, 0.04, n), 40.0, 400.0)
     out["disk_sigma"] = np.clip(30.0 + 20.0 * (logmass - 9.0) + rng.normal(0, 8, n), 25.0, 120.0)
 
-    # star-forming emission: ratios along the SF sequence of the BPT diagram
-    # [N II]/Hα rises with mass and saturates as the gas metallicity does (Tremonti et al. 2004;
-    # Kewley & Ellison 2008); [O III]/Hβ follows, below the Kauffmann et al. (2003) line
+    out.update(draw_emission_lines(logmass, bt, quenched, rng, s))
+    return out
+
+
+#: Names of the truth's ``agn_type`` codes: no LINER-like or nuclear emission, a Seyfert nucleus, a LINER
+#: nucleus, or LINER-like emission of a retired galaxy ionised by its evolved stars.
+AGN_TYPES = ("none", "seyfert", "liner", "retired")
+#: Fraction of the stellar mass formed that survives to z ≈ 0.1 (Bruzual & Charlot 2003, Chabrier IMF,
+#: populations older than a few Gyr): turns the mass formed into the present-day stellar mass that
+#: SDSS catalogues quote.
+SURVIVING_MASS_FRACTION = 0.6
+#: Rise of the retired galaxies' mean log EW(Hα) per dex of stellar mass: the share of quenched galaxies
+#: with LINER-like lines grows with mass (Kauffmann et al. 2003b, Sect. 4.1: the AGN fraction, which in
+#: the paper's scheme includes them, keeps rising above 10^10.75 M_sun, where almost all galaxies are quenched).
+RETIRED_EW_MASS_SLOPE = 0.6
+
+
+def sdss_agn_fraction(log_mstar: np.ndarray) -> np.ndarray:
+    """Fraction of SDSS main-sample galaxies the paper's BPT scheme calls AGN, against stellar mass.
+
+    "AGN" as in the paper (Sect. 5.7, Table 2): EW(Hα) ≥ 1 Å, the four lines present and above the
+    Kauffmann et al. (2003) line, so composites and LINERs count.  The shape follows Kauffmann et al.
+    (2003b, MNRAS 346, 1055; Sect. 4.1 and Fig. 5, read by eye: AGN hosts are almost exclusively
+    above 10^10 M_sun, and about half the galaxies above 10^11 M_sun host one); its level is set so that the
+    main sample's mass function gives the paper's 503 of 1,506 (33%).
+
+    Parameters
+    ----------
+    log_mstar : ndarray
+        Present-day stellar mass [log M_sun].
+
+    Returns
+    -------
+    ndarray
+        The fraction, 0.02 at 10^9.5 M_sun rising to 0.55 at 10^11.25 M_sun.
+    """
+    return 0.02 + 0.53 / (1.0 + np.exp(-(np.asarray(log_mstar) - 10.45) / 0.22))
+
+
+def draw_emission_lines(
+    logmass: np.ndarray, bt: np.ndarray, quenched: np.ndarray, rng: np.random.Generator, settings: PopulationSettings
+) -> dict[str, np.ndarray]:
+    """Emission-line parameters of star formation and of LINER-like or nuclear (AGN) emission.
+
+    Every galaxy may carry two components whose fluxes add in the fiber, so that composites arise as
+    they do in SDSS, from star formation and an AGN seen together (Kewley et al. 2006, Sect. 5;
+    Kauffmann et al. 2003b), and lie between the Kauffmann et al. (2003) and Kewley et al. (2001) lines.
+
+    - **Star formation** (its Hα follows the SFR, added by the survey): [N II]/Hα rises with mass and
+      saturates as the gas metallicity does (Tremonti et al. 2004; Kewley & Ellison 2008); the
+      galaxies lie along the SF ridge of the BPT diagram 0.4 dex below the Kauffmann et al. (2003)
+      line with a spread of 0.12 dex (the "left wing" of Kewley et al. 2006, Fig. 1; Brinchmann et al.
+      2008 measure the distance from that ridge).  [S II]/Hα and [O I]/Hα follow the gas metallicity,
+      below the Kewley et al. (2001) starburst lines of those diagrams.
+    - **An active nucleus** with probability ``agn_fraction_max`` × a logistic rise in present-day
+      stellar mass (midpoint ``agn_logmass``, width ``agn_mass_width``; Kauffmann et al. 2003b:
+      "AGN reside almost exclusively in massive galaxies") × a bulge term that rises from B/T 0.05
+      to 0.3 (AGN hosts have the concentrations of early types, Kauffmann et al. 2003b; Sab–Sb
+      spirals and earlier are preferred, Lacerda et al. 2020).  Seyferts are the stronger AGN and
+      live in younger hosts (Kauffmann et al. 2003b; Kewley et al. 2006, Sect. 6), so a nucleus in
+      a star-forming host is a Seyfert with probability 0.45, in a quenched host 0.15; the rest are LINERs.
+    - **Retired galaxies**: a quenched galaxy without a nucleus still shows LINER-like lines ionised
+      by its post-AGB stars (Stasińska et al. 2008; Cid Fernandes et al. 2011), with log EW(Hα)
+      ~ N(``retired_log_ew_halpha``, 0.3): the lower mode of the SDSS EW(Hα) distribution, mostly
+      below 3 Å (Cid Fernandes et al. 2011, Sect. 3).
+
+    EW(Hα) of the nuclear component against the fiber continuum follows the WHAN classes of Cid
+    Fernandes et al. (2011): Seyferts ("strong AGN", EW > 6 Å) log EW ~ N(1.0, 0.3), LINERs ("weak
+    AGN", 3–6 Å) N(0.55, 0.2).  Seyferts lie above the Kewley et al. (2001) and Schawinski et al. (2007)
+    lines, LINERs between them, and their [S II] and [O I] ratios on the same sides of the Kewley et al.
+    (2006) Seyfert/LINER lines of those diagrams.
+
+    Returns
+    -------
+    dict of ndarray
+        ``sf_log_{nii,oiii,sii,oi}_*`` ratios, ``sf_sigma_gas`` [km/s]; ``agn_type`` (codes of
+        :data:`AGN_TYPES`), ``agn_log_*`` ratios, ``agn_ew_ha`` [Å, 0 where ``agn_type`` is 0] and
+        ``agn_sigma_gas`` [km/s].
+    """
+    s = settings
+    n = logmass.size
+    log_mstar = logmass + np.log10(SURVIVING_MASS_FRACTION)
+    out: dict[str, np.ndarray] = {}
+
     n2_sf = -0.28 - 0.45 * np.exp(-(logmass - 9.8) / 0.8) + rng.normal(0, 0.06, n)
     n2_sf = np.clip(n2_sf, -1.2, -0.2)
     out["sf_log_nii_ha"] = n2_sf
-    out["sf_log_oiii_hb"] = kauffmann03(n2_sf) - (0.08 + np.abs(rng.normal(0, 0.25, n)))
-    out["sf_log_sii_ha"] = -0.45 + rng.normal(0, 0.08, n)
-    out["sf_log_oi_ha"] = -1.6 + rng.normal(0, 0.1, n)
+    below_ridge = np.clip(rng.normal(0.4, 0.12, n), 0.05, None) - 0.4
+    out["sf_log_oiii_hb"] = kauffmann03(n2_sf) - 0.4 - below_ridge
+    # a higher ionisation parameter raises [O III]/Hβ and lowers [S II]/Hα (Kewley et al. 2019, Sect. 4)
+    out["sf_log_sii_ha"] = -0.4 + 0.5 * (n2_sf + 0.4) + 0.5 * below_ridge + rng.normal(0, 0.05, n)
+    out["sf_log_oi_ha"] = -1.5 + 0.5 * (n2_sf + 0.4) + rng.normal(0, 0.1, n)
     out["sf_sigma_gas"] = np.clip(rng.normal(45, 10, n), 20, 90)
 
-    # AGN: probability rises with bulge mass; LINERs dominate in quenched hosts
-    p_agn = s.agn_fraction_max / (1 + np.exp(-(np.log10(out["bulge_mass"]) - s.agn_logmass) / 0.25))
-    is_agn = rng.random(n) < p_agn
-    is_liner = rng.random(n) < np.where(quenched, 0.75, 0.45)
-    out["agn_type"] = np.where(is_agn, np.where(is_liner, 2, 1), 0)
+    bulge_term = np.clip((bt - 0.02) / 0.2, 0.0, 1.0)
+    mass_term = 1.0 / (1.0 + np.exp(-(log_mstar - s.agn_logmass) / s.agn_mass_width))
+    host_term = np.where(quenched, s.agn_quenched_factor, 1.0)
+    nucleus = rng.random(n) < s.agn_fraction_max * mass_term * bulge_term * host_term
+    seyfert = nucleus & (rng.random(n) < np.where(quenched, 0.15, 0.6))
+    liner = nucleus & ~seyfert
+    retired = quenched & ~nucleus
+    out["agn_type"] = np.select([seyfert, liner, retired], [1, 2, 3], 0)
+
     n2_sey = rng.uniform(-0.2, 0.3, n)
     o3_sey = np.maximum(kewley01(n2_sey), schawinski07(n2_sey)) + rng.uniform(0.1, 0.45, n)
     n2_lin = rng.uniform(0.0, 0.4, n)
     o3_lin = np.clip(rng.uniform(-0.4, 0.3, n), kewley01(n2_lin) + 0.1, schawinski07(n2_lin) - 0.05)
-    out["agn_log_nii_ha"] = np.where(is_liner, n2_lin, n2_sey)
-    out["agn_log_oiii_hb"] = np.where(is_liner, o3_lin, o3_sey)
-    out["agn_log_sii_ha"] = np.where(is_liner, -0.1, -0.3) + rng.normal(0, 0.08, n)
-    out["agn_log_oi_ha"] = np.where(is_liner, -0.7, -1.0) + rng.normal(0, 0.1, n)
-    # AGN strength as Hα equivalent width against the fiber continuum (Cid Fernandes et al. 2011)
-    out["agn_ew_ha"] = np.where(
-        is_agn, 10 ** np.where(is_liner, rng.normal(0.45, 0.2, n), rng.normal(1.1, 0.3, n)), 0.0
+    liner_like = liner | retired
+    out["agn_log_nii_ha"] = np.where(liner_like, n2_lin, n2_sey)
+    out["agn_log_oiii_hb"] = np.where(liner_like, o3_lin, o3_sey)
+    out["agn_log_sii_ha"] = np.where(liner_like, 0.0, -0.2) + rng.normal(0, 0.07, n)
+    out["agn_log_oi_ha"] = np.where(liner_like, -0.6, -1.0) + rng.normal(0, 0.08, n)
+    log_ew = np.select(
+        [seyfert, liner, retired],
+        [
+            rng.normal(1.0, 0.3, n),
+            rng.normal(0.55, 0.2, n),
+            rng.normal(s.retired_log_ew_halpha + RETIRED_EW_MASS_SLOPE * (log_mstar - 10.5), 0.3, n),
+        ],
+        -np.inf,
     )
+    out["agn_ew_ha"] = 10.0**log_ew
     out["agn_sigma_gas"] = rng.uniform(150, 300, n)
     return out
 

@@ -594,7 +594,7 @@ def _catalog_and_truth(
         "sfr": gal["sfr"],
         "bpt_class": spectra["bpt_class"],
         "bpt_detail": spectra["bpt_detail"],
-        "agn_type": np.array(["none", "seyfert", "liner"])[gal["agn_type"]],
+        "agn_type": np.array(pop.AGN_TYPES)[gal["agn_type"]],
         "ew_Halpha": spectra["ew_Halpha"],
         "fiber_fraction_bulge": spectra["fiber_fraction"][:, 0],
         "bulge_light_fraction": spectra["bulge_light_fraction"],
