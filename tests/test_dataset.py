@@ -49,6 +49,23 @@ def damaged_survey(mock_dir, tmp_path):
     broken[int(rows[3].specObjID)] = "band(s) u all zero"
     write_cube_file(root / "cubes.npz", cubes, labels)
 
+    for row, z_spec, expected in ((6, np.nan, "Z = nan is not finite"), (7, 3.0, "Z = 3.00000 outside 0.05–0.15")):
+        path = spectrum_path(root / "spectra", rows[row].plate, rows[row].mjd, rows[row].fiberID)
+        with fits.open(path) as hdul:
+            hdul["SPECOBJ"].data["Z"][:] = z_spec
+            hdul.writeto(path, overwrite=True)
+        broken[int(rows[row].specObjID)] = expected
+    path = spectrum_path(root / "spectra", rows[10].plate, rows[10].mjd, rows[10].fiberID)
+    with fits.open(path) as hdul:
+        hdul["SPECOBJ"].data["Z"][:] += 0.01
+        hdul.writeto(path, overwrite=True)
+    broken[int(rows[10].specObjID)] = "disagrees with catalog z"
+    catalog = catalog.astype({"z": object, "plate": object})
+    catalog.loc[8, "z"] = "abc"
+    broken[int(rows[8].specObjID)] = "row 8: z = 'abc' is not a finite number"
+    catalog.loc[9, "plate"] = "../x"
+    broken[int(rows[9].specObjID)] = "row 9: plate = '../x' is not a positive integer"
+
     extra = catalog.iloc[[4]].copy()  # duplicate row
     ghost = catalog.iloc[[5]].copy()
     ghost["specObjID"] = 123456789
@@ -85,7 +102,9 @@ def test_bad_objects_are_rejected_with_reasons_and_the_rest_goes_on(damaged_surv
     duplicated = rejects.loc[rejects["reason"].str.contains("duplicate specObjID"), "specObjID"]
     assert len(duplicated) == 1
     assert set(rejects.loc[rejects["stage"] == "spectrum", "file"].str.len() > 0) == {True}
-    n_good = 48 - 4  # broken objects among the 48 originals; the duplicated one keeps its first row
+    n_good = 48 - (
+        len(broken) - 1
+    )  # broken objects among the 48 originals (not the ghost); the duplicate keeps its first row
     assert summary["n_objects"] == n_good and summary["n_rejected"] == len(broken)
     assert summary["splits"] == {"train": n_good - 10, "val": 4, "test": 6}
     assert summary["rejects_by_reason"]["catalog: duplicate specObjID (catalog row #; the first row is kept)"] == 1
@@ -98,7 +117,7 @@ def test_bad_objects_are_rejected_with_reasons_and_the_rest_goes_on(damaged_surv
 
 def test_too_many_rejects_fail_loudly_and_write_nothing(damaged_survey, tmp_path):
     root, _ = damaged_survey
-    with pytest.raises(TooManyRejects, match="rejected .* allowed.*'spectrum: file not found"):
+    with pytest.raises(TooManyRejects, match="10 of 49 objects rejected .* allowed.*'spectrum: every pixel is bad"):
         _build(root, tmp_path, max_reject_fraction=0.02)
     assert not (tmp_path / "dataset.h5").exists()
     assert not list(tmp_path.glob(".dataset.h5*"))

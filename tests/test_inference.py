@@ -186,3 +186,104 @@ def test_a_checkpoint_rebuilds_its_network_from_its_own_entry(trained_checkpoint
         load_task(tmp_path / "foreign.ckpt")
     with pytest.raises(ValueError, match=r"last.ckpt: a checkpoint of cdm_sr, given as cdm_lr"):
         TrainedModels.load_tasks({"cdm_lr": path})
+
+
+def test_delivery_at_both_ends_of_the_redshift_range(models_and_images, tiny_dataset, monkeypatch):
+    """A redshift head pushed past either end of the training range is clipped where the rest-frame grids,
+    full and low resolution, still cover the observed ones: every pixel delivered, no crash (issue 24)."""
+    models, images, ids = models_and_images
+    grids = models.grids
+    with h5py.File(tiny_dataset, "r") as h5:
+        training = tuple(h5.attrs["rest_z_range"])
+    # the clip stays within the training range and loses at most 0.001 of it at the top
+    assert training[0] <= grids.z_range[0] and training[1] - 0.001 < grids.z_range[1] <= training[1]
+    for wanted, end in ((5.0, grids.z_range[1]), (-1.0, grids.z_range[0])):
+        monkeypatch.setattr(
+            models.cdm_lr, "redshift", lambda condition, z=wanted: torch.full((condition.pooled.shape[0],), z)
+        )
+        result = predict_spectra(models, images[:2], ids[:2], SETTINGS)
+        np.testing.assert_array_equal(result["z"], np.full(2, end))
+        for key in ("flux", "flux_lowres", "flux_p16", "flux_p84"):
+            assert np.isfinite(result[key]).all(), key
+
+
+def test_a_cube_file_survives_bad_cubes_and_flags_the_unusual(
+    models_and_images, trained_checkpoints, tiny_dataset, tmp_path
+):
+    """Cubes in magnitudes, all negative, constant, with a repeated id are listed with reasons; a cube scaled
+    ×1000 is predicted and flagged out of distribution; the good ones come out as a whole-file run gives them,
+    whatever the chunk size (issue 24)."""
+    _models, images, ids = models_and_images
+    cubes = np.moveaxis(images, 1, -1).copy()
+    good = cubes[:3]
+    magnitudes = 22.5 - 2.5 * np.log10(np.clip(cubes[0], 1e-3, None))
+    negative = -np.abs(cubes[1])
+    constant = np.full_like(cubes[0], 0.2)
+    scaled = cubes[2] * 1000
+    batch = np.stack([good[0], magnitudes, good[1], negative, constant, scaled, good[2], good[0]])
+    new_ids = np.array([ids[0], 11, ids[1], 12, 13, 14, ids[2], ids[0]], np.int64)
+    write_cube_file(tmp_path / "mixed.npz", batch, np.rec.fromarrays([new_ids], names="specObjID"))
+    outputs = {}
+    for chunk in (3, 512):
+        out, rejects = tmp_path / f"mixed_{chunk}.h5", tmp_path / f"rejects_{chunk}.csv"
+        n = predict_cube_file(
+            tmp_path / "mixed.npz", tiny_dataset, trained_checkpoints, SETTINGS, out, rejects, chunk_galaxies=chunk
+        )
+        assert n == 4
+        table = pd.read_csv(rejects)
+        assert table["position"].tolist() == [1, 3, 4, 7]
+        reasons = dict(zip(table["position"], table["reason"]))
+        assert "not sky-subtracted flux in nanomaggies" in reasons[1]
+        assert "no positive r flux at the centre" in reasons[3]
+        assert "not sky-subtracted flux in nanomaggies" in reasons[4]
+        assert "duplicate specObjID (first at position 0)" in reasons[7]
+        with h5py.File(out) as h5:
+            outputs[chunk] = {key: h5[key][()] for key in ("specobjid", "flux", "ood_score", "ood_flag")}
+            assert h5.attrs["ood_threshold"] > 0
+    assert outputs[3]["specobjid"].tolist() == [ids[0], ids[1], 14, ids[2]]
+    for key in outputs[3]:
+        np.testing.assert_allclose(outputs[3][key], outputs[512][key], rtol=1e-5, atol=1e-5)
+    flags = dict(zip(outputs[3]["specobjid"].tolist(), outputs[3]["ood_flag"].tolist()))
+    assert flags[14], "a cube scaled ×1000 is out of distribution"
+
+
+def test_one_failing_galaxy_does_not_cost_the_others(models_and_images, monkeypatch):
+    from img2spec import inference
+
+    models, images, ids = models_and_images
+    real = inference.predict_spectra
+
+    def failing(models, images, batch_ids, settings, log=lambda message: None):
+        if ids[1] in batch_ids:
+            raise RuntimeError("rest-frame prediction does not cover the observed grid")
+        return real(models, images, batch_ids, settings)
+
+    monkeypatch.setattr(inference, "predict_spectra", failing)
+    result, failures = inference.predict_isolated(models, images, ids, SETTINGS)
+    assert failures == {1: "prediction failed: rest-frame prediction does not cover the observed grid"}
+    alone = real(models, images[[0, 2, 3]], ids[[0, 2, 3]], SETTINGS)
+    np.testing.assert_allclose(result["flux"], alone["flux"], atol=1e-5)
+
+
+def test_outlier_flags_at_the_nominal_rate_and_catches_shifted_galaxies():
+    from img2spec.outliers import OutlierModel
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(6, 6))
+    draw = lambda n: rng.normal(size=(n, 6)) @ mixing + 20.0
+    model = OutlierModel.fit(draw(4000), draw(2000), quantile=0.95)
+    assert np.mean(model.flag(model.score_features(draw(20000)))) == pytest.approx(0.05, abs=0.01)
+    shifted = draw(500)
+    shifted[:, 0] += 8.0 * np.std(shifted[:, 0])
+    assert np.mean(model.flag(model.score_features(shifted))) > 0.99
+    with pytest.raises(ValueError, match="too few"):
+        OutlierModel.fit(draw(5), draw(5), quantile=0.95)
+
+
+def test_a_truncated_checkpoint_is_refused_by_name(trained_checkpoints, tmp_path):
+    from img2spec.train import load_task
+
+    for name, content in (("empty.ckpt", b""), ("cut.ckpt", trained_checkpoints["cdm_lr"].read_bytes()[:4000])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: not a readable checkpoint"):
+            load_task(tmp_path / name)

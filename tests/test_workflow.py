@@ -223,6 +223,12 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
         ({"dataset": {"n_val": 2000, "n_test": 1000}}, "leaves no training galaxy of mock.n_galaxies = 3000"),
         ({"preprocessing": {"r_out": 2500}}, "preprocessing.r_out: 2500 must be below r_in"),
         ({"predict_images": {"test": "cubes.npz"}}, "predict_images.test: the name 'test' belongs to the test split"),
+        ({"inference": {"percentiles": [16, 84]}}, "inference.percentiles: \\[16, 84\\] must hold 50"),
+        (
+            {"inference": {"k_lr": 1, "keep_lr": 1, "k_sr": 1}},
+            "1 candidate per galaxy gives an uncertainty band of zero width",
+        ),
+        ({"dataset": {"z_min": 0.08}}, "dataset.z_min/z_max: 0.08–0.15 would reject mock galaxies"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
@@ -414,3 +420,20 @@ def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^sdss_cubes\s+1$", result.stdout + result.stderr, re.MULTILINE)
+
+
+def test_config_files_with_a_repeated_key_or_bad_yaml_are_refused_by_file_and_line(tmp_path):
+    from img2spec.config import read_yaml
+
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("mock:\n  n_galaxies: 100\n  seed: 1\n  n_galaxies: 200\n")
+    with pytest.raises(ConfigError, match="repeated.yaml, line 4: key 'n_galaxies' given twice \\(first on line 2\\)"):
+        read_yaml(repeated)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("mock:\n  n_galaxies: [100\nsurvey: mock\n")
+    with pytest.raises(ConfigError, match="broken.yaml, line 3, column 7: not valid YAML"):
+        read_yaml(broken)
+    workdir = _workdir(tmp_path / "run", {})
+    (workdir / "tiny.yaml").write_text("survey: mock\nsurvey: sdss\n")
+    result = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode != 0 and "key 'survey' given twice" in result.stdout + result.stderr

@@ -157,7 +157,7 @@ def photometric_baselines(
             )
         out = {"specobjid": data.specobjid[query]}
         neighbours = nearest_neighbours(features["train"], features["query"], settings.k)
-        redshift = np.clip(np.median(data.read("z_spec", train)[neighbours], axis=1), *data.rest_z_range)
+        redshift = np.clip(np.median(data.read("z_spec", train)[neighbours], axis=1), *data.delivery_z_range)
         out["knn_rest_z"] = redshift
         window, window_frame = data.normalisation
         for suffix, lowres in (("", False), ("_lowres", True)):

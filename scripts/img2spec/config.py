@@ -137,6 +137,18 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         and f"config key inference.keep_lr: keeps {inference['keep_lr']} of k_lr = {inference['k_lr']} candidates; "
         "it must be at most k_lr"
     )
+    percentiles = inference["percentiles"]
+    if not (50.0 in percentiles and min(percentiles) < 50.0 < max(percentiles)):
+        problems.append(
+            f"config key inference.percentiles: {percentiles} must hold 50 (the median of candidates) and a "
+            "percentile on each side of it (the uncertainty band, e.g. 16 and 84)"
+        )
+    pooled = inference["k_lr"] * inference["keep_lr"] * inference["k_sr"]
+    if pooled < 2:
+        problems.append(
+            f"config key inference.k_lr × keep_lr × k_sr: {inference['k_lr']} × {inference['keep_lr']} × "
+            f"{inference['k_sr']} = 1 candidate per galaxy gives an uncertainty band of zero width; draw at least 2"
+        )
     ablation = config.get("ablation", {}).get("inference", {})
     if "keep_lr" in ablation or "k_lr" in ablation:
         keep, k = ablation.get("keep_lr", inference["keep_lr"]), ablation.get("k_lr", inference["k_lr"])
@@ -149,6 +161,15 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         and f"config key mock.population.z_min: {mock['population']['z_min']} must be below mock.population.z_max = "
         f"{mock['population']['z_max']}"
     )
+    dataset_z = config["dataset"]["z_min"], config["dataset"]["z_max"]
+    problems.append(_ordered("dataset.z_min", *dataset_z))
+    if config["survey"] == "mock" and not (
+        dataset_z[0] <= mock["population"]["z_min"] and mock["population"]["z_max"] <= dataset_z[1]
+    ):
+        problems.append(
+            f"config key dataset.z_min/z_max: {dataset_z[0]}–{dataset_z[1]} would reject mock galaxies drawn at "
+            f"mock.population.z_min/z_max = {mock['population']['z_min']}–{mock['population']['z_max']}"
+        )
     query = config["sdss"]["query"]
     problems.append(_ordered("sdss.query.z_min", query["z_min"], query["z_max"]))
     redshift = config["evaluation"]["redshift"]
@@ -191,9 +212,44 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     return check_config(config)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML takes the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}, line {line}: key {key!r} given twice (first on line {seen[key]}); "
+                    "YAML would silently keep the last"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file, refusing duplicate keys; errors name the file and line.
+
+    Raises
+    ------
+    ConfigError
+        For a syntax error or a duplicate key.
+    """
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            return yaml.load(fh, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+        raise ConfigError(f"{path}, {where}: not valid YAML ({err.problem})") from err
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file, validate it and fill defaults."""
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    """Read a YAML config file (:func:`read_yaml`), validate it and fill defaults."""
+    config = read_yaml(path) or {}
     return validate_config(config)
 
 

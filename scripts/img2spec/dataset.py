@@ -30,6 +30,7 @@ from .io import (
 )
 from .preprocessing import (
     PreprocessingSettings,
+    covering_z_range,
     lowres_bin_means,
     preprocess_spectra,
     rest_frame_spectra,
@@ -137,9 +138,24 @@ class DatasetFile:
 
     @property
     def rest_z_range(self) -> tuple[float, float]:
-        """Redshifts at which the rest-frame grid covers the whole observed grid (those of the training split)."""
+        """Redshifts of the training split, which the rest-frame grid was made to cover."""
         low, high = self.h5.attrs["rest_z_range"]
         return float(low), float(high)
+
+    @property
+    def delivery_z_range(self) -> tuple[float, float]:
+        """Redshifts inside :attr:`rest_z_range` at which both rest-frame grids, full and low resolution,
+        cover the observed ones (:func:`img2spec.preprocessing.covering_z_range`): where a rest-frame
+        prediction can be delivered, and where predicted redshifts are clipped to.
+
+        The low-resolution grids are 8 Å bin centres, so the rest-frame one reaches the observed one
+        over a slightly narrower range than the full-resolution grids do (to z ≈ 0.14960 rather than 0.15).
+        """
+        low, high = self.rest_z_range
+        for lowres in (False, True):
+            cover_low, cover_high = covering_z_range(self.wave_of("rest", lowres), self.wave_of("observed", lowres))
+            low, high = max(low, cover_low), min(high, cover_high)
+        return low, high
 
     def rows(self, split: str) -> np.ndarray:
         """Rows of ``split`` ('train', 'val' or 'test'), increasing."""
@@ -213,14 +229,75 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     return catalog
 
 
-def deduplicate(catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Keep the first row of each specObjID; list the others as rejects."""
-    dup = catalog["specObjID"].duplicated(keep="first")
-    rejects = [
+#: Catalog columns that locate a spectrum: positive integers.
+LOCATOR_COLUMNS = ("plate", "mjd", "fiberID")
+
+
+def screen_catalog(catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Keep the first row of each specObjID whose locators and redshift are usable; list the others as rejects.
+
+    ``plate``, ``mjd`` and ``fiberID`` must be positive integers and ``z`` a finite number; a reject
+    names the catalog row (from 0, as the CSV's data rows) and the column.  The kept rows have these
+    columns as int64 and float64.
+    """
+    catalog = catalog.reset_index(drop=True)
+    rejects = []
+    usable = np.ones(len(catalog), bool)
+    parsed = {}
+    for column in (*LOCATOR_COLUMNS, "z"):
+        values = pd.to_numeric(catalog[column], errors="coerce").to_numpy(np.float64)
+        if column == "z":
+            bad = ~np.isfinite(values)
+            what = "not a finite number"
+        else:
+            bad = ~np.isfinite(values) | (values < 1) | (values != np.round(values))
+            what = "not a positive integer"
+        for row in np.flatnonzero(bad & usable):
+            rejects.append(
+                _reject(
+                    catalog["specObjID"].iloc[row],
+                    "catalog",
+                    f"row {row}: {column} = {catalog[column].iloc[row]!r} is {what}",
+                )
+            )
+        usable &= ~bad
+        parsed[column] = values
+    dup = catalog["specObjID"].duplicated(keep="first").to_numpy() & usable
+    rejects += [
         _reject(sid, "catalog", f"{DUPLICATE} (catalog row {row}; the first row is kept)")
         for row, sid in zip(np.flatnonzero(dup), catalog.loc[dup, "specObjID"])
     ]
-    return catalog.loc[~dup].reset_index(drop=True), rejects
+    kept = catalog.loc[usable & ~dup].copy()
+    for column in LOCATOR_COLUMNS:
+        kept[column] = parsed[column][usable & ~dup].astype(np.int64)
+    kept["z"] = parsed["z"][usable & ~dup]
+    return kept.reset_index(drop=True), rejects
+
+
+def redshift_problems(
+    specobjid: np.ndarray, z_spectrum: np.ndarray, z_catalog: np.ndarray, settings: DatasetSettings
+) -> list[dict]:
+    """Rejects for spectra whose own redshift (``SPECOBJ`` Z) is unusable.
+
+    A spectrum's Z must be finite, inside ``settings.z_min``–``z_max`` (widened by ``z_tolerance``)
+    and within ``z_tolerance`` of the catalog's z; each reject names both values.
+    """
+    out = []
+    tol = settings.z_tolerance
+    for sid, zs, zc in zip(specobjid, z_spectrum, z_catalog):
+        if not np.isfinite(zs):
+            reason = f"spectrum redshift Z = {zs} is not finite (catalog z = {zc:.5f})"
+        elif not settings.z_min - tol <= zs <= settings.z_max + tol:
+            reason = (
+                f"spectrum redshift Z = {zs:.5f} outside {settings.z_min:g}–{settings.z_max:g} "
+                f"(dataset.z_min/z_max; catalog z = {zc:.5f})"
+            )
+        elif abs(zs - zc) > tol:
+            reason = f"spectrum redshift Z = {zs:.5f} disagrees with catalog z = {zc:.5f} by more than {tol:g}"
+        else:
+            continue
+        out.append(_reject(sid, "redshift", reason))
+    return out
 
 
 def preprocess_catalog_spectra(
@@ -242,7 +319,7 @@ def preprocess_catalog_spectra(
     pandas.DataFrame
         Rejects (specObjID, stage, reason, file).
     """
-    catalog, rejects = deduplicate(catalog)
+    catalog, rejects = screen_catalog(catalog)
     n = len(catalog)
     n_pix, n_low = settings.wave.size, settings.wave_lowres.size
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
@@ -295,13 +372,21 @@ def preprocess_catalog_spectra(
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    """Split and failure policy of :func:`build_dataset`."""
+    """Split, redshift checks and failure policy of :func:`build_dataset`.
+
+    ``z_min``/``z_max`` is the sample's redshift range (the paper's 0.05 < z ≤ 0.15, Sect. 2) and
+    ``z_tolerance`` how far a spectrum's Z may lie outside it or from the catalog's z
+    (:func:`redshift_problems`).
+    """
 
     n_val: int = 128
     n_test: int = 256
     seed: int = 7
     max_reject_fraction: float = 0.05
     chunk_size: int = 512
+    z_min: float = 0.05
+    z_max: float = 0.15
+    z_tolerance: float = 0.001
 
 
 def assign_splits(specobjid: np.ndarray, n_val: int, n_test: int, seed: int) -> np.ndarray:
@@ -358,14 +443,20 @@ def build_dataset(
         If more than ``max_reject_fraction`` of the catalog is rejected (nothing is written).
     """
     n_catalog = int(catalog["specObjID"].nunique())
-    catalog, rejects = deduplicate(catalog)
+    catalog, rejects = screen_catalog(catalog)
     prior = [] if prior_rejects is None else prior_rejects.to_dict("records")
     already = {int(r["specObjID"]) for r in prior}
     rejects = [r for r in rejects if r["specObjID"] not in already] + prior
 
     with h5py.File(spectra_h5, "r") as spec:
         spec_ids = spec["specobjid"][()]
+        spec_z = spec["z_spec"][()]
     spec_row = {int(s): i for i, s in enumerate(spec_ids)}
+    catalog_z = dict(zip(catalog["specObjID"].to_numpy().astype(int), catalog["z"].to_numpy()))
+    in_catalog = np.array([int(sid) in catalog_z for sid in spec_ids], bool)
+    rejects += redshift_problems(
+        spec_ids[in_catalog], spec_z[in_catalog], np.array([catalog_z[int(s)] for s in spec_ids[in_catalog]]), settings
+    )
     cube_rows: dict[int, int] = {}
     for i, sid in enumerate(cubes.specobjid):
         if int(sid) in cube_rows:

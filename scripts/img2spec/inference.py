@@ -13,8 +13,11 @@ results do not depend on batch sizes or on which other galaxies are predicted al
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import h5py
 import numpy as np
@@ -27,6 +30,7 @@ from .dataset import DatasetFile
 from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .networks import network
+from .outliers import OutlierModel, outlier_model_of_dataset
 from .preprocessing import move_spectra
 from .train import ContrastiveTask, DiffusionTask, load_task
 
@@ -54,6 +58,9 @@ class InferenceSettings:
     batch_galaxies : int
         Galaxies processed together.
     seed : int
+    ood_quantile : float
+        Quantile of the validation galaxies' out-of-distribution scores above which a galaxy is flagged
+        (:mod:`img2spec.outliers`); in-distribution galaxies are flagged at the rate 1 − ood_quantile.
     """
 
     k_lr: int = 15
@@ -66,6 +73,7 @@ class InferenceSettings:
     calibration_galaxies: int = 32
     batch_galaxies: int = 16
     seed: int = 0
+    ood_quantile: float = 0.98
 
     @classmethod
     def from_config(cls, section: dict) -> InferenceSettings:
@@ -86,8 +94,8 @@ class SpectrumGrids:
     frame : {'observed', 'rest'}
         Frame of the networks' spectra.
     z_range : tuple of float
-        Redshifts at which rest-frame spectra cover the observed grid; predicted redshifts are
-        clipped to it.
+        Redshifts at which rest-frame spectra cover the observed grids, full and low resolution
+        (:attr:`img2spec.dataset.DatasetFile.delivery_z_range`); predicted redshifts are clipped to it.
     window, window_frame
         The normalisation window [Å] and its frame (preprocessing's).
     """
@@ -111,7 +119,7 @@ class SpectrumGrids:
                 data.wave_of(frame),
                 data.wave_of(frame, lowres=True),
                 frame,
-                data.rest_z_range,
+                data.delivery_z_range,
                 window,
                 window_frame,
             )
@@ -301,7 +309,8 @@ def predict_spectra(
         out["flux_drawn"].append(flux)
         z = np.full(b, np.nan)
         if grids.frame == "rest":
-            z = np.clip(cdm_lr.redshift(image_condition).cpu().numpy(), *grids.z_range)
+            # in float64: a float32 clip could round back past the covered range
+            z = np.clip(cdm_lr.redshift(image_condition).cpu().numpy().astype(np.float64), *grids.z_range)
             flux, flux_lowres, percentiles = _placed_at(grids, z, flux, flux_lowres, percentiles)
         out["flux"].append(flux)
         out["flux_lowres"].append(flux_lowres)
@@ -334,10 +343,12 @@ def _placed_at(
 
     n_levels = percentiles.shape[1]
     levels = [move(percentiles[:, i], grids.network_wave, grids.wave) for i in range(n_levels)]
+    # each level is interpolated and renormalised on its own, which can swap close levels by up to
+    # ~0.01 in ln flux; percentiles of the moved candidates are ordered, so the levels are sorted back
     return (
         move(flux, grids.network_wave, grids.wave),
         move(flux_lowres, grids.network_wave_lowres, grids.wave_lowres),
-        np.stack(levels, axis=1),
+        np.sort(np.stack(levels, axis=1), axis=1),
     )
 
 
@@ -474,22 +485,56 @@ def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
     return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
 
 
-def _write_predictions(
-    path, ids, result, grids: SpectrumGrids, settings: InferenceSettings, band_factor: float
-) -> None:
-    wave, wave_lowres, wave_drawn = grids.wave, grids.wave_lowres, grids.network_wave
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5["specobjid"] = np.asarray(ids, np.int64)
-        h5["wave"] = wave
-        h5["wave_lowres"] = wave_lowres
-        h5["wave_drawn"] = wave_drawn
-        for key, value in result.items():
-            h5.create_dataset(key, data=value)
-        h5.attrs.update({k: v for k, v in vars(settings).items() if not isinstance(v, tuple)})
-        h5.attrs["percentiles"] = settings.percentiles
-        h5.attrs["band_scale"] = band_factor
+class PredictionWriter:
+    """Writes a prediction file (HDF5) batch by batch.
+
+    The file appears under its name only when the ``with`` block ends without an error
+    (:func:`img2spec.io.atomic_output`); each :meth:`append` adds galaxies to every dataset, so a cube
+    file of any size is predicted in bounded memory.
+    """
+
+    def __init__(self, path: str | Path, grids: SpectrumGrids, settings: InferenceSettings, band_factor: float) -> None:
+        self.path, self.grids, self.settings, self.band_factor = Path(path), grids, settings, band_factor
+        self.n_written = 0
+        self._stack = ExitStack()
+        self._h5: h5py.File | None = None
+
+    def __enter__(self) -> Self:
+        tmp = self._stack.enter_context(atomic_output(self.path))
+        h5 = self._h5 = self._stack.enter_context(h5py.File(tmp, "w"))
+        h5.create_dataset("specobjid", (0,), np.int64, maxshape=(None,), chunks=(1024,))
+        h5["wave"] = self.grids.wave
+        h5["wave_lowres"] = self.grids.wave_lowres
+        h5["wave_drawn"] = self.grids.network_wave
+        h5.attrs.update({k: v for k, v in vars(self.settings).items() if not isinstance(v, tuple)})
+        h5.attrs["percentiles"] = self.settings.percentiles
+        h5.attrs["band_scale"] = self.band_factor
         h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
-        h5.attrs["frame_drawn"] = grids.frame
+        h5.attrs["frame_drawn"] = self.grids.frame
+        return self
+
+    def append(self, ids: np.ndarray, result: dict[str, np.ndarray]) -> None:
+        """Add galaxies ``ids`` with their arrays ``result`` (each of leading length ``len(ids)``)."""
+        assert self._h5 is not None, "PredictionWriter.append outside its with block"
+        h5, n, stop = self._h5, len(ids), self.n_written + len(ids)
+        for key, value in {"specobjid": np.asarray(ids, np.int64), **result}.items():
+            if key not in h5:
+                h5.create_dataset(
+                    key, (0, *value.shape[1:]), value.dtype, maxshape=(None, *value.shape[1:]), chunks=True
+                )
+            h5[key].resize(stop, axis=0)
+            h5[key][self.n_written : stop] = value
+        self.n_written += n
+
+    def h5_attrs(self, **values: float) -> None:
+        """Set file attributes (e.g. the outlier threshold)."""
+        assert self._h5 is not None, "PredictionWriter.h5_attrs outside its with block"
+        self._h5.attrs.update(values)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stack.__exit__(kind, error, trace)
 
 
 def predict_dataset(
@@ -524,7 +569,12 @@ def predict_dataset(
     lo, hi = f"flux_p{min(settings.percentiles):g}", f"flux_p{max(settings.percentiles):g}"
     coverage_as_drawn = band_coverage(result[lo], result[hi], observed, mask)
     _apply_band_scale(result, settings, band_factor)
-    _write_predictions(out_h5, ids, result, models.grids, settings, band_factor)
+    outliers = outlier_model_of_dataset(dataset_path, settings.ood_quantile, log=print)
+    result["ood_score"] = outliers.score(images).astype(np.float32)
+    result["ood_flag"] = outliers.flag(result["ood_score"])
+    with PredictionWriter(out_h5, models.grids, settings, band_factor) as writer:
+        writer.append(ids, result)
+        writer.h5_attrs(ood_threshold=outliers.threshold, ood_quantile=outliers.quantile)
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
         bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
@@ -535,6 +585,7 @@ def predict_dataset(
             result["flux"][i],
             bands,
             {"SAMPLER": settings.sampler, "STEPS": settings.steps}
+            | _ood_header(result, i, outliers)
             | ({"Z": float(result["z"][i])} if np.isfinite(result["z"][i]) else {}),
         )
     deviation = metrics.mean_relative_deviation(result["flux"], observed, mask)
@@ -555,6 +606,9 @@ def predict_dataset(
         if 50.0 in settings.percentiles
         else None,
         "band_scale": band_factor,
+        "ood_threshold": outliers.threshold,
+        "ood_nominal_flag_rate": round(1.0 - outliers.quantile, 6),
+        "ood_flag_rate": float(np.mean(result["ood_flag"])),
         "coverage_of_16_84_band_as_drawn": coverage_as_drawn,
         "coverage_of_16_84_band": band_coverage(result[lo], result[hi], observed, mask),
         "coverage_of_16_84_band_by_morphology": {
@@ -589,6 +643,39 @@ def predict_dataset(
     return summary
 
 
+def _ood_header(result: dict[str, np.ndarray], i: int, outliers: OutlierModel) -> dict:
+    """FITS header cards of galaxy ``i``'s out-of-distribution score and flag."""
+    return {
+        "OODSCORE": float(result["ood_score"][i]),
+        "OODFLAG": bool(result["ood_flag"][i]),
+        "OODTHRES": outliers.threshold,
+    }
+
+
+def predict_isolated(
+    models: TrainedModels, images: np.ndarray, ids: np.ndarray, settings: InferenceSettings
+) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """:func:`predict_spectra`, one galaxy at a time if the batch fails, so that one galaxy never costs the others.
+
+    Returns the predictions of the galaxies that succeeded and, by position in ``ids``, why the others
+    failed.  Prediction does not depend on batching, so the results equal a whole-batch run's.
+    """
+    try:
+        return predict_spectra(models, images, ids, settings), {}
+    except (RuntimeError, ValueError, InputError):
+        if len(ids) == 1:
+            raise
+    parts, failures = [], {}
+    for i in range(len(ids)):
+        try:
+            parts.append(predict_spectra(models, images[i : i + 1], ids[i : i + 1], settings))
+        except (RuntimeError, ValueError, InputError) as err:
+            failures[i] = f"prediction failed: {err}"
+    if not parts:
+        return {}, failures
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, failures
+
+
 def predict_cube_file(
     cubes_path,
     dataset_path,
@@ -598,9 +685,16 @@ def predict_cube_file(
     rejects_csv,
     device: str = "cpu",
     band_factor: float = 1.0,
+    chunk_galaxies: int = 512,
+    log: Callable[[str], None] = lambda message: None,
 ) -> int:
-    """Predict spectra for every usable cube of a cube file; cubes with NaN/inf pixels or a band all zero are
-    listed in ``rejects_csv`` with the reason, and the others go on.
+    """Predict spectra for every usable cube of a cube file, ``chunk_galaxies`` cubes at a time.
+
+    Each galaxy stands alone: a cube that cannot be used (:func:`img2spec.io.image_problem`: non-finite
+    pixels, a missing band, not sky-subtracted flux in nanomaggies), a repeated specObjID, or a galaxy
+    whose prediction fails is listed in ``rejects_csv`` (specObjID, position in the file, reason, file)
+    and the others are delivered.  Every delivered galaxy carries its out-of-distribution score and
+    flag (:mod:`img2spec.outliers`).  Memory is bounded by the chunk, not by the file.
 
     ``dataset_path`` provides the training image statistics and wavelength grids; ``band_factor``
     the band calibration (:func:`calibrate_bands`).  Returns the number of galaxies predicted.
@@ -608,25 +702,56 @@ def predict_cube_file(
     Raises
     ------
     InputError
-        For a file with the wrong shape or band order (see :func:`img2spec.io.open_cube_file`).
+        For a file with the wrong shape or band order (see :func:`img2spec.io.open_cube_file`), or
+        when no cube could be predicted (the rejects file is written first).
     """
     import pandas as pd
 
     from .io import open_cube_file
 
     models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
-    with open_cube_file(cubes_path) as cubes:
-        images = cubes.read(slice(0, len(cubes)))
-        ids = cubes.specobjid.copy()
-    problems = check_images(images, str(cubes_path))
-    bad = np.array(sorted(problems), dtype=int)
-    good = np.setdiff1d(np.arange(ids.size), bad)
-    pd.DataFrame(
-        {"specObjID": ids[bad], "reason": [problems[i] for i in bad], "file": [str(cubes_path)] * bad.size}
-    ).to_csv(rejects_csv, index=False)
-    if good.size == 0:
-        raise InputError(f"{cubes_path}: no usable cube (e.g. specObjID {ids[bad[0]]}: {problems[bad[0]]})")
-    result = predict_spectra(models, images[good], ids[good], settings)
-    _apply_band_scale(result, settings, band_factor)
-    _write_predictions(out_h5, ids[good], result, models.grids, settings, band_factor)
-    return int(good.size)
+    outliers = outlier_model_of_dataset(dataset_path, settings.ood_quantile, log=log)
+    rejects: list[tuple[int, int, str]] = []
+    first_position: dict[int, int] = {}
+
+    def write_rejects() -> None:
+        table = pd.DataFrame(rejects, columns=["specObjID", "position", "reason"]).assign(file=str(cubes_path))
+        with atomic_output(rejects_csv) as tmp:
+            table.to_csv(tmp, index=False)
+
+    try:
+        with (
+            open_cube_file(cubes_path) as cubes,
+            PredictionWriter(out_h5, models.grids, settings, band_factor) as writer,
+        ):
+            for start in range(0, len(cubes), chunk_galaxies):
+                images = cubes.read(slice(start, start + chunk_galaxies))
+                ids = cubes.specobjid[start : start + len(images)]
+                problems = check_images(images, str(cubes_path))
+                for i, sid in enumerate(ids.tolist()):
+                    if sid in first_position:
+                        problems.setdefault(i, f"duplicate specObjID (first at position {first_position[sid]})")
+                    else:
+                        first_position[sid] = start + i
+                usable = np.array([i for i in range(len(ids)) if i not in problems], dtype=int)
+                result, failures = (
+                    predict_isolated(models, images[usable], ids[usable], settings) if usable.size else ({}, {})
+                )
+                problems.update({int(usable[i]): reason for i, reason in failures.items()})
+                rejects.extend((int(ids[i]), start + i, problems[i]) for i in sorted(problems))
+                done = np.array([i for i in usable if i not in problems], dtype=int)
+                if done.size:
+                    _apply_band_scale(result, settings, band_factor)
+                    result["ood_score"] = outliers.score(images[done]).astype(np.float32)
+                    result["ood_flag"] = outliers.flag(result["ood_score"])
+                    writer.append(ids[done], result)
+                log(f"{start + len(images)}/{len(cubes)} cubes: {writer.n_written} predicted, {len(rejects)} rejected")
+            writer.h5_attrs(ood_threshold=outliers.threshold, ood_quantile=outliers.quantile)
+            if writer.n_written == 0:
+                position, sid, reason = rejects[0][1], rejects[0][0], rejects[0][2]
+                raise InputError(
+                    f"{cubes_path}: no usable cube (e.g. specObjID {sid} at position {position}: {reason})"
+                )
+            return writer.n_written
+    finally:
+        write_rejects()

@@ -495,8 +495,20 @@ def _check_cube_shape(path: Path, shape: tuple[int, ...], bands: list[str] | Non
         raise InputError(f"{path}: bands are {bands}; expected {list(BANDS)} in this order")
 
 
+#: Largest ratio of the r band's median in the cube's outer ring (beyond 28 pixels from the centre) to
+#: its median in the central 3×3 pixels for a sky-subtracted image in flux units; magnitudes, with the
+#: faint sky far above the bright centre, or an unsubtracted sky give ratios near or above 1.
+MAX_SKY_TO_CENTRE = 0.5
+
+
 def image_problem(cube: np.ndarray) -> str | None:
-    """Why a (5, 64, 64) ugriz cube cannot be used (non-finite pixels, a band all zero), or None."""
+    """Why a (5, 64, 64) ugriz cube cannot be used, or None.
+
+    Refused: non-finite pixels; a band all zero; a cube that cannot be sky-subtracted flux
+    [nanomaggies] of a galaxy at its centre: no positive r flux in the central 3×3 pixels (all
+    negative, blank sky), or an outer ring brighter than :data:`MAX_SKY_TO_CENTRE` of the centre
+    (magnitudes, an unsubtracted sky, a constant image).
+    """
     finite = np.isfinite(cube)
     if not finite.all():
         bands = [BANDS[b] for b in range(len(BANDS)) if not finite[b].all()]
@@ -504,6 +516,23 @@ def image_problem(cube: np.ndarray) -> str | None:
     empty = [BANDS[b] for b in range(len(BANDS)) if not np.any(cube[b])]
     if empty:
         return f"band(s) {''.join(empty)} all zero (missing band)"
+    r = cube[BANDS.index("r")]
+    size = r.shape[-1]
+    middle = size // 2
+    centre = float(np.median(r[middle - 2 : middle + 1, middle - 2 : middle + 1]))
+    if centre <= 0:
+        return (
+            f"no positive r flux at the centre (median {centre:.3g}): not a galaxy in nanomaggies "
+            "(negative or blank image?)"
+        )
+    y, x = np.indices(r.shape)
+    ring = np.hypot(y - (size - 1) / 2, x - (size - 1) / 2) > 28
+    sky = float(np.median(r[ring]))
+    if sky > MAX_SKY_TO_CENTRE * centre:
+        return (
+            f"the r band's outer ring ({sky:.3g}) is {sky / centre:.2f} of its centre ({centre:.3g}): not "
+            "sky-subtracted flux in nanomaggies (magnitudes, or the sky left in?)"
+        )
     return None
 
 

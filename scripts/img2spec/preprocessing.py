@@ -266,6 +266,19 @@ def rest_frame_wave(observed_wave: np.ndarray, z_range: tuple[float, float]) -> 
     return low + step * np.arange(round((high - low) / step) + 1)
 
 
+def covering_z_range(rest_wave: np.ndarray, observed_wave: np.ndarray) -> tuple[float, float]:
+    """Redshifts at which ``rest_wave`` placed at z holds every pixel of ``observed_wave``.
+
+    A spectrum on ``rest_wave`` moved to such a redshift (:func:`move_spectra`) has no invalid pixel on
+    ``observed_wave``.  The bounds are pulled in by one part in 10⁹ so that rounding never puts an
+    edge pixel outside.
+    """
+    margin = 1e-9
+    low = observed_wave[-1] / rest_wave[-1] * (1.0 + margin) - 1.0
+    high = observed_wave[0] / rest_wave[0] * (1.0 - margin) - 1.0
+    return float(low), float(high)
+
+
 def lowres_spectra(
     linear: np.ndarray, mask: np.ndarray, factor: int, log_floor: float
 ) -> tuple[np.ndarray, np.ndarray]:

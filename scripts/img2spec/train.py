@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import math
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -420,7 +421,13 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Dif
     ValueError
         Naming the file, when it has no such entry or one of another format.
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        # a truncated or empty file: torch names neither the file nor what is wrong with it
+        raise ValueError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); train the network again"
+        ) from err
     saved = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if saved is None or saved.get("format") != CHECKPOINT_FORMAT:
         found = "none" if saved is None else f"format {saved.get('format')}"
