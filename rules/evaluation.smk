@@ -19,6 +19,12 @@ rule evaluation_quality:
             category="5. Evaluation",
             subcategory="quality",
         ),
+        zoom=report(
+            "results/evaluation/quality/line_zoom.png",
+            caption="../workflow/report/quality_line_zoom.rst",
+            category="5. Evaluation",
+            subcategory="quality",
+        ),
     log:
         "results/logs/evaluation_quality.log",
     benchmark:
@@ -291,7 +297,7 @@ rule evaluation_summary:
     input:
         **{
             target: f"results/evaluation/{target}/summary.json"
-            for target in ("quality", "redshift", "ppxf", "indices", "bpt")
+            for target in ("quality", "redshift", "ppxf", "indices", "lines", "bpt")
         },
         predictions="results/predictions/summary.json",
     output:

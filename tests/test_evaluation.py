@@ -53,6 +53,45 @@ def test_metrics_on_known_differences():
     assert metrics.band_coverage(lower, upper, np.log(noisy)) == pytest.approx(np.mean(np.abs(np.log(noisy)) <= 0.1))
 
 
+def test_plausibility_metrics_find_known_side_lobes_noise_and_biases():
+    from img2spec import metrics
+    from img2spec.spectral import EMISSION_LINES_VACUUM
+
+    wave = np.arange(4000.0, 8500.0)
+    z = np.array([0.1, 0.1, 0.1])
+    halpha = EMISSION_LINES_VACUUM["Halpha"] * 1.1
+    spike = np.exp(-0.5 * ((wave - halpha) / 2.0) ** 2)
+    flux = np.ones((3, wave.size)) + spike
+    for offset in (-12.0, 12.0):  # troughs of depth 0.5 at ±12 Å observed (±10.9 Å rest)
+        flux[1] -= 0.5 * np.exp(-0.5 * ((wave - halpha - offset) / 2.0) ** 2)
+    flux[2] -= 0.2 * np.exp(-0.5 * ((wave - halpha - 12.0) / 2.0) ** 2)
+    depth = metrics.side_lobe_depth(wave, np.log(flux), np.zeros_like(flux, bool), z, EMISSION_LINES_VACUUM["Halpha"])
+    np.testing.assert_allclose(depth, [1.0, 0.5, 0.8], atol=0.01)
+
+    rng = np.random.default_rng(0)
+    sigma = 0.05
+    noisy = np.log(1 + 0.3 * np.sin(wave / 400.0))[None, :] + rng.normal(0, sigma, (2, wave.size))
+    ivar = np.full(noisy.shape, 1.0) / (sigma * np.exp(noisy)) ** 2
+    mask = np.zeros(noisy.shape, bool)
+    mask[:, 100:120] = True
+    # the running median removes the smooth shape; the residual power is the noise variance (×≈0.95 for width 31)
+    assert metrics.fine_structure_power(noisy, mask) == pytest.approx(np.full(2, sigma**2), rel=0.1)
+    np.testing.assert_allclose(metrics.noise_power(noisy, ivar, mask), sigma**2, rtol=1e-9)
+
+    ew_observed = np.array([0.2, 0.5, 0.8, 0.9, 10.0, 20.0, 30.0, np.nan])
+    ew_predicted = np.array([4.0, 0.1, 2.9, 0.3, 0.5, 25.0, 31.0, 5.0])
+    rates = metrics.emission_plausibility(ew_observed, ew_predicted, passive_ew=1.0)
+    assert rates == {
+        "n_passive_observed": 4,
+        "false_emission_rate": 0.25,
+        "n_emitting_observed": 3,
+        "missed_emission_rate": pytest.approx(1 / 3),
+    }
+    observed = 10 ** rng.normal(0, 0.5, 400)
+    bias = metrics.line_flux_bias(observed * 10**-0.1 * 10 ** rng.normal(0, 0.05, 400), observed)
+    assert bias["median_log_ratio"] == pytest.approx(-0.1, abs=0.01) and 0 < bias["bootstrap_std"] < 0.01
+
+
 def test_quality_target_on_a_known_prediction(tiny_dataset, mock_dir, tmp_path):
     with h5py.File(tiny_dataset) as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
@@ -70,6 +109,11 @@ def test_quality_target_on_a_known_prediction(tiny_dataset, mock_dir, tmp_path):
     assert summary["all"]["n"] == ids.size
     assert summary["all"]["median_mean_relative_deviation"] == pytest.approx(0.2, rel=1e-4)
     assert summary["all"]["fraction_below_10pct"] == 0.0
+    # a scaled copy has the observed spectrum's shape: its side-lobes and its fine structure
+    shape = summary["plausibility"]
+    assert shape["predicted"]["fine_structure_power_ratio_median"] == pytest.approx(1.0, rel=1e-6)
+    assert shape["predicted"]["side_lobe_fraction"] == shape["observed"]["side_lobe_fraction"]
+    assert 0 < shape["observed"]["noise_over_observed_power_median"] < 1.5
     assert set(summary["truth_morphology"]) <= {"elliptical", "spiral"}
     table = pd.read_csv(tmp_path / "quality" / "galaxies.csv")
     assert set(table["specObjID"]) == set(ids) and (tmp_path / "quality" / "histograms.png").stat().st_size > 0
@@ -268,6 +312,16 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
                 "knn": {"accuracy": 0.6, "AGN_accuracy": 0.8},
             }
         },
+        "lines": {
+            "plausibility": {
+                "predicted": {
+                    "false_emission_rate": 0.3,
+                    "missed_emission_rate": 0.1,
+                    "line_flux_bias": {"Halpha": {"median_log_ratio": -0.09}},
+                },
+                "knn": {"false_emission_rate": 0.05},
+            }
+        },
         "predictions": {
             "coverage_of_16_84_band": 0.66,
             "coverage_of_16_84_band_as_drawn": 0.51,
@@ -296,6 +350,9 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
         "the 16–84% band of the candidates holds 0.66 of the test galaxies' observed pixels (nominal 0.68; elliptical 0.70, "
         "spiral 0.63); as drawn, before its calibration on validation galaxies (× 1.37), 0.51."
     ) in markdown
+    plausibility = markdown.split("## Plausibility of the lines")[1].split("##")[0]
+    assert "| false emission: EW(Hα) > 3 Å where observed < 1 Å | — | 0.3 | — | — | 0.05 |" in plausibility
+    assert "| Hα flux bias, median log10(pred/obs), observed EW(Hα) > 5 Å | — | -0.09 |" in plausibility
     methods = markdown.split("## How each number is computed")[1]
     from img2spec.evaluation import HEADLINES
 

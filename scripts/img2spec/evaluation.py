@@ -36,7 +36,7 @@ from .fitresults import (
 )
 from .io import atomic_output, read_h5_rows
 from .preprocessing import shift_to_redshift
-from .spectral import BPT_CLASSES
+from .spectral import BPT_CLASSES, BPT_LINES, EMISSION_LINES_VACUUM
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
 from .toolbox.firefly import fit_rest_firefly
@@ -281,6 +281,7 @@ def quality(
     summary: str | Path,
     table: str | Path,
     figure: str | Path,
+    zoom: str | Path,
     truth_parquet: str | Path | None = None,
     baselines_h5: str | Path | None = None,
     redshift_csv: str | Path | None = None,
@@ -299,7 +300,9 @@ def quality(
     Writes ``table`` (CSV: Δ̄, MSE, χ²/N of the networks' prediction and, prefixed by the
     predictor's name, of the others, and morphology per galaxy), ``summary`` (JSON: medians overall
     and per morphology group, fraction with Δ̄ < 10%; the networks' under ``all`` and the groups,
-    every predictor's under ``predictors``) and ``figure`` (Δ̄ histograms).  On the mock survey,
+    every predictor's under ``predictors``; under ``plausibility`` each kind's side-lobe fraction
+    and fine-structure power, :func:`_shape_plausibility`), ``figure`` (Δ̄ histograms) and ``zoom``
+    (the lines of six example galaxies, :func:`img2spec.plots.line_zoom`).  On the mock survey,
     groups by the true morphology are added.
     """
     ids, predictors = read_predictors(predictions_h5, baselines_h5)
@@ -309,6 +312,11 @@ def quality(
         wave, z_spec = data.wave, data.read("z_spec", rows)
         scores = pd.DataFrame({"specObjID": ids, "galaxy_zoo": data.morphology(rows)})
     z_of = redshifts_of_kinds(redshift_csv, ids, z_spec, tuple(predictors))
+    observed_power = metrics.fine_structure_power(observed, mask)
+    plausibility = {"observed": _shape_plausibility(wave, observed, mask, z_spec, observed_power)}
+    plausibility["observed"]["noise_over_observed_power_median"] = float(
+        np.median(metrics.noise_power(observed, ivar, mask) / observed_power)
+    )
     for name, predicted in predictors.items():
         prefix = "" if name == "predicted" else f"{name}_"
         aligned, uncovered = shift_to_redshift(wave, predicted, z_of[name], z_spec, norm_window, norm_frame)
@@ -317,6 +325,7 @@ def quality(
             scores[f"{prefix}{score}_as_predicted"] = values
         for score, values in _scores(np.nan_to_num(aligned), observed, ivar, mask | uncovered).items():
             scores[f"{prefix}{score}"] = np.where(np.isfinite(z_of[name]), values, np.nan)
+        plausibility[name] = _shape_plausibility(wave, np.nan_to_num(aligned), mask | uncovered, z_spec, observed_power)
     groups = {"galaxy_zoo": scores["galaxy_zoo"]}
     if truth_parquet is not None:
         truth = pd.read_parquet(truth_parquet).set_index("specObjID")
@@ -359,9 +368,53 @@ def quality(
             medians_of["predictors"][name][key] = {
                 str(label): headline(labels == label, prefix) for label in sorted(labels.unique())
             }
+    medians_of["plausibility"] = plausibility
     _write_summary(medians_of, summary)
     plots.deviation_histograms(scores, "galaxy_zoo", figure)
+    _line_zoom_figure(wave, observed, mask, z_spec, predictors, z_of, norm_window, norm_frame, ids, zoom)
     return medians_of
+
+
+def _line_zoom_figure(wave, observed, mask, z_spec, predictors, z_of, norm_window, norm_frame, ids, path) -> None:
+    """:func:`img2spec.plots.line_zoom` of six test galaxies: the two weakest, two middling and two strongest in Hα."""
+    ew = metrics.window_ew(wave, observed, mask, z_spec, EMISSION_LINES_VACUUM["Halpha"])
+    order = [int(i) for i in np.argsort(np.where(np.isfinite(ew), ew, np.inf)) if np.isfinite(ew[i])]
+    if not order:
+        return
+    middle = len(order) // 2
+    picks = list(dict.fromkeys(order[:2] + order[middle - 1 : middle + 1] + order[-2:]))
+    shown = {}
+    for name in ("predicted", "median", "knn_rest", "truth"):
+        if name in predictors:
+            aligned, _ = shift_to_redshift(
+                wave, predictors[name][picks], z_of[name][picks], z_spec[picks], norm_window, norm_frame
+            )
+            shown[PREDICTOR_LABELS[name]] = aligned
+    labels = [f"specObjID {ids[i]}  z = {z_spec[i]:.3f}  EW(Hα) ≈ {ew[i]:.1f} Å (observed)" for i in picks]
+    plots.line_zoom(wave, z_spec[picks], observed[picks], shown, labels, path)
+
+
+def _shape_plausibility(
+    wave: np.ndarray, flux_ln: np.ndarray, mask: np.ndarray, z: np.ndarray, observed_power: np.ndarray
+) -> dict[str, float]:
+    """Side-lobes beside Hβ and Hα, and fine-structure power against the observed spectra's, of one kind of spectrum.
+
+    ``side_lobe_fraction``: galaxies whose deepest pixel 4–25 Å (rest) from Hβ or Hα lies below
+    :data:`img2spec.metrics.SIDE_LOBE_DEPTH` of the continuum 30–60 Å away
+    (:func:`img2spec.metrics.side_lobe_depth`); ``fine_structure_power_ratio_median``: median of the
+    ratio of high-pass power (:func:`img2spec.metrics.fine_structure_power`) to the observed
+    spectrum's.  Spectra are at the observed redshift ``z``.
+    """
+    depth = np.fmin(
+        *(metrics.side_lobe_depth(wave, flux_ln, mask, z, EMISSION_LINES_VACUUM[line]) for line in ("Hbeta", "Halpha"))
+    )
+    measured = np.isfinite(depth)
+    return {
+        "side_lobe_fraction": float(np.mean(depth[measured] < metrics.SIDE_LOBE_DEPTH)) if measured.any() else np.nan,
+        "fine_structure_power_ratio_median": float(
+            np.median(metrics.fine_structure_power(flux_ln, mask) / observed_power)
+        ),
+    }
 
 
 def _truth_table(truth_parquet: str | Path | None, ids: np.ndarray) -> pd.DataFrame | None:
@@ -868,6 +921,21 @@ def lines(
         }
         for k in kinds[1:]
     }
+    emitting = ew["observed"] > metrics.EMITTING_EW
+    measured["plausibility"] = {
+        kind: {
+            **metrics.emission_plausibility(ew["observed"], ew[kind], settings.lines.min_ew),
+            "line_flux_bias": {
+                name: metrics.line_flux_bias(
+                    inputs[kind]["fluxes"][name][emitting],
+                    inputs["observed"]["fluxes"][name][emitting],
+                    seed=settings.seed,
+                )
+                for name in BPT_LINES
+            },
+        }
+        for kind in kinds[1:]
+    }
     _write_table(fluxes, table)
     _write_summary(measured, summary)
     plots.line_comparison(fluxes, tuple(LINES), figure)
@@ -1008,6 +1076,43 @@ HEADLINES = (
     ("AGN accuracy", 0.82, False, ("bpt", "predictors", "{p}", "AGN_accuracy")),
     ("AGN precision", 0.73, False, ("bpt", "predictors", "{p}", "AGN_precision")),
     ("AGN recall", 0.74, False, ("bpt", "predictors", "{p}", "AGN_recall")),
+)
+#: Plausibility of the predicted lines (issue 25): label, lower-is-better (None: closest to zero is best),
+#: where each kind's value is found; the observed spectra's own value, where it has one, is given beside.
+PLAUSIBILITY_ROWS = (
+    (
+        "false emission: EW(Hα) > 3 Å where observed < 1 Å",
+        True,
+        ("lines", "plausibility", "{p}", "false_emission_rate"),
+    ),
+    (
+        "missed emission: EW(Hα) < 1 Å where observed > 3 Å",
+        True,
+        ("lines", "plausibility", "{p}", "missed_emission_rate"),
+    ),
+    *(
+        (
+            f"{label} flux bias, median log10(pred/obs), observed EW(Hα) > 5 Å",
+            None,
+            ("lines", "plausibility", "{p}", "line_flux_bias", line, "median_log_ratio"),
+        )
+        for label, line in (
+            ("Hβ", "Hbeta"),
+            ("[O III] 5007", "OIII_5007"),
+            ("Hα", "Halpha"),
+            ("[N II] 6584", "NII_6584"),
+        )
+    ),
+    (
+        "side-lobes: trough < 0.7 of the continuum 4–25 Å from Hβ or Hα",
+        True,
+        ("quality", "plausibility", "{p}", "side_lobe_fraction"),
+    ),
+    (
+        "fine-structure power over the observed spectrum's (median)",
+        None,
+        ("quality", "plausibility", "{p}", "fine_structure_power_ratio_median"),
+    ),
 )
 #: On the mock: every kind of spectrum (the observed one included) against the truth.
 TRUTH_ROWS = (
@@ -1225,6 +1330,36 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
                 f"galaxies (× {band.get('band_scale', 1.0):.2f}), {band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."
             ),
         ]
+    if "lines" in loaded:
+        summary["plausibility"] = [
+            {
+                "quantity": label,
+                "lower_is_better": lower,
+                "values": {k: _lookup(loaded, path, k) for k in ("observed", *present)},
+            }
+            for label, lower, path in PLAUSIBILITY_ROWS
+        ]
+        noise = _lookup(loaded, ("quality", "plausibility", "observed", "noise_over_observed_power_median"), "")
+        plausibility_header = ["quantity", "observed spectrum", *(PREDICTOR_LABELS[p] for p in present)]
+        lines += [
+            "",
+            "## Plausibility of the lines",
+            "",
+            "Each predictor's spectra against the observed ones of the same galaxies, at the observed redshift; the flux",
+            "biases are medians over the galaxies whose observed EW(Hα) exceeds 5 Å (bootstrap spreads in",
+            (
+                "`lines/summary.json`). The observed spectra's high-pass power is "
+                f"{noise:.2f} noise (median): a noiseless perfect prediction would have a fine-structure ratio of about "
+                f"{1 - noise:.2f}."
+            ),
+            "",
+            "| " + " | ".join(plausibility_header) + " |",
+            "|" + "---|" * len(plausibility_header),
+        ]
+        for row in summary["plausibility"]:
+            lines.append(
+                f"| {row['quantity']} | " + " | ".join(_cell(row["values"][k]) for k in ("observed", *present)) + " |"
+            )
     if survey == "mock":
         truth_header = ["quantity", "observed spectrum", *(PREDICTOR_LABELS[p] for p in present)]
         lines += [

@@ -218,6 +218,51 @@ def prediction_examples(
     _save(fig, path)
 
 
+#: Rest-frame windows [Å] of :func:`line_zoom`: Hβ–[O III] and Hα–[N II].
+ZOOM_WINDOWS = ((4835.0, 5020.0), (6530.0, 6600.0))
+
+
+def line_zoom(
+    wave: np.ndarray,
+    z: np.ndarray,
+    observed_ln: np.ndarray,
+    predictors: dict[str, np.ndarray],
+    labels: list[str],
+    path: str | Path,
+) -> None:
+    """Hβ–[O III] and Hα–[N II] of example galaxies: observed spectrum and each predictor's, in the rest frame.
+
+    Parameters
+    ----------
+    wave : ndarray, (L,)
+        Observed wavelengths [Å].
+    z : ndarray, (N,)
+        Observed redshifts; every spectrum is at it.
+    observed_ln : ndarray, (N, L)
+    predictors : dict of ndarray
+        Name → (N, L) natural-log spectra.
+    labels : list of str
+        A title per galaxy.
+    """
+    n = len(labels)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 1.9 * n + 0.6), squeeze=False)
+    for i in range(n):
+        rest = wave / (1 + z[i])
+        for j, (lo, hi) in enumerate(ZOOM_WINDOWS):
+            ax = axes[i, j]
+            inside = (rest >= lo) & (rest <= hi)
+            ax.plot(rest[inside], np.exp(observed_ln[i, inside]), color="0.4", lw=1.6, label="observed")
+            for k, (name, spectra) in enumerate(predictors.items()):
+                ax.plot(rest[inside], np.exp(spectra[i, inside]), color=f"C{k}", lw=0.9, label=name)
+            ax.set_xlim(lo, hi)
+            if j == 0:
+                ax.set_title(labels[i], fontsize=8, loc="left")
+    axes[0, 1].legend(fontsize=7, ncol=2)
+    for j in range(2):
+        axes[-1, j].set_xlabel("rest wavelength [Å]")
+    _save(fig, path)
+
+
 def deviation_histograms(table: pd.DataFrame, group: str, path: str | Path) -> None:
     """Histograms of Δ̄ and MSE per morphology group, like Figure 5 of Doorenbos, Sextl et al. (2024)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
