@@ -61,10 +61,10 @@ class PopulationSettings:
     quench_logmass: float = 10.45
     quench_width: float = 0.3
     agn_fraction_max: float = 1.0
-    agn_logmass: float = 10.35
+    agn_logmass: float = 10.3
     agn_mass_width: float = 0.15
     agn_quenched_factor: float = 0.3
-    retired_log_ew_halpha: float = -0.65
+    retired_log_ew_halpha: float = -0.6
     burst_fraction: float = 0.1
     h0: float = 70.0
     omega_m: float = 0.3
