@@ -437,3 +437,6 @@ def test_config_files_with_a_repeated_key_or_bad_yaml_are_refused_by_file_and_li
     (workdir / "tiny.yaml").write_text("survey: mock\nsurvey: sdss\n")
     result = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert result.returncode != 0 and "key 'survey' given twice" in result.stdout + result.stderr
+    (workdir / "config" / "config.yaml").write_text("mock:\n  n_galaxies: [100\nsurvey: mock\n")
+    result = _snakemake(workdir, "-n")
+    assert result.returncode != 0 and "config.yaml, line 3, column 7: not valid YAML" in result.stdout + result.stderr
