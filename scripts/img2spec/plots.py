@@ -257,7 +257,7 @@ def line_zoom(
             ax.set_xlim(lo, hi)
             if j == 0:
                 ax.set_title(labels[i], fontsize=8, loc="left")
-    axes[0, 1].legend(fontsize=7, ncol=2)
+    axes[-1, 1].legend(fontsize=6, loc="upper right")
     for j in range(2):
         axes[-1, j].set_xlabel("rest wavelength [Å]")
     _save(fig, path)
