@@ -1,0 +1,130 @@
+"""Where the wrong lines of the predicted spectra come from (issue 25): one row per hypothesis, same networks.
+
+Run after the default DAG:
+
+    OMP_NUM_THREADS=2 python tests/benchmarks/line_hypotheses.py
+
+Every product is scored on the test galaxies with cheap shape measures that need no stellar fit, at
+the observed redshift against the observed spectrum:
+
+- false emission: the Hα window EW (``metrics.window_ew``, ±10 Å rest over the continuum 30–60 Å
+  away) exceeds the observed spectrum's by more than 3 Å, among the galaxies whose observed EW(Hα),
+  as the lines target measured it, is below 1 Å;
+- Hα excess: median difference of the window EWs among galaxies with observed EW(Hα) > 5 Å (the
+  sign of a line-strength bias);
+- side-lobes: :func:`img2spec.metrics.side_lobe_depth` below 0.7 beside Hβ or Hα;
+- fine structure: median high-pass power over the observed spectrum's.
+
+Products: the delivered selected candidate and median of candidates; the selected low-resolution
+draw interpolated to 1 Å (the low-resolution stage alone); one unselected draw per stage (k = 1: the
+contrastive selection left out); the selected candidate moved from its rest frame with linear
+instead of cubic-spline interpolation (interpolation ringing); the observed spectra degraded to
+8 Å and back (what the low-resolution representation itself does to lines); the noiseless truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from img2spec import metrics
+from img2spec.data import lowres_to_fullres
+from img2spec.dataset import DatasetFile, rows_of_ids
+from img2spec.inference import InferenceSettings, TrainedModels, predict_spectra
+from img2spec.networks import NETWORK_NAMES
+from img2spec.preprocessing import lowres_bin_means
+from img2spec.spectral import EMISSION_LINES_VACUUM
+from report import emit
+
+
+def score(wave, flux_ln, z, observed_ln, z_observed, mask, ew_measured) -> dict[str, float]:
+    """The benchmark's four shape measures of one product at its redshifts ``z`` (see the module docstring)."""
+    halpha = EMISSION_LINES_VACUUM["Halpha"]
+    ew_pred = metrics.window_ew(wave, flux_ln, mask, z, halpha)
+    ew_obs = metrics.window_ew(wave, observed_ln, mask, z_observed, halpha)
+    passive, emitting = ew_measured < 1.0, ew_measured > 5.0
+    depth = np.fmin(
+        *(metrics.side_lobe_depth(wave, flux_ln, mask, z, EMISSION_LINES_VACUUM[n]) for n in ("Hbeta", "Halpha"))
+    )
+    power = metrics.fine_structure_power(flux_ln, mask) / metrics.fine_structure_power(observed_ln, mask)
+    return {
+        "false emission": float(np.mean((ew_pred - ew_obs)[passive] > 3.0)),
+        "Hα window EW excess [Å]": float(np.nanmedian((ew_pred - ew_obs)[emitting])),
+        "side-lobes": float(np.mean(depth[np.isfinite(depth)] < metrics.SIDE_LOBE_DEPTH)),
+        "fine structure / observed": float(np.median(power)),
+    }
+
+
+def linear_move(wave_from, flux_ln, wave_to, z) -> np.ndarray:
+    """Rest-frame spectra moved to redshifts ``z`` by linear interpolation (no renormalisation needed for shapes)."""
+    return np.stack([np.interp(wave_to / (1 + zi), wave_from, row) for row, zi in zip(flux_ln, z)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    results = args.results
+    with h5py.File(results / "predictions" / "test.h5") as h5:
+        ids = h5["specobjid"][()]
+        delivered = {key: h5[key][()] for key in ("flux", "flux_p50", "flux_lowres", "flux_drawn", "z", "wave_drawn")}
+        settings = InferenceSettings(
+            **{k: h5.attrs[k].item() for k in ("k_lr", "keep_lr", "k_sr", "steps", "seed")},
+            sampler=str(h5.attrs["sampler"]),
+            spacing=str(h5.attrs["spacing"]),
+        )
+    with DatasetFile(results / "dataset" / "dataset.h5") as data:
+        rows = data.rows_of(ids)
+        observed, mask = data.read("flux", rows), data.read("mask", rows)
+        images, z = data.read("images", rows), data.read("z_spec", rows)
+        wave, wave_lowres = data.wave, data.wave_lowres
+    lines = pd.read_csv(results / "evaluation" / "lines" / "galaxies.csv").set_index("specObjID")
+    ew_measured = lines.loc[ids, "observed_ew_Halpha"].to_numpy(float)
+    with h5py.File(results / "baselines" / "test.h5") as h5:
+        truth = h5["truth"][()][rows_of_ids(h5["specobjid"][()], ids, "baselines")] if "truth" in h5 else None
+
+    interp = lowres_to_fullres(wave_lowres, wave)
+    products = {
+        "selected candidate (delivered)": delivered["flux"],
+        "median of candidates (delivered)": delivered["flux_p50"],
+        "selected low-resolution draw, interpolated to 1 Å": delivered["flux_lowres"] @ interp,
+        "observed spectra at 8 Å, interpolated back": np.log(lowres_bin_means(np.exp(observed), 8)) @ interp,
+        "selected candidate moved with linear interpolation": linear_move(
+            delivered["wave_drawn"], delivered["flux_drawn"], wave, delivered["z"]
+        ),
+    }
+    torch.set_num_threads(2)
+    models = TrainedModels.from_dataset(
+        {name: results / "models" / name / "last.ckpt" for name in NETWORK_NAMES}, results / "dataset" / "dataset.h5"
+    )
+    single = predict_spectra(models, images, ids, dataclasses.replace(settings, k_lr=1, keep_lr=1, k_sr=1))
+    products["one unselected draw per stage (k = 1)"] = single["flux"]
+    products["its low-resolution draw, interpolated to 1 Å"] = single["flux_lowres"] @ interp
+    if truth is not None:
+        products["noiseless truth"] = truth
+    products["observed spectra (noise included)"] = observed
+    # predictions are at their own measured redshift; the shape measures place them at the observed one
+    scored = []
+    for name, flux in products.items():
+        at_z = (
+            z
+            if "observed" in name or name == "noiseless truth"
+            else single["z"]
+            if "unselected" in name or "its low" in name
+            else delivered["z"]
+        )
+        scored.append({"product": name, **score(wave, flux, at_z, observed, z, mask, ew_measured)})
+    columns = list(scored[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join([row["product"]] + [f"{row[c]:.3f}" for c in columns[1:]]) + " |" for row in scored]
+    emit("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
