@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,10 +28,10 @@ from report import emit
 CHEAP = InferenceSettings(k_lr=2, keep_lr=1, k_sr=2, steps=2, sampler="ddim", batch_galaxies=32)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size [MB] (VmHWM)."""
+def status_mb(field: str) -> float:
+    """A memory field of this process's /proc status [MB] (e.g. VmHWM, RssAnon)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -46,8 +47,17 @@ def write_file(dataset: Path, n: int, path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
-def run(args: tuple) -> tuple[float, float, int]:
+def run(args: tuple) -> tuple[float, float, float, int]:
     cubes, dataset, models, out = args
+    peak_anon = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak_anon[0] = max(peak_anon[0], status_mb("RssAnon"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     n = predict_cube_file(
         cubes,
@@ -58,7 +68,10 @@ def run(args: tuple) -> tuple[float, float, int]:
         out / "rejects.csv",
         chunk_galaxies=256,
     )
-    return time.perf_counter() - start, peak_rss_mb(), n
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return seconds, peak_anon[0], status_mb("VmHWM"), n
 
 
 def main() -> None:
@@ -68,15 +81,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    lines = ["| cubes | file [MB] | wall [s] | peak RSS [MB] |", "|---|---|---|---|"]
+    lines = ["| cubes | file [MB] | wall [s] | peak RssAnon [MB] | VmHWM [MB] |", "|---|---|---|---|---|"]
     context = multiprocessing.get_context("spawn")  # a fresh process per size: VmHWM is per process
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             size_mb = write_file(args.dataset, n, folder / "cubes.npz")
             with context.Pool(1) as pool:
-                seconds, peak, predicted = pool.apply(run, ((folder / "cubes.npz", args.dataset, args.models, folder),))
-            lines.append(f"| {predicted} | {size_mb:.0f} | {seconds:.0f} | {peak:.0f} |")
+                seconds, anon, hwm, predicted = pool.apply(
+                    run, ((folder / "cubes.npz", args.dataset, args.models, folder),)
+                )
+            lines.append(f"| {predicted} | {size_mb:.0f} | {seconds:.0f} | {anon:.0f} | {hwm:.0f} |")
     emit("\n".join(lines), args.out)
 
 
