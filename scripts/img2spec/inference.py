@@ -212,6 +212,7 @@ def predict_spectra(
     ids: np.ndarray,
     settings: InferenceSettings,
     log: Callable[[str], None] = lambda message: None,
+    keep_candidates: bool = False,
 ) -> dict[str, np.ndarray]:
     """Predict spectra for cubes ``images`` (N, 5, 64, 64) [nanomaggies] of galaxies ``ids``.
 
@@ -229,7 +230,9 @@ def predict_spectra(
         redshift the spectra are placed at (NaN for observed-frame networks, whose spectra carry their own);
         ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
         cosine similarities; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
-        ``best_sr`` (N,) index of the selected full-resolution candidate.
+        ``best_sr`` (N,) index of the selected full-resolution candidate.  With ``keep_candidates``,
+        ``candidates`` (N, keep_lr·k_sr, L): every full-resolution candidate as drawn, in the networks'
+        frame (for studies of the selection; ``tests/benchmarks/line_hypotheses.py``).
     """
     s = settings
     if s.keep_lr > s.k_lr:
@@ -307,6 +310,8 @@ def predict_spectra(
         # numpy, not torch.quantile, which caps at 2**24 values
         percentiles = np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2)
         out["flux_drawn"].append(flux)
+        if keep_candidates:
+            out.setdefault("candidates", []).append(full_ln.cpu().numpy())
         z = np.full(b, np.nan)
         if grids.frame == "rest":
             # in float64: a float32 clip could round back past the covered range

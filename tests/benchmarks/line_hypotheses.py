@@ -106,6 +106,16 @@ def main() -> None:
     single = predict_spectra(models, images, ids, dataclasses.replace(settings, k_lr=1, keep_lr=1, k_sr=1))
     products["one unselected draw per stage (k = 1)"] = single["flux"]
     products["its low-resolution draw, interpolated to 1 Å"] = single["flux_lowres"] @ interp
+    # the full-resolution candidates the selection chose from (same seeds: the delivered run's draws)
+    drawn = predict_spectra(models, images, ids, settings, keep_candidates=True)["candidates"].astype(np.float64)
+    per_pixel_median = np.median(drawn, axis=1, keepdims=True)
+    medoid = drawn[np.arange(len(ids)), np.argmin(np.mean((drawn - per_pixel_median) ** 2, axis=2), axis=1)]
+    for label, rest in (
+        ("medoid of the full-resolution candidates (closest to their median)", medoid),
+        ("median of the full-resolution candidates, ln flux", per_pixel_median[:, 0]),
+        ("mean of the full-resolution candidates, linear flux", np.log(np.mean(np.exp(drawn), axis=1))),
+    ):
+        products[label] = linear_move(delivered["wave_drawn"], rest, wave, delivered["z"])
     if truth is not None:
         products["noiseless truth"] = truth
     products["observed spectra (noise included)"] = observed
