@@ -190,15 +190,13 @@ def read_predictors(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
-    ``median`` is present when the predictions hold the per-pixel median of the full-resolution
-    candidates (``flux_median``); the
+    ``median`` is the per-pixel median of the full-resolution candidates (``flux_median``); the
     baselines when ``baselines_h5`` is given.
     """
     with h5py.File(predictions_h5, "r") as pred:
         ids = pred["specobjid"][start:stop]
         out = {"predicted": pred["flux"][start:stop]}
-        if "flux_median" in pred:
-            out["median"] = pred["flux_median"][start:stop]
+        out["median"] = pred["flux_median"][start:stop]
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
             rows = rows_of_ids(base["specobjid"][()], ids, str(baselines_h5))
