@@ -254,7 +254,7 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
     with h5py.File(tmp_path / "pred.h5", "w") as pred:
         pred["specobjid"] = ids[::-1]
         pred["flux"] = (observed + np.log(1.2))[::-1]
-        pred["flux_median"] = (observed + np.log(1.05))[::-1]
+        pred["flux_p50"] = (observed + np.log(1.05))[::-1]
     summary = quality(
         tmp_path / "pred.h5",
         tiny_dataset,

@@ -46,9 +46,8 @@ from .toolbox.spectra import to_rest_frame
 from .toolbox.stellar import FitMasks, fit_rest_ppxf
 
 #: Every predictor a report compares with the observed spectra, in column order: the networks'
-#: selected candidate (the paper's prediction), the per-pixel median of the networks' full-resolution
-#: candidates (``flux_median`` of :func:`img2spec.inference.predict_spectra`), and the baselines of
-#: :mod:`img2spec.baselines`.
+#: selected candidate (the paper's prediction), the per-pixel median of the networks' pooled
+#: candidates (:func:`img2spec.inference.pooled_candidates`), and the baselines of :mod:`img2spec.baselines`.
 PREDICTORS = ("predicted", "median", "mean", "knn", "knn_rest", "truth")
 PREDICTOR_LABELS = {
     "predicted": "img2spec (selected candidate)",
@@ -190,13 +189,14 @@ def read_predictors(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
-    ``median`` is the per-pixel median of the full-resolution candidates (``flux_median``); the
+    ``median`` is present when the predictions hold the candidates' median (``flux_p50``); the
     baselines when ``baselines_h5`` is given.
     """
     with h5py.File(predictions_h5, "r") as pred:
         ids = pred["specobjid"][start:stop]
         out = {"predicted": pred["flux"][start:stop]}
-        out["median"] = pred["flux_median"][start:stop]
+        if "flux_p50" in pred:
+            out["median"] = pred["flux_p50"][start:stop]
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
             rows = rows_of_ids(base["specobjid"][()], ids, str(baselines_h5))

@@ -223,8 +223,7 @@ def predict_spectra(
     Returns
     -------
     dict
-        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_median`` (N, 4500) the
-        per-pixel median of the keep_lr·k_sr full-resolution candidates; ``flux_p{p}`` per-pixel
+        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` per-pixel
         percentiles of the pooled candidates (:func:`pooled_candidates`); ``flux_lowres`` (N, 563) the best
         low-resolution candidate; all on the observed-frame grids.  ``flux_drawn`` (N, L) the best
         candidate as the networks drew it, in their frame (``grids.network_wave``).  ``z`` (N,) the
@@ -250,18 +249,7 @@ def predict_spectra(
     interp = torch.from_numpy(lowres_to_fullres(grids.network_wave_lowres, grids.network_wave).astype(np.float32))
     interp = interp.to(device)
     n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
-    keys = (
-        "flux",
-        "flux_median",
-        "flux_lowres",
-        "flux_drawn",
-        "z",
-        "score_lr",
-        "score_sr",
-        "kept_lr",
-        "best_sr",
-        "percentiles",
-    )
+    keys = ("flux", "flux_lowres", "flux_drawn", "z", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")
     out: dict[str, list] = {key: [] for key in keys}
     for start in range(0, len(ids), s.batch_galaxies):
         chunk_ids = ids[start : start + s.batch_galaxies]
@@ -317,10 +305,6 @@ def predict_spectra(
         best = score_sr.argmax(dim=1)
         rows = torch.arange(b, device=device)
         flux = full_ln[rows, best].cpu().numpy()
-        # per pixel over the full-resolution candidates themselves: the pooled band's median (every
-        # low-resolution draw with every fine structure) smooths the lines away
-        # (tests/benchmarks/line_hypotheses.py)
-        flux_median = full_ln.median(dim=1).values.cpu().numpy()
         flux_lowres = kept_ln[rows, best // s.k_sr].cpu().numpy()
         pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
         # numpy, not torch.quantile, which caps at 2**24 values
@@ -332,11 +316,8 @@ def predict_spectra(
         if grids.frame == "rest":
             # in float64: a float32 clip could round back past the covered range
             z = np.clip(cdm_lr.redshift(image_condition).cpu().numpy().astype(np.float64), *grids.z_range)
-            (flux, flux_median), flux_lowres, percentiles = _placed_at(
-                grids, z, (flux, flux_median), flux_lowres, percentiles
-            )
+            flux, flux_lowres, percentiles = _placed_at(grids, z, flux, flux_lowres, percentiles)
         out["flux"].append(flux)
-        out["flux_median"].append(flux_median)
         out["flux_lowres"].append(flux_lowres)
         out["percentiles"].append(percentiles)
         out["z"].append(z)
@@ -353,14 +334,9 @@ def predict_spectra(
 
 
 def _placed_at(
-    grids: SpectrumGrids,
-    z: np.ndarray,
-    full: tuple[np.ndarray, ...],
-    flux_lowres: np.ndarray,
-    percentiles: np.ndarray,
-) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
-    """Rest-frame spectra ``full`` (each (B, L)), (B, L_low) and percentiles (B, P, L) moved to redshifts ``z`` on the
-    observed grids."""
+    grids: SpectrumGrids, z: np.ndarray, flux: np.ndarray, flux_lowres: np.ndarray, percentiles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rest-frame spectra (B, L), (B, L_low) and percentiles (B, P, L) moved to redshifts ``z`` on the observed grids."""
 
     def move(values: np.ndarray, wave_from: np.ndarray, wave_to: np.ndarray) -> np.ndarray:
         moved, invalid = move_spectra(
@@ -375,7 +351,7 @@ def _placed_at(
     # each level is interpolated and renormalised on its own, which can swap close levels by up to
     # ~0.01 in ln flux; percentiles of the moved candidates are ordered, so the levels are sorted back
     return (
-        tuple(move(values, grids.network_wave, grids.wave) for values in full),
+        move(flux, grids.network_wave, grids.wave),
         move(flux_lowres, grids.network_wave_lowres, grids.wave_lowres),
         np.sort(np.stack(levels, axis=1), axis=1),
     )
@@ -630,8 +606,10 @@ def predict_dataset(
         "fraction_mean_relative_deviation_below_10pct": float(np.mean(deviation < 0.1)),
         "median_mse": float(np.median(squared)),
         "median_mean_relative_deviation_of_candidates_median": float(
-            np.median(metrics.mean_relative_deviation(result["flux_median"], observed, mask))
-        ),
+            np.median(metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))
+        )
+        if 50.0 in settings.percentiles
+        else None,
         "band_scale": band_factor,
         "ood_threshold": outliers.threshold,
         "ood_nominal_flag_rate": round(1.0 - outliers.quantile, 6),

@@ -73,10 +73,7 @@ def main() -> None:
     results = args.results
     with h5py.File(results / "predictions" / "test.h5") as h5:
         ids = h5["specobjid"][()]
-        delivered = {
-            key: h5[key][()]
-            for key in ("flux", "flux_median", "flux_p50", "flux_lowres", "flux_drawn", "z", "wave_drawn")
-        }
+        delivered = {key: h5[key][()] for key in ("flux", "flux_p50", "flux_lowres", "flux_drawn", "z", "wave_drawn")}
         settings = InferenceSettings(
             **{k: h5.attrs[k].item() for k in ("k_lr", "keep_lr", "k_sr", "steps", "seed")},
             sampler=str(h5.attrs["sampler"]),
@@ -95,8 +92,7 @@ def main() -> None:
     interp = lowres_to_fullres(wave_lowres, wave)
     products = {
         "selected candidate (delivered)": delivered["flux"],
-        "median of candidates (delivered)": delivered["flux_median"],
-        "50th percentile of the pooled band": delivered["flux_p50"],
+        "median of candidates (delivered)": delivered["flux_p50"],
         "selected low-resolution draw, interpolated to 1 Å": delivered["flux_lowres"] @ interp,
         "observed spectra at 8 Å, interpolated back": np.log(lowres_bin_means(np.exp(observed), 8)) @ interp,
         "selected candidate moved with linear interpolation": linear_move(
