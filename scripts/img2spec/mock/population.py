@@ -297,15 +297,17 @@ def draw_emission_lines(
       below the Kewley et al. (2001) starburst lines of those diagrams.
     - **An active nucleus** with probability ``agn_fraction_max`` × a logistic rise in present-day
       stellar mass (midpoint ``agn_logmass``, width ``agn_mass_width``; Kauffmann et al. 2003b:
-      "AGN reside almost exclusively in massive galaxies") × a bulge term that rises from B/T 0.05
-      to 0.3 (AGN hosts have the concentrations of early types, Kauffmann et al. 2003b; Sab–Sb
-      spirals and earlier are preferred, Lacerda et al. 2020).  Seyferts are the stronger AGN and
-      live in younger hosts (Kauffmann et al. 2003b; Kewley et al. 2006, Sect. 6), so a nucleus in
-      a star-forming host is a Seyfert with probability 0.45, in a quenched host 0.15; the rest are LINERs.
+      "AGN reside almost exclusively in massive galaxies") × a bulge term that rises linearly from 0
+      at B/T 0.02 to 1 at B/T 0.22 (AGN hosts have the concentrations of early types, Kauffmann et al.
+      2003b; Sab–Sb spirals and earlier are preferred, Lacerda et al. 2020) × ``agn_quenched_factor``
+      in quenched hosts (AGN ages lie between the blue cloud and the red sequence, Lacerda et al.
+      2020).  Seyferts are the stronger AGN and live in younger hosts (Kauffmann et al. 2003b; Kewley
+      et al. 2006, Sect. 6), so a nucleus in a star-forming host is a Seyfert with probability 0.6, in
+      a quenched host 0.15; the rest are LINERs.
     - **Retired galaxies**: a quenched galaxy without a nucleus still shows LINER-like lines ionised
       by its post-AGB stars (Stasińska et al. 2008; Cid Fernandes et al. 2011), with log EW(Hα)
-      ~ N(``retired_log_ew_halpha``, 0.3): the lower mode of the SDSS EW(Hα) distribution, mostly
-      below 3 Å (Cid Fernandes et al. 2011, Sect. 3).
+      ~ N(``retired_log_ew_halpha`` + :data:`RETIRED_EW_MASS_SLOPE` (log M* − 10.5), 0.3): the
+      lower mode of the SDSS EW(Hα) distribution, mostly below 3 Å (Cid Fernandes et al. 2011, Sect. 3).
 
     EW(Hα) of the nuclear component against the fiber continuum follows the WHAN classes of Cid
     Fernandes et al. (2011): Seyferts ("strong AGN", EW > 6 Å) log EW ~ N(1.0, 0.3), LINERs ("weak
