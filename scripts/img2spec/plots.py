@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .fitresults import FITTERS, fit_column
-from .spectral import kauffmann03, kewley01
+from .spectral import bpt_ratios, kauffmann03, kewley01
 
 
 def _save(fig, path: str | Path) -> None:
@@ -73,6 +73,18 @@ def colour_mass(logmass: np.ndarray, u_minus_r: np.ndarray, quenched: np.ndarray
     _save(fig, path)
 
 
+def _bpt_frame(ax, title: str) -> None:
+    """The [N II] BPT panel's demarcations (Kauffmann et al. 2003 dashed, Kewley et al. 2001 solid, as the
+    paper's Figure 12), limits, labels and legend: one look for every BPT figure."""
+    x = np.linspace(-2.0, 0.0, 200)
+    ax.plot(x, kauffmann03(x), color="0.25", ls="--", lw=1.2, label="Kauffmann+03")
+    x = np.linspace(-2.0, 0.4, 200)
+    ax.plot(x, kewley01(x), color="0.25", ls="-", lw=1.2, label="Kewley+01")
+    ax.set(xlim=(-1.6, 0.6), ylim=(-1.4, 1.4), xlabel="log [N II]6584 / Hα", ylabel="log [O III]5007 / Hβ")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+
+
 def bpt_diagram(
     log_nii_ha: np.ndarray, log_oiii_hb: np.ndarray, classes: np.ndarray, path: str | Path, title: str = ""
 ) -> None:
@@ -82,16 +94,7 @@ def bpt_diagram(
         sel = classes == name
         if sel.any():
             ax.scatter(log_nii_ha[sel], log_oiii_hb[sel], s=4, alpha=0.6, color=colour, label=f"{name} ({sel.sum()})")
-    x = np.linspace(-2.0, 0.0, 200)
-    ax.plot(x, kauffmann03(x), "k--", lw=1, label="Kauffmann+03")
-    x = np.linspace(-2.0, 0.4, 200)
-    ax.plot(x, kewley01(x), "k-", lw=1, label="Kewley+01")
-    ax.set_xlim(-1.6, 0.6)
-    ax.set_ylim(-1.4, 1.4)
-    ax.set_xlabel("log [N II]6584 / Hα")
-    ax.set_ylabel("log [O III]5007 / Hβ")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    _bpt_frame(ax, title)
     _save(fig, path)
 
 
@@ -123,16 +126,7 @@ def emission_classes(
     ax.imshow(
         np.log10(counts.T + 1), origin="lower", extent=(xe[0], xe[-1], ye[0], ye[-1]), aspect="auto", cmap="Greys"
     )
-    x = np.linspace(-2.0, 0.0, 200)
-    ax.plot(x, kauffmann03(x), "C0--", lw=1.2, label="Kauffmann+03")
-    x = np.linspace(-2.0, 0.4, 200)
-    ax.plot(x, kewley01(x), "C3-", lw=1.2, label="Kewley+01")
-    ax.set_xlim(-1.6, 0.6)
-    ax.set_ylim(-1.4, 1.4)
-    ax.set_xlabel("log [N II]6584 / Hα")
-    ax.set_ylabel("log [O III]5007 / Hβ")
-    ax.set_title(f"emission-line galaxies ({ok.sum()} of {classes.size}), log density", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    _bpt_frame(ax, f"emission-line galaxies ({ok.sum()} of {classes.size}), log density")
 
     edges = np.arange(9.5, 11.76, 0.25)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -444,26 +438,12 @@ def confusion(matrix: np.ndarray, classes: tuple[str, ...], path: str | Path) ->
 def bpt_pair(fluxes: dict[str, dict[str, np.ndarray]], classes: dict[str, np.ndarray], path: str | Path) -> None:
     """[N II] BPT diagrams of observed and predicted spectra side by side (Figure 12)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
-    x_line = np.linspace(-1.5, 0.0, 100)
     for ax, kind in zip(axes, ("observed", "predicted")):
-        f = fluxes[kind]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = np.log10(f["NII_6584"] / f["Halpha"])
-            y = np.log10(f["OIII_5007"] / f["Hbeta"])
+        x, y = bpt_ratios(fluxes[kind])
         for label, colour in (("star-forming", "C0"), ("AGN", "C3")):
             sel = classes[kind] == label
             ax.scatter(x[sel], y[sel], s=10, c=colour, label=f"{label} ({sel.sum()})")
-        ax.plot(x_line[x_line < 0.0], kauffmann03(x_line[x_line < 0.0]), "k-", lw=1, label="Kauffmann+03")
-        x_kewley = np.linspace(-1.5, 0.4, 100)
-        ax.plot(x_kewley, kewley01(x_kewley), "k--", lw=1, label="Kewley+01")
-        ax.set(
-            xlim=(-1.5, 0.6),
-            ylim=(-1.2, 1.5),
-            xlabel="log [N II]/Hα",
-            ylabel="log [O III]/Hβ",
-            title=f"{kind} ({np.sum(classes[kind] == 'passive')} passive not shown)",
-        )
-        ax.legend(fontsize=7, loc="lower left")
+        _bpt_frame(ax, f"{kind} ({np.sum(classes[kind] == 'passive')} passive not shown)")
     _save(fig, path)
 
 
