@@ -20,4 +20,5 @@ with logged(snakemake.log[0]):
         snakemake.output.rejects,
         device=snakemake.params.inference["device"],
         band_factor=read_band_scale(snakemake.input.calibration),
+        log=lambda message: print(message, flush=True),
     )
