@@ -180,3 +180,44 @@ def test_a_network_refuses_the_other_kinds_hyperparameters():
     ):
         make_task("cdm_lr", TINY["contrastive_lr"], flat_statistics())
     assert isinstance(make_task("cdm_lr", TINY["cdm_lr"], flat_statistics()), DiffusionTask)
+
+
+def test_the_residual_is_drawn_in_its_own_units_and_sampled_back_in_the_spectrum_s():
+    """``residual_standardisation: running``: the scale follows the per-pixel RMS of the residual on the
+    regression mean (here a spread of 0.2 on half the pixels, 0.05 on the rest, masked pixels left alone),
+    and a draw is the regression mean plus the sampler's output times that scale."""
+    hp = _hp("cdm_lr", max_steps=5, residual_standardisation="running")
+    task = DiffusionTask("cdm_lr", hp, flat_statistics())
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.where(torch.arange(563) < 280, 0.2, 0.05)
+    weight = torch.ones(64, 563)
+    weight[:, -3:] = 0
+    task.train()
+    batch = {"images": torch.zeros(64, 5, 64, 64), "weight": weight, "redshift": torch.full((64,), 0.1)}
+    with torch.no_grad():
+        bound = task._bind(task.net, batch)  # the untrained head's mean is 0
+    diffusion_loss = task.schedule.training_loss
+    task.schedule.training_loss = lambda *args, **kwargs: torch.tensor(0.0)  # only the scale is at stake
+    for _ in range(1000):
+        batch["spectrum"] = torch.randn(64, 563, generator=generator) * spread
+        task._loss(task.net, bound, batch, generator)
+    task.schedule.training_loss = diffusion_loss
+    scale = task.residual_scale
+    np.testing.assert_allclose(scale[:280].mean().item(), 0.2, rtol=0.03)
+    np.testing.assert_allclose(scale[300:-3].mean().item(), 0.05, rtol=0.03)
+    assert torch.all(scale[-3:] == 1.0)  # never seen: as initialised
+
+    class Sampler:  # the sampler's output in residual units: 1 everywhere
+        @staticmethod
+        def sample(sampler, bound, shape, *args):
+            return torch.ones(shape)
+
+    task.schedule = Sampler()
+    with torch.no_grad():
+        bound = task._bind(task.ema, batch)
+        np.testing.assert_allclose(task.draw(bound), bound.mean + scale, rtol=1e-6)
+    unscaled = DiffusionTask("cdm_lr", _hp("cdm_lr", max_steps=5, residual_standardisation="none"), flat_statistics())
+    unscaled.train()
+    with torch.no_grad():
+        unscaled._loss(unscaled.net, unscaled._bind(unscaled.net, batch), batch, generator)
+    assert torch.all(unscaled.residual_scale == 1.0)  # 'none' keeps the population's units

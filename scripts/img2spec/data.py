@@ -104,7 +104,7 @@ class TargetKeys(NamedTuple):
 def target_keys(target: str, frame: str) -> TargetKeys:
     """Keys of ``target`` (``flux``, ``flux_lowres`` or ``residual``) in ``frame``.
 
-    'residual' is the full-resolution log flux minus the interpolated low-resolution log flux.
+    'residual' is the full-resolution log flux minus the upsampled low-resolution log flux (:class:`Upsampling`).
     """
     name, residual = ("flux", True) if target == "residual" else (target, False)
     mask = "mask" if name == "flux" else "mask_lowres"
@@ -114,26 +114,34 @@ def target_keys(target: str, frame: str) -> TargetKeys:
 
 
 def spectrum_stats(
-    path: str, key: str, per_pixel: bool = False, chunk: int = 2048, frame: str = "observed"
+    path: str,
+    key: str,
+    per_pixel: bool = False,
+    chunk: int = 2048,
+    frame: str = "observed",
+    upsampling: Upsampling | None = None,
 ) -> SpectrumStats:
     """Streaming statistics of ``key`` in ``frame`` ('observed' or 'rest') over unmasked training pixels.
 
     ``key``: ``flux`` (full resolution), ``flux_lowres``, or ``residual`` (full resolution minus the
-    low-resolution spectrum interpolated onto the full grid, the super-resolution model's target).
+    ``upsampling`` of the low-resolution spectrum, the super-resolution model's target; linear
+    interpolation when None).
     """
     source, mask_key, lowres_key, residual = target_keys(key, frame)
     with DatasetFile(path) as data:
         h5 = data.h5
         train = data.rows("train")
-        interp = lowres_to_fullres(data.wave_of(frame, lowres=True), data.wave_of(frame)) if residual else None
+        if residual and upsampling is None:
+            upsampling = linear_upsampling(data.wave_of(frame, lowres=True), data.wave_of(frame))
         n_pix = h5[source].shape[1]
         total, total_sq, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
         low, high = np.full(n_pix, np.inf), np.full(n_pix, -np.inf)
         for start in range(0, train.size, chunk):
             rows = train[start : start + chunk]
             values = _read_block(h5, source, rows).astype(np.float64)
-            if interp is not None:
-                values = values - _read_block(h5, lowres_key, rows).astype(np.float64) @ interp
+            if residual:
+                assert upsampling is not None  # set above
+                values = values - upsampling.apply(_read_block(h5, lowres_key, rows))
             good = ~_read_block(h5, mask_key, rows)
             total += np.where(good, values, 0).sum(0)
             total_sq += np.where(good, values**2, 0).sum(0)
@@ -309,12 +317,15 @@ class NetworkStatistics:
         The upsampling CDM's low-resolution condition; None for the others.
     redshift : RedshiftStats or None
         The redshift head's standardisation; None without a head.
+    upsampling : Upsampling or None
+        The map a residual CDM_sr's target is taken on (fitted on the training split); None for the others.
     """
 
     spectrum: SpectrumStats
     images: ImageStats
     lowres: SpectrumStats | None = None
     redshift: RedshiftStats | None = None
+    upsampling: Upsampling | None = None
 
     def to_dict(self) -> dict:
         """Plain types (lists and floats) only, so a checkpoint loads without unpickling classes."""
@@ -323,16 +334,18 @@ class NetworkStatistics:
             "images": self.images.to_dict(),
             "lowres": None if self.lowres is None else self.lowres.to_dict(),
             "redshift": None if self.redshift is None else dataclasses.asdict(self.redshift),
+            "upsampling": None if self.upsampling is None else self.upsampling.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> NetworkStatistics:
-        lowres, redshift = values.get("lowres"), values.get("redshift")
+        lowres, redshift, upsampling = values.get("lowres"), values.get("redshift"), values.get("upsampling")
         return cls(
             SpectrumStats.from_dict(values["spectrum"]),
             ImageStats.from_dict(values["images"]),
             None if lowres is None else SpectrumStats.from_dict(lowres),
             None if redshift is None else RedshiftStats(**redshift),
+            None if upsampling is None else Upsampling.from_dict(upsampling),
         )
 
 
@@ -350,6 +363,153 @@ def lowres_to_fullres(wave_lowres: np.ndarray, wave: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(wave, wave_lowres, row) for row in eye])
 
 
+#: Ridge of the upsampling fit, relative to the mean diagonal of each pixel's normal matrix: numerical only
+#: (ln-flux bins of neighbouring pixels are strongly correlated), far below the noise it is fitted through.
+UPSAMPLING_RIDGE = 1e-6
+
+
+@dataclass(frozen=True)
+class Upsampling:
+    """A banded linear map from a low-resolution ln spectrum (…, n_low) to the full grid (…, L).
+
+    Full-resolution pixel j is ``bias[j] + Σ_b weights[j, b] · lowres[first[j] + b]``: the low-resolution
+    bins around it, weighted.  CDM_sr models (``residual``) the full-resolution spectrum minus this
+    map of its low-resolution condition, and the inference adds the map of the kept candidate back.
+
+    Linear interpolation (:func:`linear_upsampling`) is one such map.  Its residual is, wherever the
+    low-resolution bins smear a line over 8 Å, a peak with troughs on both sides at fixed rest
+    wavelengths, and the population's mean residual has that shape (issue 25): a CDM_sr that does
+    not follow its condition draws it into every spectrum, lines into passive galaxies with troughs
+    beside them.  The map fitted by least squares on the training spectra (:func:`fit_upsampling`)
+    is the best linear prediction of each full-resolution pixel from its low-resolution neighbours,
+    E[full | low-resolution] to first order: it puts a line back where the condition has its bump and
+    nowhere else, its residual has zero mean at every pixel, and what is left to draw is the noise and
+    the fine structure the low-resolution spectrum cannot tell.
+
+    Attributes
+    ----------
+    first : ndarray of int, (L,)
+        First low-resolution bin of each pixel's band.
+    weights : ndarray, (L, B)
+        Weight of each of the B bins of the band.
+    bias : ndarray, (L,)
+        Offset [ln flux].
+    n_low : int
+        Bins of the low-resolution spectrum.
+    """
+
+    first: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    n_low: int
+
+    def matrix(self) -> np.ndarray:
+        """Dense (n_low, L) float32 matrix M with ``upsampled = lowres @ M + bias``."""
+        n_full, band = self.weights.shape
+        dense = np.zeros((self.n_low, n_full), np.float32)
+        columns = np.repeat(np.arange(n_full), band)
+        dense[(self.first[:, None] + np.arange(band)).ravel(), columns] = self.weights.ravel()
+        return dense
+
+    def apply(self, lowres):
+        """Upsampled (…, L) ln spectra of ``lowres`` (…, n_low), numpy arrays or torch tensors."""
+        if isinstance(lowres, torch.Tensor):
+            matrix = torch.as_tensor(self.matrix(), dtype=lowres.dtype, device=lowres.device)
+            return lowres @ matrix + torch.as_tensor(self.bias, dtype=lowres.dtype, device=lowres.device)
+        return (np.asarray(lowres, np.float32) @ self.matrix() + self.bias).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {
+            "first": np.asarray(self.first).tolist(),
+            "weights": np.asarray(self.weights).tolist(),
+            "bias": np.asarray(self.bias).tolist(),
+            "n_low": self.n_low,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Upsampling:
+        return cls(
+            np.asarray(values["first"], np.int64),
+            np.asarray(values["weights"], np.float32),
+            np.asarray(values["bias"], np.float32),
+            int(values["n_low"]),
+        )
+
+
+def upsampling_bands(wave_lowres: np.ndarray, wave: np.ndarray, half_width: int) -> np.ndarray:
+    """First bin (L,) of each full pixel's band: the ``2 half_width + 1`` bins centred on its nearest one."""
+    if half_width < 1:
+        raise ValueError(f"upsampling half width {half_width}: it needs at least one bin on each side")
+    band = 2 * half_width + 1
+    if band > wave_lowres.size:
+        raise ValueError(f"upsampling band of {band} bins exceeds the {wave_lowres.size} low-resolution bins")
+    nearest = np.abs(wave[:, None] - wave_lowres[None, :]).argmin(axis=1)
+    return np.clip(nearest - half_width, 0, wave_lowres.size - band)
+
+
+def linear_upsampling(wave_lowres: np.ndarray, wave: np.ndarray, half_width: int = 1) -> Upsampling:
+    """Linear interpolation between low-resolution bin centres (flat beyond the end ones) as an :class:`Upsampling`."""
+    first = upsampling_bands(wave_lowres, wave, half_width)
+    dense = lowres_to_fullres(wave_lowres, wave)
+    band = first[:, None] + np.arange(2 * half_width + 1)
+    weights = np.take_along_axis(dense.T, band, axis=1)
+    return Upsampling(first, weights.astype(np.float32), np.zeros(wave.size, np.float32), wave_lowres.size)
+
+
+class UpsamplingFit:
+    """Least-squares fit of an :class:`Upsampling` (band and bias), streamed over chunks of training spectra.
+
+    Each full-resolution pixel gets its own regression on the ln flux of its band of low-resolution
+    bins, over the spectra where that pixel is good; a pixel good in fewer spectra than it has
+    parameters keeps linear interpolation.
+    """
+
+    def __init__(self, wave_lowres: np.ndarray, wave: np.ndarray, half_width: int) -> None:
+        self.first = upsampling_bands(wave_lowres, wave, half_width)
+        self.linear = linear_upsampling(wave_lowres, wave, half_width)
+        self.n_low, n_params = wave_lowres.size, 2 * half_width + 2
+        self.normal = np.zeros((wave.size, n_params, n_params))
+        self.moment = np.zeros((wave.size, n_params))
+        self.count = np.zeros(wave.size, np.int64)
+
+    def add(self, flux: np.ndarray, mask: np.ndarray, flux_lowres: np.ndarray) -> None:
+        """Accumulate spectra: ``flux`` and ``mask`` (N, L) at full resolution, ``flux_lowres`` (N, n_low), ln flux."""
+        band = self.first[:, None] + np.arange(self.normal.shape[1] - 1)
+        design = np.concatenate(
+            [np.asarray(flux_lowres, np.float64)[:, band], np.ones((*flux.shape, 1))], axis=2
+        )  # (N, L, B + 1)
+        good = ~np.asarray(mask, bool)
+        design = design * good[..., None]
+        self.normal += np.einsum("nlb,nlc->lbc", design, design)
+        self.moment += np.einsum("nlb,nl->lb", design, np.where(good, flux, 0.0))
+        self.count += good.sum(axis=0)
+
+    def solve(self) -> Upsampling:
+        """The fitted map; pixels with too few good spectra keep linear interpolation."""
+        n_params = self.normal.shape[1]
+        ridge = UPSAMPLING_RIDGE * np.trace(self.normal, axis1=1, axis2=2) / n_params + 1e-12
+        solution = np.linalg.solve(self.normal + ridge[:, None, None] * np.eye(n_params), self.moment[..., None])[
+            ..., 0
+        ]
+        fitted = self.count >= 2 * n_params
+        weights = np.where(fitted[:, None], solution[:, :-1], self.linear.weights)
+        bias = np.where(fitted, solution[:, -1], 0.0)
+        return Upsampling(self.first, weights.astype(np.float32), bias.astype(np.float32), self.n_low)
+
+
+def fit_upsampling(path: str, frame: str, half_width: int, chunk: int = 512) -> Upsampling:
+    """:class:`UpsamplingFit` over the training split of ``path`` (full and low-resolution ln flux in ``frame``)."""
+    keys = target_keys("residual", frame)
+    with DatasetFile(path) as data:
+        fit = UpsamplingFit(data.wave_of(frame, lowres=True), data.wave_of(frame), half_width)
+        train = data.rows("train")
+        for start in range(0, train.size, chunk):
+            rows = train[start : start + chunk]
+            flux, mask, lowres = (_read_block(data.h5, key, rows) for key in (keys.flux, keys.mask, keys.lowres))
+            fit.add(flux.astype(np.float64), mask, lowres.astype(np.float64))
+    return fit.solve()
+
+
 class SpectraImages(Dataset):
     """Image–spectrum pairs of one split.
 
@@ -357,10 +517,11 @@ class SpectraImages(Dataset):
     (L,) the standardised ``target``, ``weight`` (L,) (0 on masked pixels), ``index`` (row in the
     file), ``redshift`` (the spectrum's own, ``z_spec``), and, when ``lowres_stats`` is given
     (super-resolution), ``lowres`` (L,): the standardised low-resolution spectrum interpolated to
-    full resolution.
+    full resolution, and ``reference`` (L,): that interpolation in the target's units (ln flux, less
+    the upsampled condition for a residual), the prediction without any fine structure.
 
-    ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`), in ``frame``
-    ('observed' or 'rest').
+    ``target`` is ``flux_lowres``, ``flux`` or ``residual`` (see :func:`spectrum_stats`; on
+    ``upsampling``, linear interpolation when None), in ``frame`` ('observed' or 'rest').
     """
 
     def __init__(
@@ -375,6 +536,7 @@ class SpectraImages(Dataset):
         crop_pad: int = 4,
         seed: int = 0,
         frame: str = "observed",
+        upsampling: Upsampling | None = None,
     ) -> None:
         self.path, self.target, self.stats, self.lowres_stats = path, target, stats, lowres_stats
         self.image_stats = image_stats
@@ -383,12 +545,9 @@ class SpectraImages(Dataset):
         with DatasetFile(path) as data:
             self.rows = data.rows(split)
             self.redshift = data.read("z_spec", self.rows).astype(np.float32)
-            needs_interp = lowres_stats is not None or self.residual
-            self.interp = (
-                lowres_to_fullres(data.wave_of(frame, lowres=True), data.wave_of(frame)).astype(np.float32)
-                if needs_interp
-                else None
-            )
+            wave_lowres, wave = data.wave_of(frame, lowres=True), data.wave_of(frame)
+        self.interp = lowres_to_fullres(wave_lowres, wave).astype(np.float32) if lowres_stats is not None else None
+        self.upsampling = (upsampling or linear_upsampling(wave_lowres, wave)) if self.residual else None
         self._h5 = None
 
     def __len__(self) -> int:
@@ -417,12 +576,13 @@ class SpectraImages(Dataset):
                 images = padded[:, dy : dy + 64, dx : dx + 64]
         values = h5[self.source][row].astype(np.float32)
         condition = None
-        if self.interp is not None:
+        if self.upsampling is not None or self.interp is not None:
             low = h5[self.lowres_key][row].astype(np.float32)
-            if self.residual:
-                values = values - low @ self.interp
-            if self.lowres_stats is not None:
+            base = self.upsampling.apply(low) if self.upsampling is not None else np.zeros_like(values)
+            values = values - base
+            if self.interp is not None and self.lowres_stats is not None:
                 condition = (self.lowres_stats.standardise(low) @ self.interp).astype(np.float32)
+                reference = (low @ self.interp - base).astype(np.float32)
         item = {
             "images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
             "spectrum": torch.from_numpy(self.stats.standardise(values).astype(np.float32)),
@@ -435,6 +595,7 @@ class SpectraImages(Dataset):
             item["features"] = torch.from_numpy(features[0])
         if condition is not None:
             item["lowres"] = torch.from_numpy(condition)
+            item["reference"] = torch.from_numpy(reference)
         return item
 
 
@@ -510,9 +671,10 @@ class SpectraDataModule(pl.LightningDataModule):
         crop_pad: int = 4,
         val_batch_size: int | None = None,
         frame: str = "observed",
+        upsampling: Upsampling | None = None,
     ) -> None:
         super().__init__()
-        self.frame = frame
+        self.frame, self.upsampling = frame, upsampling
         self.path, self.target, self.batch_size = path, target, batch_size
         self.stats, self.image_stats, self.lowres_stats = stats, image_stats, lowres_stats
         self.num_workers, self.seed, self.crop_pad = num_workers, seed, crop_pad
@@ -530,6 +692,7 @@ class SpectraDataModule(pl.LightningDataModule):
             crop_pad=self.crop_pad,
             seed=self.seed,
             frame=self.frame,
+            upsampling=self.upsampling,
         )
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)

@@ -152,6 +152,18 @@ class NoiseSchedule:
         return x0, eps
 
     @torch.no_grad()
+    def conditional_mean(
+        self, denoiser: Denoiser, shape: tuple[int, ...], generator: Generators = None, device=None
+    ) -> torch.Tensor:
+        """The network's x0 estimate from pure noise at the last step: E[x0 | condition] for a trained model.
+
+        At ᾱ ≈ 0 the noisy input holds nothing of x0, so the MSE-optimal estimate is the conditional
+        mean; one network evaluation, for validation (no sample's own noise in it).
+        """
+        x = randn(shape, generator, device)
+        return self._x0_and_eps(denoiser, x, self.timesteps - 1, None)[0]
+
+    @torch.no_grad()
     def sample_ancestral(
         self,
         denoiser: Denoiser,

@@ -134,7 +134,10 @@ class DiffusionHyperparameters(NetworkHyperparameters):
     val_sampler_steps: int
     prediction: Literal["epsilon", "v", "x0"]
     residual: bool
+    upsampling: Literal["linear", "fitted"]
+    upsampling_half_width: int
     regression: HeadSettings | None
+    residual_standardisation: Literal["none", "running"]
     redshift: HeadSettings | None
 
 

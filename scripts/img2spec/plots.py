@@ -175,10 +175,18 @@ def loss_curve(metrics_csv: str | Path, network: str, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     train = metrics.dropna(subset=["train_loss"]) if "train_loss" in metrics else metrics.iloc[:0]
     ax.plot(train["step"], train["train_loss"], lw=0.8, color="0.5", label="train loss")
-    for column, colour in (("val_loss", "C0"), ("val_mse", "C3"), ("val_top1", "C2")):
+    for column, colour, style in (
+        ("val_loss", "C0", "o-"),
+        ("val_mse", "C3", "o-"),
+        ("val_top1", "C2", "o-"),
+        ("val_regression_mse", "C1", "o-"),
+        ("val_mean_mse", "C4", "o-"),
+        ("val_upsampled_mse", "C4", "--"),  # the references of CDM_sr's conditional mean, constant in training
+        ("val_reference_mse", "k", ":"),
+    ):
         if column in metrics:
             rows = metrics.dropna(subset=[column])
-            ax.plot(rows["step"], rows[column], "o-", color=colour, label=column)
+            ax.plot(rows["step"], rows[column], style, color=colour, label=column)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_title(network)

@@ -35,7 +35,18 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import networks as registry
-from .data import NetworkStatistics, ResumableLoader, SpectraDataModule, image_stats, redshift_stats, spectrum_stats
+from .data import (
+    NetworkStatistics,
+    ResumableLoader,
+    SpectraDataModule,
+    Upsampling,
+    fit_upsampling,
+    image_stats,
+    linear_upsampling,
+    redshift_stats,
+    spectrum_stats,
+)
+from .dataset import DatasetFile
 from .diffusion import NoiseSchedule
 from .models import (
     BoundDenoiser,
@@ -70,11 +81,17 @@ class TrainingInterrupted(RuntimeError):
     """Training stopped before ``max_steps`` (SIGTERM); its state is saved for the next run."""
 
 
+#: Per-step decay of the running residual scale (``residual_standardisation: running``): about the
+#: last 100 batches, short against any training and long against one batch's noise.
+RESIDUAL_SCALE_DECAY = 0.99
+
+
 def target_key(network: str, hp: NetworkHyperparameters) -> str:
     """What the network models (a key of :func:`img2spec.data.spectrum_stats`).
 
     CDM_sr with ``residual: true`` models the full-resolution log flux minus its conditioning
-    low-resolution spectrum (interpolated), as CorrDiff (Mardani et al. 2024) models a residual
+    low-resolution spectrum upsampled (``upsampling``: interpolated, or by the fitted map of
+    :class:`img2spec.data.Upsampling`), as CorrDiff (Mardani et al. 2024) models a residual
     on a coarse prediction: the lines and small-scale structure the low-resolution step cannot hold.
     """
     if registry.network(network).resolution == "lowres":
@@ -191,7 +208,10 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise), ``val_mse``:
     the MSE, in natural-log flux over unmasked pixels, of one DDIM sample of the EMA model per
     validation galaxy against its observed spectrum (no best-of-k selection), and for a network
-    with a regression head ``val_regression_mse``, the same for its conditional mean.
+    with a regression head ``val_regression_mse``, the same for its conditional mean.  CDM_sr also logs
+    ``val_mean_mse`` (of its conditional mean, :meth:`NoiseSchedule.conditional_mean`),
+    ``val_reference_mse`` (of its condition linearly interpolated: no fine structure) and, modelling a
+    residual, ``val_upsampled_mse`` (of the upsampled condition alone).
     """
 
     hp: DiffusionHyperparameters
@@ -210,6 +230,9 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features, self.stats.mean.size)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.schedule = NoiseSchedule.named(hp.schedule, hp.timesteps, hp.prediction)
+        # per-pixel RMS of the residual on the regression mean, in standardised units (1: the population's
+        # spread); saved with the weights, so sampling undoes the scaling the training used
+        self.register_buffer("residual_scale", torch.ones(self.stats.mean.size))
 
     @staticmethod
     def _bind(net: ConditionalDenoiser, batch: dict) -> BoundDenoiser:
@@ -228,7 +251,15 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         if bound.mean is None:
             loss = self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
         else:
-            loss = self.schedule.training_loss(bound, x0 - bound.mean.detach(), weight=weight, generator=generator)
+            residual = x0 - bound.mean.detach()
+            if self.hp.residual_standardisation == "running" and net is self.net and self.training:
+                with torch.no_grad():
+                    square = (residual**2 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
+                    seen = weight.sum(0) > 0
+                    updated = self.residual_scale.lerp(square.sqrt(), 1 - RESIDUAL_SCALE_DECAY)
+                    self.residual_scale.copy_(torch.where(seen, updated, self.residual_scale).clamp_min(1e-3))
+            scaled = residual / self.residual_scale
+            loss = self.schedule.training_loss(bound, scaled, weight=weight, generator=generator)
             regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
             assert self.hp.regression is not None  # a bound mean comes from the regression head
             loss = loss + self.hp.regression.loss_weight * regression
@@ -301,10 +332,11 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         device = bound.tokens.device
         if bound.mean is None:
             return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
+        scale = self.residual_scale
         residual = self.schedule.sample(
-            sampler, bound, shape, steps, generator, device, (low - bound.mean, high - bound.mean), spacing
+            sampler, bound, shape, steps, generator, device, ((low - bound.mean) / scale, (high - bound.mean) / scale), spacing
         )
-        return bound.mean + residual
+        return bound.mean + residual * scale
 
     @torch.no_grad()
     def regression_mean(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -330,6 +362,13 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         log_mse("val_mse", sample)
         if bound.mean is not None:
             log_mse("val_regression_mse", bound.mean)
+        if self.super_resolution:
+            # signal against noise: the conditional mean has no sample noise of its own, so its MSE and
+            # the references' carry the same observational noise and differ by the fine structure learned
+            log_mse("val_mean_mse", self.schedule.conditional_mean(bound, x0.shape, generator, x0.device))
+            log_mse("val_reference_mse", self.stats.standardise(batch["reference"]))
+            if self.residual:
+                log_mse("val_upsampled_mse", self.stats.standardise(torch.zeros_like(x0)))
         if self.ema.redshift is not None:
             z_true, z = batch["redshift"], self.redshift(bound)
             self.log("val_redshift_rms", torch.sqrt((((z - z_true) / (1 + z_true)) ** 2).mean()), batch_size=n)
@@ -454,12 +493,26 @@ def network_statistics(dataset_path: str, network: str, hp: NetworkHyperparamete
         if registry.network(network).conditioned_on_lowres
         else None
     )
+    target = target_key(network, hp)
+    upsampling = None
+    if target == "residual":
+        assert isinstance(hp, DiffusionHyperparameters)  # only a CDM models a residual
+        upsampling = _upsampling(dataset_path, hp)
     return NetworkStatistics(
-        spectrum_stats(dataset_path, target_key(network, hp), per_pixel, frame=hp.frame),
+        spectrum_stats(dataset_path, target, per_pixel, frame=hp.frame, upsampling=upsampling),
         image_stats(dataset_path, hp.image_transform, hp.photometric_features),
         lowres,
         redshift_stats(dataset_path) if isinstance(hp, DiffusionHyperparameters) and hp.redshift is not None else None,
+        upsampling,
     )
+
+
+def _upsampling(dataset_path: str, hp: DiffusionHyperparameters) -> Upsampling:
+    """The map a residual CDM_sr's target is taken on: linear interpolation or the training split's least-squares fit."""
+    if hp.upsampling == "fitted":
+        return fit_upsampling(dataset_path, hp.frame, hp.upsampling_half_width)
+    with DatasetFile(dataset_path) as data:
+        return linear_upsampling(data.wave_of(hp.frame, lowres=True), data.wave_of(hp.frame))
 
 
 #: Precisions a training can run at (the schema's ``training.precision`` besides ``auto``).
@@ -570,6 +623,7 @@ def training_parts(
         seed=seed,
         crop_pad=hp.crop_pad,
         frame=hp.frame,
+        upsampling=statistics.upsampling,
     )
     return data, make_task(network, hp, statistics, seed)
 
