@@ -301,7 +301,8 @@ def quality(
     predictor's name, of the others, and morphology per galaxy), ``summary`` (JSON: medians overall
     and per morphology group, fraction with Δ̄ < 10%; the networks' under ``all`` and the groups,
     every predictor's under ``predictors``; under ``plausibility`` each kind's side-lobe fraction
-    and fine-structure power, :func:`_shape_plausibility`), ``figure`` (Δ̄ histograms) and ``zoom``
+    and fine-structure power, :func:`_shape_plausibility`; on the mock ``band_coverage_of_truth``, the
+    share of the noiseless truth's pixels inside the moved band), ``figure`` (Δ̄ histograms) and ``zoom``
     (the lines of six example galaxies, :func:`img2spec.plots.line_zoom`).  On the mock survey,
     groups by the true morphology are added.
     """
@@ -369,10 +370,30 @@ def quality(
                 str(label): headline(labels == label, prefix) for label in sorted(labels.unique())
             }
     medians_of["plausibility"] = plausibility
+    if "truth" in predictors:
+        medians_of["band_coverage_of_truth"] = _band_coverage_of_truth(
+            predictions_h5, wave, predictors["truth"], mask, z_spec, norm_window, norm_frame
+        )
     _write_summary(medians_of, summary)
     plots.deviation_histograms(scores, "galaxy_zoo", figure)
     _line_zoom_figure(wave, observed, mask, z_spec, predictors, z_of, norm_window, norm_frame, ids, zoom)
     return medians_of
+
+
+def _band_coverage_of_truth(predictions_h5, wave, truth_ln, mask, z_spec, norm_window, norm_frame) -> float:
+    """Share of the noiseless truth's pixels (mock only) inside the widest band, moved to the observed redshift
+    from the one it was placed at (``z`` of the predictions; the catalog's for observed-frame networks)."""
+    with h5py.File(predictions_h5, "r") as pred:
+        levels = sorted(float(key.removeprefix("flux_p")) for key in pred if key.startswith("flux_p"))
+        lower, upper = (pred[f"flux_p{level:g}"][()] for level in (levels[0], levels[-1]))
+        z_from = pred["z"][()] if "z" in pred else np.full(len(lower), np.nan)
+    z_from = np.where(np.isfinite(z_from), z_from, z_spec)
+    (lower, missing_low), (upper, missing_high) = (
+        shift_to_redshift(wave, band, z_from, z_spec, norm_window, norm_frame) for band in (lower, upper)
+    )
+    return metrics.band_coverage(
+        np.fmin(lower, upper), np.fmax(lower, upper), truth_ln, mask | missing_low | missing_high
+    )
 
 
 def _line_zoom_figure(wave, observed, mask, z_spec, predictors, z_of, norm_window, norm_frame, ids, path) -> None:
@@ -1316,18 +1337,23 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
             key: band.get(key)
             for key in (
                 "coverage_of_16_84_band",
+                "coverage_of_16_84_band_at_predicted_redshift",
                 "coverage_of_16_84_band_as_drawn",
                 "band_scale",
                 "coverage_of_16_84_band_by_morphology",
             )
         }
         by_morphology = ", ".join(f"{m} {v:.2f}" for m, v in band["coverage_of_16_84_band_by_morphology"].items())
+        truth_coverage = loaded.get("quality", {}).get("band_coverage_of_truth")
         lines += [
             "",
             (
-                f"Uncertainty band: the 16–84% band of the candidates holds {band['coverage_of_16_84_band']:.2f} of the test "
-                f"galaxies' observed pixels (nominal 0.68; {by_morphology}); as drawn, before its calibration on validation "
-                f"galaxies (× {band.get('band_scale', 1.0):.2f}), {band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."
+                f"Uncertainty band: moved to the observed redshift, the 16–84% band of the candidates holds "
+                f"{band['coverage_of_16_84_band']:.2f} of the test galaxies' observed pixels (nominal 0.68; {by_morphology})"
+                + (f" and {truth_coverage:.2f} of the noiseless truth's" if truth_coverage is not None else "")
+                + f"; at the predicted redshift {band.get('coverage_of_16_84_band_at_predicted_redshift', float('nan')):.2f}; "
+                f"as drawn, before its calibration on validation galaxies (× {band.get('band_scale', 1.0):.2f}), "
+                f"{band.get('coverage_of_16_84_band_as_drawn', float('nan')):.2f}."
             ),
         ]
     if "lines" in loaded:

@@ -25,13 +25,13 @@ import torch
 from astropy.io import fits
 
 from .config import settings_from_section
-from .data import lowres_to_fullres
+from .data import linear_upsampling, lowres_to_fullres
 from .dataset import DatasetFile
 from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .networks import network
 from .outliers import OutlierModel, outlier_model_of_dataset
-from .preprocessing import move_spectra
+from .preprocessing import move_spectra, shift_to_redshift
 from .train import ContrastiveTask, DiffusionTask, load_task
 
 
@@ -70,7 +70,7 @@ class InferenceSettings:
     steps: int = 10
     spacing: str = "auto"
     percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
-    calibration_galaxies: int = 32
+    calibration_galaxies: int = 128
     batch_galaxies: int = 16
     seed: int = 0
     ood_quantile: float = 0.98
@@ -174,7 +174,7 @@ class TrainedModels:
         return self.cdm_lr.device
 
 
-def _network_input(task, images: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def network_input(task, images: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A network's standardised images and photometric features (None without)."""
     pixels = torch.from_numpy(task.image_stats.apply(images)).to(device)
     features = task.image_stats.features(images)
@@ -248,6 +248,8 @@ def predict_spectra(
     grids = models.grids
     interp = torch.from_numpy(lowres_to_fullres(grids.network_wave_lowres, grids.network_wave).astype(np.float32))
     interp = interp.to(device)
+    # the map cdm_sr's residual is taken on; the candidates' fine structure is what it adds to it
+    upsampling = cdm_sr.statistics.upsampling or linear_upsampling(grids.network_wave_lowres, grids.network_wave)
     n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
     keys = ("flux", "flux_lowres", "flux_drawn", "z", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")
     out: dict[str, list] = {key: [] for key in keys}
@@ -258,7 +260,7 @@ def predict_spectra(
 
         # low resolution: k_lr candidates per galaxy, ranked by contrastive_lr
         # the images are encoded once, for the draws and for the redshift
-        pixels, features = _network_input(cdm_lr, raw, device)
+        pixels, features = network_input(cdm_lr, raw, device)
         image_condition = cdm_lr.ema.conditioned(pixels, None, features)
         lowres = cdm_lr.draw(
             image_condition.repeated(s.k_lr),
@@ -268,9 +270,9 @@ def predict_spectra(
             spacing,
         )
         lowres_ln = cdm_lr.stats.restore(lowres)
-        lowres_full = (lowres_ln @ interp).view(b, s.k_lr, n_full)
+        lowres_full = upsampling.apply(lowres_ln).view(b, s.k_lr, n_full)
         ranker = models.contrastive_lr
-        image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
+        image_embedding = ranker.model.embed_images(*network_input(ranker, raw, device))
         spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(lowres_ln)).view(b, s.k_lr, -1)
         score_lr = torch.einsum("bd,bkd->bk", image_embedding, spectra_embedding)
         kept = score_lr.argsort(dim=1, descending=True)[:, : s.keep_lr]
@@ -279,7 +281,7 @@ def predict_spectra(
         # full resolution: k_sr candidates from each kept low-resolution spectrum
         condition = (condition_stats.standardise(kept_ln).reshape(-1, n_low) @ interp).repeat_interleave(s.k_sr, dim=0)
         full = cdm_sr.sample(
-            *_network_input(cdm_sr, raw, device),
+            *network_input(cdm_sr, raw, device),
             condition,
             s.sampler,
             s.steps,
@@ -297,7 +299,7 @@ def predict_spectra(
             full_ln = full_ln + parents
         full_ln = full_ln.view(b, s.keep_lr * s.k_sr, n_full)
         ranker = models.contrastive_sr
-        image_embedding = ranker.model.embed_images(*_network_input(ranker, raw, device))
+        image_embedding = ranker.model.embed_images(*network_input(ranker, raw, device))
         spectra_embedding = ranker.model.embed_spectra(ranker.stats.standardise(full_ln.reshape(-1, n_full)))
         score_sr = torch.einsum(
             "bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1])
@@ -360,12 +362,13 @@ def _placed_at(
 def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> torch.Tensor:
     """Every low-resolution candidate with every full-resolution candidate's fine structure, (B, K·M, L).
 
-    ``lowres`` (B, K, L): all K low-resolution candidates interpolated to the full grid; ``fine_structure``
-    (B, M, L): each full-resolution candidate minus the interpolation of the low-resolution candidate
-    it was drawn from.  The paper's selection upsamples only the ``keep_lr`` best low-resolution
-    candidates, so percentiles of its M full-resolution candidates see 3 draws of the continuum and
-    understate its spread; the pool spans all K draws of the continuum and all M of the lines and
-    small-scale structure, and its per-pixel median estimates the conditional median spectrum.
+    ``lowres`` (B, K, L): all K low-resolution candidates upsampled to the full grid (CDM_sr's
+    :class:`img2spec.data.Upsampling`); ``fine_structure`` (B, M, L): each full-resolution candidate
+    minus the upsampling of the low-resolution candidate it was drawn from.  The paper's selection
+    upsamples only the ``keep_lr`` best low-resolution candidates, so percentiles of its M
+    full-resolution candidates see 3 draws of the continuum and understate its spread; the pool spans
+    all K draws of the continuum and of the lines their bins carry, with all M draws of the structure
+    below the bins' scale, and its per-pixel median estimates the conditional median spectrum.
     """
     return (lowres[:, :, None, :] + fine_structure[:, None, :, :]).flatten(1, 2)
 
@@ -399,6 +402,29 @@ def band_scale(bands: dict[float, np.ndarray], observed_ln: np.ndarray, mask: np
     return float(np.quantile(distance[~mask], (levels[-1] - levels[0]) / 100))
 
 
+def bands_at_redshift(
+    grids: SpectrumGrids, bands: dict[float, np.ndarray], z_from: np.ndarray, z_to: np.ndarray
+) -> tuple[dict[float, np.ndarray], np.ndarray]:
+    """Bands (percentile → (N, L) ln flux) moved from the redshifts they were placed at to ``z_to``, and the
+    (N, L) pixels the move leaves uncovered.
+
+    The frame a user compares a band in: at the observed spectrum's redshift, as the evaluation moves
+    every prediction (paper Sect. 5.1).  Observed-frame networks' bands (``z_from`` NaN) stay as they are.
+    """
+    z_from = np.asarray(z_from, np.float64)
+    if not np.isfinite(z_from).any():
+        return bands, np.zeros(next(iter(bands.values())).shape, bool)
+    moved = {}
+    uncovered = np.zeros(next(iter(bands.values())).shape, bool)
+    for level, band in bands.items():
+        moved[level], missing = shift_to_redshift(grids.wave, band, z_from, z_to, grids.window, grids.window_frame)
+        uncovered |= missing
+    # each level is renormalised on its own (see _placed_at): sorted back into order
+    levels = sorted(moved)
+    ordered = np.sort(np.stack([np.nan_to_num(moved[p]) for p in levels]), axis=0)
+    return {p: ordered[i].astype(np.float32) for i, p in enumerate(levels)}, uncovered
+
+
 def scale_bands(bands: dict[float, np.ndarray], factor: float) -> dict[float, np.ndarray]:
     """Bands with their distances from the median (percentile 50) multiplied by ``factor``."""
     median = bands[50.0]
@@ -419,29 +445,39 @@ def calibrate_bands(
 ) -> dict:
     """Predict the first ``settings.calibration_galaxies`` validation galaxies and write the band's scale factor.
 
-    The JSON holds ``band_scale`` (1 when no galaxy is to be used), the galaxies used and the
-    16–84%-style band's coverage of their observed pixels before and after scaling.
+    The factor is fitted where a user compares the band with a spectrum: after the move from the
+    predicted redshift to the observed one (:func:`bands_at_redshift`), so that it measures the
+    spread of the spectra, not the redshift errors.  The JSON holds ``band_scale`` (1 when no galaxy
+    is to be used), the galaxies used and the 16–84%-style band's coverage of their observed pixels
+    before and after scaling.
     """
     import json
 
-    summary = {"split": "val", "n_galaxies": 0, "band_scale": 1.0, "percentiles": list(settings.percentiles)}
+    summary = {
+        "split": "val",
+        "n_galaxies": 0,
+        "band_scale": 1.0,
+        "percentiles": list(settings.percentiles),
+        "frame": "moved to the observed redshift",
+    }
     if settings.calibration_galaxies > 0:
         with DatasetFile(dataset_path) as data:
             rows = data.rows("val")[: settings.calibration_galaxies]
-            images, observed, mask = (data.read(key, rows) for key in ("images", "flux", "mask"))
+            images, observed, mask, z_spec = (data.read(key, rows) for key in ("images", "flux", "mask", "z_spec"))
             ids = data.specobjid[rows]
         if rows.size == 0:
             raise InputError(f"{dataset_path}: no validation galaxies to calibrate the uncertainty band on")
         models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
-        bands = _bands(predict_spectra(models, images, ids, settings), settings.percentiles)
-        factor = band_scale(bands, observed, mask)
+        result = predict_spectra(models, images, ids, settings)
+        bands, uncovered = bands_at_redshift(models.grids, _bands(result, settings.percentiles), result["z"], z_spec)
+        factor = band_scale(bands, observed, mask | uncovered)
         low, high = min(settings.percentiles), max(settings.percentiles)
         scaled = scale_bands(bands, factor)
         summary.update(
             n_galaxies=int(rows.size),
             band_scale=factor,
-            coverage_before=band_coverage(bands[low], bands[high], observed, mask),
-            coverage_after=band_coverage(scaled[low], scaled[high], observed, mask),
+            coverage_before=band_coverage(bands[low], bands[high], observed, mask | uncovered),
+            coverage_after=band_coverage(scaled[low], scaled[high], observed, mask | uncovered),
         )
     with atomic_output(out_json) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
@@ -565,15 +601,18 @@ def predict_dataset(
 
     with DatasetFile(dataset_path) as data:
         rows = data.rows("test")
-        images, observed, mask = (data.read(key, rows) for key in ("images", "flux", "mask"))
+        images, observed, mask, z_spec = (data.read(key, rows) for key in ("images", "flux", "mask", "z_spec"))
         ids, morphology = data.specobjid[rows], data.morphology(rows)
     models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
     start = time.perf_counter()
     result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))
     seconds = time.perf_counter() - start
     lo, hi = f"flux_p{min(settings.percentiles):g}", f"flux_p{max(settings.percentiles):g}"
+    low, high = float(min(settings.percentiles)), float(max(settings.percentiles))
     coverage_as_drawn = band_coverage(result[lo], result[hi], observed, mask)
     _apply_band_scale(result, settings, band_factor)
+    moved, uncovered = bands_at_redshift(models.grids, _bands(result, settings.percentiles), result["z"], z_spec)
+    compared = mask | uncovered
     outliers = outlier_model_of_dataset(dataset_path, settings.ood_quantile, log=print)
     result["ood_score"] = outliers.score(images).astype(np.float32)
     result["ood_flag"] = outliers.flag(result["ood_score"])
@@ -615,13 +654,14 @@ def predict_dataset(
         "ood_nominal_flag_rate": round(1.0 - outliers.quantile, 6),
         "ood_flag_rate": float(np.mean(result["ood_flag"])),
         "coverage_of_16_84_band_as_drawn": coverage_as_drawn,
-        "coverage_of_16_84_band": band_coverage(result[lo], result[hi], observed, mask),
+        "coverage_of_16_84_band_at_predicted_redshift": band_coverage(result[lo], result[hi], observed, mask),
+        "coverage_of_16_84_band": band_coverage(moved[low], moved[high], observed, compared),
         "coverage_of_16_84_band_by_morphology": {
             m: band_coverage(
-                result[lo][morphology == m],
-                result[hi][morphology == m],
+                moved[low][morphology == m],
+                moved[high][morphology == m],
                 observed[morphology == m],
-                mask[morphology == m],
+                compared[morphology == m],
             )
             for m in sorted(set(morphology))
         },

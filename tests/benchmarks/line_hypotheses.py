@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 from img2spec import metrics
-from img2spec.data import lowres_to_fullres
+from img2spec.data import linear_upsampling, lowres_to_fullres
 from img2spec.dataset import DatasetFile, rows_of_ids
-from img2spec.inference import InferenceSettings, TrainedModels, predict_spectra
+from img2spec.inference import InferenceSettings, TrainedModels, network_input, predict_spectra
 from img2spec.networks import NETWORK_NAMES
 from img2spec.preprocessing import lowres_bin_means
 from img2spec.spectral import EMISSION_LINES_VACUUM
@@ -116,6 +116,16 @@ def main() -> None:
         ("mean of the full-resolution candidates, linear flux", np.log(np.mean(np.exp(drawn), axis=1))),
     ):
         products[label] = linear_move(delivered["wave_drawn"], rest, wave, delivered["z"])
+    # the networks' conditional mean: CDM_lr's regression head, upsampled by CDM_sr's map (no draw, no selection)
+    pixels, features = network_input(models.cdm_lr, images, models.device)
+    with torch.no_grad():
+        mean_lowres = models.cdm_lr.stats.restore(models.cdm_lr.regression_mean(pixels, features)).numpy()
+    upsampling = models.cdm_sr.statistics.upsampling or linear_upsampling(
+        models.grids.network_wave_lowres, models.grids.network_wave
+    )
+    products["CDM_lr's regression mean, upsampled"] = linear_move(
+        delivered["wave_drawn"], upsampling.apply(mean_lowres), wave, delivered["z"]
+    )
     if truth is not None:
         products["noiseless truth"] = truth
     products["observed spectra (noise included)"] = observed
