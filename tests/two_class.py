@@ -1,7 +1,8 @@
 """A synthetic dataset.h5 of two galaxy classes whose spectra are a known function of their colours.
 
 Red galaxies (bright in i and z) have a continuum rising to the red with a 4000 Å break; blue ones
-(bright in u and g) a falling continuum with strong Hα. Within a class the colour and the continuum
+(bright in u and g) a falling continuum with strong Hα (or, :func:`narrow_line_spectrum`, red ones a
+plain continuum and blue ones one narrow emission line). Within a class the colour and the continuum
 slope vary together, so the spectrum is a smooth function of colour that photometry alone can
 recover.
 """
@@ -28,14 +29,38 @@ def class_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
     return np.log(linear / linear[(wave >= 6900) & (wave <= 6950)].mean())
 
 
+#: The narrow line of :func:`narrow_line_spectrum`: rest wavelength, EW and Gaussian σ [Å] (R ≈ 1500 at Hα).
+LINE_REST, LINE_EW, LINE_SIGMA = 6564.6, 10.0, 1.9
+
+
+def narrow_line_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
+    """Like :func:`class_spectrum` without the 4000 Å break and the broad line: a blue galaxy has one narrow
+    emission line (``LINE_EW`` Å at ``LINE_REST``, unresolved at R ≈ 1500), a red one none."""
+    x = (wave - 6925.0) / 2250.0
+    slope = 0.6 + 0.25 * tilt if kind == "red" else -0.3 + 0.25 * tilt
+    linear = np.exp(slope * x)
+    if kind == "blue":
+        profile = np.exp(-0.5 * ((wave - LINE_REST) / LINE_SIGMA) ** 2) / (LINE_SIGMA * np.sqrt(2 * np.pi))
+        linear = linear * (1 + LINE_EW * profile)
+    return np.log(linear / linear[(wave >= 6900) & (wave <= 6950)].mean())
+
+
 def write_two_class_dataset(
-    path: str | Path, n_train: int = 96, n_val: int = 16, n_test: int = 16, seed: int = 0, redshifted: bool = False
+    path: str | Path,
+    n_train: int = 96,
+    n_val: int = 16,
+    n_test: int = 16,
+    seed: int = 0,
+    redshifted: bool = False,
+    spectrum_of=class_spectrum,
+    noise: float = 0.0,
 ) -> dict:
     """Write the dataset; returns the class ("red"/"blue"), tilt and redshift of every row.
 
     Redshifts are drawn uniformly in 0.05–0.15, independent of the images.  With ``redshifted``
-    the class spectra are rest-frame spectra seen at that redshift (renormalised in the observed
-    window); otherwise the same observed spectrum whatever the redshift.
+    the class spectra (``spectrum_of(kind, tilt, wave)``, ln flux) are rest-frame spectra seen at
+    that redshift (renormalised in the observed window); otherwise the same observed spectrum
+    whatever the redshift.  ``noise``: Gaussian σ of ln flux per pixel, with the matching ivar.
     """
     rng = np.random.default_rng(seed)
     settings = PreprocessingSettings()
@@ -52,7 +77,8 @@ def write_two_class_dataset(
     for i, (kind, tilt) in enumerate(zip(kinds, tilts)):
         colour = BAND_WEIGHTS[kind] * np.exp(0.3 * tilt * np.linspace(-1, 1, 5))
         images[i] = colour[:, None, None] * profile[None] + rng.normal(0, 0.02, (5, 64, 64))
-        spectrum = class_spectrum(kind, tilt, wave / (1 + redshifts[i]) if redshifted else wave)
+        spectrum = spectrum_of(kind, tilt, wave / (1 + redshifts[i]) if redshifted else wave)
+        spectrum = spectrum + rng.normal(0.0, noise, wave.size) if noise > 0 else spectrum
         flux[i] = spectrum - np.log(np.exp(spectrum[window]).mean())
     lowres = np.log(lowres_bin_means(np.exp(flux.astype(np.float64)), settings.lowres_factor)).astype(np.float32)
     split = np.repeat([SPLITS["train"], SPLITS["val"], SPLITS["test"]], [n_train, n_val, n_test])
@@ -63,7 +89,7 @@ def write_two_class_dataset(
         h5["flux"], h5["flux_lowres"] = flux, lowres
         h5["mask"] = np.zeros(flux.shape, bool)
         h5["mask_lowres"] = np.zeros((n, wave_lowres.size), bool)
-        h5["ivar"] = np.full(flux.shape, 1e4, np.float32)
+        h5["ivar"] = (1.0 / (noise * np.exp(flux)) ** 2 if noise > 0 else np.full(flux.shape, 1e4)).astype(np.float32)
         h5["images"] = images
         train = images[split == SPLITS["train"]]
         h5["images"].attrs["train_mean"] = train.mean(axis=(0, 2, 3))
