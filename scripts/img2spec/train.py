@@ -334,7 +334,14 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
             return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
         scale = self.residual_scale
         residual = self.schedule.sample(
-            sampler, bound, shape, steps, generator, device, ((low - bound.mean) / scale, (high - bound.mean) / scale), spacing
+            sampler,
+            bound,
+            shape,
+            steps,
+            generator,
+            device,
+            ((low - bound.mean) / scale, (high - bound.mean) / scale),
+            spacing,
         )
         return bound.mean + residual * scale
 
