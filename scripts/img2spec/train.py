@@ -215,6 +215,7 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     """
 
     hp: DiffusionHyperparameters
+    residual_scale: torch.Tensor
 
     def __init__(
         self, network: str, hp: DiffusionHyperparameters, statistics: NetworkStatistics, seed: int = 0
