@@ -324,6 +324,7 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
         },
         "predictions": {
             "coverage_of_16_84_band": 0.66,
+            "coverage_of_16_84_band_at_predicted_redshift": 0.58,
             "coverage_of_16_84_band_as_drawn": 0.51,
             "band_scale": 1.37,
             "coverage_of_16_84_band_by_morphology": {"elliptical": 0.7, "spiral": 0.63},
@@ -347,8 +348,9 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
         "AGN accuracy; ties on: fraction with Δ̄ < 10%, median χ²/N."
     ) in markdown
     assert (
-        "the 16–84% band of the candidates holds 0.66 of the test galaxies' observed pixels (nominal 0.68; elliptical 0.70, "
-        "spiral 0.63); as drawn, before its calibration on validation galaxies (× 1.37), 0.51."
+        "moved to the observed redshift, the 16–84% band of the candidates holds 0.66 of the test galaxies' observed "
+        "pixels (nominal 0.68; elliptical 0.70, spiral 0.63); at the predicted redshift 0.58; as drawn, before its "
+        "calibration on validation galaxies (× 1.37), 0.51."
     ) in markdown
     plausibility = markdown.split("## Plausibility of the lines")[1].split("##")[0]
     assert "| false emission: EW(Hα) > 3 Å where observed < 1 Å | — | 0.3 | — | — | 0.05 |" in plausibility
