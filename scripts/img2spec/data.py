@@ -11,6 +11,7 @@ draws a disjoint shard.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -411,12 +412,17 @@ class Upsampling:
         dense[(self.first[:, None] + np.arange(band)).ravel(), columns] = self.weights.ravel()
         return dense
 
+    @functools.cached_property
+    def _dense(self) -> np.ndarray:
+        # built once per map: apply() runs for every training item and every inference chunk
+        return self.matrix()
+
     def apply(self, lowres):
         """Upsampled (…, L) ln spectra of ``lowres`` (…, n_low), numpy arrays or torch tensors."""
         if isinstance(lowres, torch.Tensor):
-            matrix = torch.as_tensor(self.matrix(), dtype=lowres.dtype, device=lowres.device)
+            matrix = torch.as_tensor(self._dense, dtype=lowres.dtype, device=lowres.device)
             return lowres @ matrix + torch.as_tensor(self.bias, dtype=lowres.dtype, device=lowres.device)
-        return (np.asarray(lowres, np.float32) @ self.matrix() + self.bias).astype(np.float32)
+        return (np.asarray(lowres, np.float32) @ self._dense + self.bias).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {
