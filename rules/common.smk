@@ -64,6 +64,14 @@ def training_resources(wildcards):
     )
 
 
+def training_threads():
+    """CPU threads of a training job: the configured ones, and off GPUs at least one per training process (device)."""
+    training = config["training"]
+    if training["accelerator"] == "gpu":
+        return training["threads"]
+    return max(training["threads"], training["devices"])
+
+
 def trained_models(wildcards):
     """The last checkpoint of each network, by name."""
     return {network: f"results/models/{network}/last.ckpt" for network in NETWORK_NAMES}

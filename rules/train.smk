@@ -19,7 +19,7 @@ rule train:
         network="|".join(NETWORK_NAMES),
     conda:
         "../envs/train.yaml"
-    threads: config["training"]["threads"]
+    threads: training_threads()
     resources:
         mem_mb=8000,
         gpu=training_resources,

@@ -8,19 +8,36 @@ import torch
 from img2spec.data import ShardedEpochSampler, SpectraImages, image_stats, lowres_to_fullres, spectrum_stats
 
 
-def test_distributed_shards_are_disjoint_and_cover_the_data():
-    n, world = 103, 4
+def test_distributed_shards_are_disjoint_and_deal_one_process_batches_round_robin():
+    n, world, batch = 103, 4, 8
     shards = [list(ShardedEpochSampler(n, seed=5, shuffle=True, rank=r, world_size=world)) for r in range(world)]
-    assert len({len(s) for s in shards}) == 1
+    assert {len(s) for s in shards} == {n // world}  # training: equal shares, so equal numbers of steps
     positions = [p for shard in shards for p, _ in shard]
-    assert set(positions) == set(range(n))
-    assert len(positions) - n < world  # only the wrap-around padding repeats
+    assert len(positions) == len(set(positions)) == n - n % world  # nothing repeated; the remainder left out
+    one = [p for p, _ in ShardedEpochSampler(n, seed=5, shuffle=True)]
+    for k in range(n // batch):  # the k-th batches of B/W items of the W processes: one process's k-th of B
+        per_rank = batch // world
+        together = {p for shard in shards for p, _ in shard[k * per_rank : (k + 1) * per_rank]}
+        assert together == set(one[k * batch : (k + 1) * batch])
+    left_out = [set(range(n)) - {p for r in range(world) for p, _ in _shard_in_epoch(n, r, world, e)} for e in (0, 1)]
+    assert left_out[0] != left_out[1]  # a different remainder in each epoch: no galaxy is never trained on
+    validation = [
+        list(ShardedEpochSampler(n, 5, shuffle=False, rank=r, world_size=world, equal_shares=False))
+        for r in range(world)
+    ]
+    assert sorted(p for shard in validation for p, _ in shard) == list(range(n))  # validation: each once
     sampler = ShardedEpochSampler(n, seed=5, shuffle=True)
     first = list(sampler)
     sampler.set_epoch(1)
     assert list(sampler) != first and sorted(p for p, _ in sampler) == list(range(n))
     sampler.set_epoch(0)
     assert list(sampler) == first
+
+
+def _shard_in_epoch(n: int, rank: int, world: int, epoch: int) -> list[tuple[int, int]]:
+    sampler = ShardedEpochSampler(n, seed=5, shuffle=True, rank=rank, world_size=world)
+    sampler.set_epoch(epoch)
+    return list(sampler)
 
 
 def test_augmentation_is_seeded_by_epoch_and_images_standardised(tiny_dataset):

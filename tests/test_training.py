@@ -24,6 +24,7 @@ from img2spec.train import (
     train_network,
 )
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from tests.rule_outputs import rule_outputs
 
@@ -110,16 +111,21 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny_dataset):
         task.training_step(batch, 0)
 
 
-def test_sigterm_writes_a_checkpoint_once(tmp_path):
+def test_sigterm_writes_a_checkpoint_once_and_stops_unless_training_is_done(tmp_path):
     callback = CheckpointOnSigterm(tmp_path / "last.ckpt")
     saved = []
-    trainer = SimpleNamespace(received_sigterm=False, global_step=3, save_checkpoint=saved.append)
+    trainer = SimpleNamespace(world_size=1, global_step=3, max_steps=10, save_checkpoint=saved.append)
     callback.on_train_batch_end(trainer, None, None, None, 0)
     assert saved == []
-    trainer.received_sigterm = True
-    callback.on_train_batch_end(trainer, None, None, None, 0)
+    callback._note(signal.SIGTERM, None)
+    with pytest.raises(SIGTERMException):
+        callback.on_train_batch_end(trainer, None, None, None, 0)
     callback.on_train_batch_end(trainer, None, None, None, 1)
     assert saved == [tmp_path / "last.ckpt"] and callback.saved_at == 3
+    finishing = CheckpointOnSigterm(tmp_path / "other.ckpt")
+    finishing._note(signal.SIGTERM, None)
+    finishing.on_train_batch_end(SimpleNamespace(world_size=1, global_step=10, max_steps=10), None, None, None, 9)
+    assert finishing.saved_at is None  # the last step: the training finishes instead
 
 
 def test_nan_validation_metric_is_never_best():
@@ -134,8 +140,11 @@ def test_nan_validation_metric_is_never_best():
         "images": torch.zeros(2, 5, 64, 64),
         "weight": torch.ones(2, 563),
         "redshift": torch.full((2,), 0.1),
+        "index": torch.arange(2),
     }
+    task.on_validation_epoch_start()
     task.validation_step(batch, 0)
+    task.on_validation_epoch_end()
     assert torch.isinf(logged["val_mse"])  # NaN would stay "best" under mode=min; inf never does
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import signal
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -605,17 +606,30 @@ class SpectraImages(Dataset):
         return item
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """A DataLoader worker outlives a SIGTERM to its process group (a cluster's pre-emption warning), so
+    that the training process can finish its batch and save its state; it ends with that process."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class ShardedEpochSampler(Sampler):
-    """Permutation seeded by (seed, epoch), split evenly over ``world_size`` processes.
+    """Permutation seeded by (seed, epoch), dealt round-robin over ``world_size`` processes.
 
     Yields (position, epoch) so the dataset can seed its augmentation by epoch too.  Lightning calls
-    :meth:`set_epoch` at the start of every epoch.
+    :meth:`set_epoch` at the start of every epoch.  Process r gets positions r, r + W, … of the
+    order, so its k-th batch of B/W items and the other processes' k-th batches together are the
+    k-th batch of B items of one process.  No position is repeated: with ``equal_shares`` (training,
+    where every process must run the same number of steps) the last n mod W positions of each epoch's
+    permutation are left out, different ones in each epoch; without (validation) every position is
+    yielded once and the shares differ by at most one.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1, equal_shares: bool = True
+    ) -> None:
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
         self.epoch = 0
-        self.per_rank = -(-n // world_size)
+        self.per_rank = n // world_size if equal_shares else len(range(rank, n, world_size))
         self._skip: tuple[int | None, int] = (None, 0)  # (epoch, items already consumed) of a run resumed mid-epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -632,8 +646,7 @@ class ShardedEpochSampler(Sampler):
         order = (
             np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
         )
-        order = np.resize(order, self.per_rank * self.world_size)  # pad by wrapping so shards are equal
-        share = order[self.rank :: self.world_size]
+        share = order[self.rank :: self.world_size][: self.per_rank]
         if self._skip[0] == self.epoch:
             share = share[self._skip[1] :]
             self._skip = (None, 0)
@@ -701,15 +714,26 @@ class SpectraDataModule(pl.LightningDataModule):
             upsampling=self.upsampling,
         )
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = ShardedEpochSampler(len(dataset), self.seed, shuffle=train, rank=rank, world_size=world)
+        batch_size = self.batch_size if train else self.val_batch_size
+        if batch_size % world:
+            raise ValueError(
+                f"batch size {batch_size} ({split}) cannot be split over {world} processes (devices × num_nodes): "
+                "each process takes an equal share of the global batch; choose a batch size divisible by it"
+            )
+        if len(dataset) < world:
+            raise ValueError(f"{self.path}: {len(dataset)} {split} galaxies for {world} processes; each needs one")
+        sampler = ShardedEpochSampler(
+            len(dataset), self.seed, shuffle=train, rank=rank, world_size=world, equal_shares=train
+        )
         return (ResumableLoader if train else DataLoader)(
             dataset,
-            batch_size=self.batch_size if train else self.val_batch_size,
+            batch_size=batch_size // world,
             sampler=sampler,
             num_workers=self.num_workers,
-            drop_last=train and len(dataset) >= self.batch_size * world,
+            drop_last=train and len(sampler) >= batch_size // world,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
+            worker_init_fn=_ignore_sigterm,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -102,7 +102,9 @@ class NoiseSchedule:
         denoiser: Denoiser,
         x0: torch.Tensor,
         weight: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
+        shard: tuple[int, int] = (0, 1),
+        weight_total: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """MSE of the network's ``prediction`` with t uniform over all T steps.
 
@@ -110,10 +112,24 @@ class NoiseSchedule:
         ᾱ/(1−ᾱ), v-prediction by SNR + 1 and x0-prediction by 1 (Salimans & Ho 2022).  At high noise,
         where only the conditioning tells the network anything about x0, ε-prediction puts almost
         no weight: x0 and v make the network learn the conditional mean there.
-        ``weight`` (same shape as x0, e.g. 0 on masked pixels) weights the squared error.
+        ``weight`` (same shape as x0, e.g. 0 on masked pixels) weights the squared error.  With a
+        list of generators, row i's t and ε come from generator i (:func:`randn`).
+
+        Data-parallel training: ``shard`` (rank, world size) says that x0 holds rows rank, rank +
+        world, … of a global batch ``world`` times larger; t and ε are drawn for that global batch and
+        these rows taken, so W processes draw exactly what one process with the global batch draws.
+        ``weight_total`` (the global batch's weight sum divided by W) then normalises the loss so that
+        the mean over processes, which data parallelism takes of the gradients, is the global loss.
         """
-        t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        if isinstance(generator, list):
+            t = torch.cat([torch.randint(0, self.timesteps, (1,), device=x0.device, generator=g) for g in generator])
+            noise = randn(x0.shape, generator, x0.device).to(x0.dtype)
+        else:
+            rank, world = shard
+            rows = slice(rank, None, world)
+            global_shape = (x0.shape[0] * world, *x0.shape[1:])
+            t = torch.randint(0, self.timesteps, global_shape[:1], device=x0.device, generator=generator)[rows]
+            noise = torch.randn(global_shape, device=x0.device, dtype=x0.dtype, generator=generator)[rows]
         if self.prediction == "epsilon":
             target = noise
         elif self.prediction == "x0":
@@ -124,7 +140,8 @@ class NoiseSchedule:
         error = (denoiser(self.q_sample(x0, t, noise), t) - target) ** 2
         if weight is None:
             return error.mean()
-        return (error * weight).sum() / weight.sum().clamp_min(1.0)
+        total = weight.sum() if weight_total is None else weight_total
+        return (error * weight).sum() / torch.as_tensor(total).clamp_min(1.0)
 
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         ab = self._at(self.alpha_bar, t, x_t)

@@ -1,9 +1,10 @@
 """Training of the four networks with PyTorch Lightning: modules, callbacks and trainer construction.
 
-Lightning gives CPU, one GPU, DDP over GPUs and nodes (SLURM included), bf16 mixed precision,
-checkpointing and resume without code of our own.  What is ours: exponential moving average (EMA)
-weights, a finite-loss guard, a SIGTERM checkpoint, RNG state in checkpoints (exact resume), a
-validation metric that is never NaN-best, and resume state that survives the workflow.
+Lightning gives CPU, one GPU, DDP over several processes, bf16 mixed precision, checkpointing and
+resume.  What is ours: exponential moving average (EMA) weights, a finite-loss guard, a SIGTERM
+checkpoint that several processes agree on, RNG state in checkpoints (exact resume), validation
+metrics over the whole split (never NaN-best, independent of batches and processes), W processes
+training as one (:mod:`img2spec.distributed`), and resume state that survives the workflow.
 
 Snakemake deletes a job's declared outputs before it runs the job again, so everything a resumed
 training needs lives in ``<out_dir>/resume/`` (:data:`RESUME_DIR`), which no rule declares: the
@@ -23,6 +24,7 @@ import math
 import pickle
 import random
 import shutil
+import signal
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -32,6 +34,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.environments import LightningEnvironment
+from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import networks as registry
@@ -48,6 +52,14 @@ from .data import (
 )
 from .dataset import DatasetFile
 from .diffusion import NoiseSchedule
+from .distributed import (
+    GlobalBatchNorm,
+    gather_rows,
+    gather_with_gradient,
+    local_rank,
+    shard_of,
+    sum_over_ranks,
+)
 from .models import (
     BoundDenoiser,
     ConditionalDenoiser,
@@ -157,6 +169,32 @@ def build_contrastive(hp: ContrastiveHyperparameters, feature_dim: int = 0) -> C
     )
 
 
+class _ValidationSums:
+    """Numerators and denominators of ratio metrics, summed over batches and processes.
+
+    A metric is then the ratio of its sums over the whole validation split, whatever its division
+    into batches and processes (Lightning's mean of batch means depends on both).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, numerator: torch.Tensor, denominator: torch.Tensor | float) -> None:
+        pair = torch.stack([numerator.detach().double(), torch.as_tensor(denominator, dtype=torch.float64)])
+        self.sums[name] = self.sums.get(name, 0) + pair
+
+    def ratios(self, over_ranks_of: pl.LightningModule | None = None) -> dict[str, torch.Tensor]:
+        """name → numerator / denominator, summed over the processes training ``over_ranks_of`` when
+        given (then every process must call it, with the same names)."""
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        totals = torch.stack([self.sums[name] for name in names])
+        if over_ranks_of is not None:
+            totals = sum_over_ranks(over_ranks_of, totals)
+        return {name: (total[0] / total[1].clamp_min(1e-300)).float() for name, total in zip(names, totals)}
+
+
 #: Key of a checkpoint's own entry: the network, its hyperparameters and statistics (:func:`load_task`).
 CHECKPOINT_KEY = "img2spec"
 #: Version of that entry; :func:`load_task` refuses others.
@@ -205,9 +243,10 @@ def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
 class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     """Conditional diffusion model (CDM_lr or CDM_sr) with EMA weights.
 
-    Validation logs ``val_loss`` (the training loss of the EMA model at fixed t and noise), ``val_mse``:
-    the MSE, in natural-log flux over unmasked pixels, of one DDIM sample of the EMA model per
-    validation galaxy against its observed spectrum (no best-of-k selection), and for a network
+    Validation logs, over the whole validation split, ``val_loss`` (the training loss of the EMA model
+    at fixed t and noise, mean of batch losses), ``val_mse``: the MSE, in natural-log flux over
+    unmasked pixels, of one DDIM sample of the EMA model per validation galaxy (its noise seeded by the
+    galaxy) against its observed spectrum (no best-of-k selection), and for a network
     with a regression head ``val_regression_mse``, the same for its conditional mean.  CDM_sr also logs
     ``val_mean_mse`` (of its conditional mean, :meth:`NoiseSchedule.conditional_mean`),
     ``val_reference_mse`` (of its condition linearly interpolated: no fine structure) and, modelling a
@@ -244,24 +283,32 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         net: ConditionalDenoiser,
         bound: BoundDenoiser,
         batch: dict,
-        generator: torch.Generator,
+        generator: torch.Generator | list[torch.Generator],
     ) -> torch.Tensor:
         """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted
-        MSE and the redshift head's MSE in standardised redshift, each with its ``loss_weight``."""
+        MSE and the redshift head's MSE in standardised redshift, each with its ``loss_weight``.
+
+        Training with several processes, each computes its share of the global batch's loss (noise
+        and normalisation of the global batch, :meth:`NoiseSchedule.training_loss`), so that the mean
+        over processes is the loss one process would compute on the global batch.
+        """
         x0, weight = batch["spectrum"], batch["weight"]
+        training = self.training and net is self.net
+        rank, world = shard_of(self) if training else (0, 1)
+        weight_total = sum_over_ranks(self, weight.sum()) / world if world > 1 else weight.sum()
         if bound.mean is None:
-            loss = self.schedule.training_loss(bound, x0, weight=weight, generator=generator)
+            loss = self.schedule.training_loss(bound, x0, weight, generator, (rank, world), weight_total)
         else:
             residual = x0 - bound.mean.detach()
-            if self.hp.residual_standardisation == "running" and net is self.net and self.training:
+            if self.hp.residual_standardisation == "running" and training:
                 with torch.no_grad():
-                    square = (residual**2 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
-                    seen = weight.sum(0) > 0
+                    sums = sum_over_ranks(self, torch.stack([(residual**2 * weight).sum(0), weight.sum(0)]))
+                    square = sums[0] / sums[1].clamp_min(1.0)
                     updated = self.residual_scale.lerp(square.sqrt(), 1 - RESIDUAL_SCALE_DECAY)
-                    self.residual_scale.copy_(torch.where(seen, updated, self.residual_scale).clamp_min(1e-3))
+                    self.residual_scale.copy_(torch.where(sums[1] > 0, updated, self.residual_scale).clamp_min(1e-3))
             scaled = residual / self.residual_scale
-            loss = self.schedule.training_loss(bound, scaled, weight=weight, generator=generator)
-            regression = ((bound.mean - x0) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+            loss = self.schedule.training_loss(bound, scaled, weight, generator, (rank, world), weight_total)
+            regression = ((bound.mean - x0) ** 2 * weight).sum() / weight_total.clamp_min(1.0)
             assert self.hp.regression is not None  # a bound mean comes from the regression head
             loss = loss + self.hp.regression.loss_weight * regression
         if net.redshift is not None:
@@ -278,13 +325,21 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         return self.statistics.redshift.restore(self.ema.redshift(bound.pooled)[:, 0])
 
     def training_step(self, batch, batch_idx):
-        # t and ε depend on (seed, rank, step) only, so a resumed run draws exactly what the
-        # uninterrupted one would, whatever validation and data loading consumed meanwhile
-        seed = (self.seed * 1_000_003 + self.global_rank) * 1_000_003 + self.global_step
+        # t and ε depend on (seed, step) only, so a resumed run draws exactly what the uninterrupted
+        # one would, whatever validation and data loading consumed meanwhile, and W processes what one does
+        seed = self.seed * 1_000_003 * 1_000_003 + self.global_step
         generator = torch.Generator(device=batch["spectrum"].device).manual_seed(seed)
         loss = self._loss(self.net, self._bind(self.net, batch), batch, generator)
         _check_finite(loss, self.network, self.global_step)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            sync_dist=True,
+            batch_size=batch["spectrum"].shape[0],
+        )
         return loss
 
     def optimizer_step(self, *args, **kwargs) -> None:
@@ -351,35 +406,42 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         """Standardised conditional mean (B, L) of the EMA network's regression head, None without one."""
         return self.ema.conditioned(images, None, features).mean
 
+    def on_validation_epoch_start(self) -> None:
+        self._validation = _ValidationSums()
+
     def validation_step(self, batch, batch_idx):
         x0, weight = batch["spectrum"], batch["weight"]
-        generator = torch.Generator(device=x0.device).manual_seed(1000 + batch_idx)
+        # one generator per galaxy: its noise, and so each metric, is independent of batches and processes
+        generator = [torch.Generator(device=x0.device).manual_seed(1000 + int(i)) for i in batch["index"]]
         bound = self._bind(self.ema, batch)
         loss = self._loss(self.ema, bound, batch, generator)
         sample = self.draw(bound, "ddim", self.hp.val_sampler_steps, generator)
         n = x0.shape[0]
 
-        def log_mse(name: str, standardised: torch.Tensor) -> None:
+        def add_mse(name: str, standardised: torch.Tensor) -> None:
             error = (self.stats.restore(standardised) - self.stats.restore(x0)) ** 2
-            mse = (error * weight).sum() / weight.sum().clamp_min(1.0)
-            self.log(
-                name, torch.nan_to_num(mse, nan=float("inf")), prog_bar=name == "val_mse", sync_dist=True, batch_size=n
-            )
+            self._validation.add(name, (error * weight).sum(), weight.sum())
 
-        self.log("val_loss", loss, sync_dist=True, batch_size=n)
-        log_mse("val_mse", sample)
+        self._validation.add("val_loss", loss * n, n)
+        add_mse("val_mse", sample)
         if bound.mean is not None:
-            log_mse("val_regression_mse", bound.mean)
+            add_mse("val_regression_mse", bound.mean)
         if self.super_resolution:
             # signal against noise: the conditional mean has no sample noise of its own, so its MSE and
             # the references' carry the same observational noise and differ by the fine structure learned
-            log_mse("val_mean_mse", self.schedule.conditional_mean(bound, x0.shape, generator, x0.device))
-            log_mse("val_reference_mse", self.stats.standardise(batch["reference"]))
+            add_mse("val_mean_mse", self.schedule.conditional_mean(bound, x0.shape, generator, x0.device))
+            add_mse("val_reference_mse", self.stats.standardise(batch["reference"]))
             if self.residual:
-                log_mse("val_upsampled_mse", self.stats.standardise(torch.zeros_like(x0)))
+                add_mse("val_upsampled_mse", self.stats.standardise(torch.zeros_like(x0)))
         if self.ema.redshift is not None:
             z_true, z = batch["redshift"], self.redshift(bound)
-            self.log("val_redshift_rms", torch.sqrt((((z - z_true) / (1 + z_true)) ** 2).mean()), batch_size=n)
+            self._validation.add("val_redshift_rms", (((z - z_true) / (1 + z_true)) ** 2).sum(), n)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log each metric over the whole validation split: mean squared errors per unmasked pixel."""
+        for name, value in self._validation.ratios(over_ranks_of=self).items():
+            value = value.sqrt() if name == "val_redshift_rms" else value
+            self.log(name, torch.nan_to_num(value, nan=float("inf")), prog_bar=name == "val_mse", sync_dist=True)
 
     def configure_optimizers(self):
         return _optimizer_with_schedule(self.net.parameters(), self.hp, torch.optim.Adam)
@@ -400,23 +462,49 @@ class ContrastiveTask(_CheckpointMixin, pl.LightningModule):
         self.model = build_contrastive(hp, self.image_stats.n_features)
 
     def training_step(self, batch, batch_idx):
-        loss = info_nce(self.model.logits(batch["images"], batch["spectrum"], batch.get("features")))
+        # with several processes the negatives are the whole global batch, as with one process
+        images = gather_with_gradient(self, self.model.embed_images(batch["images"], batch.get("features")))
+        spectra = gather_with_gradient(self, self.model.embed_spectra(batch["spectrum"]))
+        loss = info_nce(self.model.similarity(images, spectra))
         _check_finite(loss, self.network, self.global_step)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["spectrum"].shape[0])
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            sync_dist=True,
+            batch_size=batch["spectrum"].shape[0],
+        )
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._validation_embeddings: list[torch.Tensor] = []
+
     def validation_step(self, batch, batch_idx):
-        logits = self.model.logits(batch["images"], batch["spectrum"], batch.get("features"))
-        n = logits.shape[0]
-        accuracy = (logits.argmax(dim=1) == torch.arange(n, device=logits.device)).float().mean()
-        self.log(
-            "val_loss",
-            torch.nan_to_num(info_nce(logits), nan=float("inf")),
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=n,
-        )
-        self.log("val_top1", accuracy, sync_dist=True, batch_size=n)
+        images = self.model.embed_images(batch["images"], batch.get("features"))
+        spectra = self.model.embed_spectra(batch["spectrum"])
+        index = batch["index"].to(images.dtype)[:, None]
+        self._validation_embeddings.append(torch.cat([index, images, spectra], dim=1))
+
+    def on_validation_epoch_end(self) -> None:
+        """InfoNCE loss and top-1 retrieval accuracy in batches of ``batch_size`` consecutive validation
+        galaxies (the batches of one process), averaged over galaxies, whatever the number of processes."""
+        rows = torch.cat(self._validation_embeddings)
+        if shard_of(self)[1] > 1:
+            rows = gather_rows(rows)
+        rows = rows[torch.argsort(rows[:, 0])]
+        images, spectra = rows[:, 1:].chunk(2, dim=1)
+        sums = _ValidationSums()
+        for start in range(0, rows.shape[0], self.hp.batch_size):
+            chosen = slice(start, start + self.hp.batch_size)
+            logits = self.model.similarity(images[chosen], spectra[chosen])
+            n = logits.shape[0]
+            hits = (logits.argmax(dim=1) == torch.arange(n, device=logits.device)).sum()
+            sums.add("val_loss", torch.nan_to_num(info_nce(logits), nan=float("inf")) * n, n)
+            sums.add("val_top1", hits, n)
+        for name, value in sums.ratios().items():  # every process holds every galaxy already
+            self.log(name, value, prog_bar=name == "val_loss", sync_dist=True)
 
     def configure_optimizers(self):
         return _optimizer_with_schedule(self.model.parameters(), self.hp, torch.optim.AdamW)
@@ -432,20 +520,44 @@ class EpochPosition(Callback):
 
 
 class CheckpointOnSigterm(Callback):
-    """Write ``path`` after the training batch during which a SIGTERM (e.g. SLURM pre-emption) arrived.
+    """Write ``path`` after the training batch during which a SIGTERM (e.g. SLURM pre-emption) arrived, then stop.
 
-    Lightning's own SIGTERM handler then ends the fit with ``SIGTERMException`` right after that
-    batch's hooks, which :func:`train_network` turns into :class:`TrainingInterrupted`.
+    The callback replaces Lightning's SIGTERM handler while the training runs: Lightning's does
+    collective operations inside the signal handler, which with several processes pair with whatever
+    collective another process is in and hang the job.  Here the handler only notes the signal; after
+    each batch the processes agree (one all-reduce) whether any of them received one, all take part in
+    writing the checkpoint (rank 0 writes it), and all raise ``SIGTERMException``, which
+    :func:`train_network` turns into :class:`TrainingInterrupted`.  A signal during the last step lets
+    the training finish.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.saved_at: int | None = None
+        self.received = False
+        self._previous_handler: Any = None
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.received = False
+        self._previous_handler = signal.signal(signal.SIGTERM, self._note)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.received_sigterm and self.saved_at is None:
-            trainer.save_checkpoint(self.path)
-            self.saved_at = trainer.global_step
+        received = self.received
+        if trainer.world_size > 1:
+            received = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if not received or self.saved_at is not None or trainer.global_step >= trainer.max_steps:
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved_at = trainer.global_step
+        raise SIGTERMException
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
 
 
 def make_task(
@@ -559,12 +671,16 @@ def build_trainer(out_dir: str | Path, hp: NetworkHyperparameters, run: dict, pr
     )
     checkpoints.CHECKPOINT_NAME_LAST = written.last.stem
     parallel = run["devices"] != 1 or run["num_nodes"] > 1
+    # on one node the processes are this one and the copies Lightning starts of it, also inside a
+    # SLURM job of one task (the SLURM profile); several nodes need SLURM's srun, one task per device
+    environment = LightningEnvironment() if run["num_nodes"] == 1 else None  # None: Lightning detects SLURM
     return pl.Trainer(
         default_root_dir=out_dir,
         accelerator=run["accelerator"],
         devices=run["devices"],
         num_nodes=run["num_nodes"],
-        strategy="ddp" if parallel else "auto",
+        strategy=DDPStrategy(cluster_environment=environment) if parallel else "auto",
+        plugins=[GlobalBatchNorm()] if parallel else [environment] if environment is not None else None,
         precision=resolve_precision(run["precision"], run["accelerator"]),
         max_steps=hp.max_steps,
         val_check_interval=min(hp.val_every_steps, hp.max_steps),
@@ -659,8 +775,9 @@ def train_network(
     resume_dir = files.last.parent / RESUME_DIR
     fingerprint = training_fingerprint(dataset_path, network, hp, run)
     resume = _resume_state(resume_dir, fingerprint, log)
-    resume_dir.mkdir(parents=True, exist_ok=True)
-    (resume_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "network": network}))
+    if local_rank() == 0:  # the copies Lightning starts of this process find the state it left
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        (resume_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "network": network}))
     pl.seed_everything(run["seed"], workers=True, verbose=False)
     data, task = training_parts(dataset_path, network, hp, run["seed"], run["num_workers"])
     trainer = build_trainer(resume_dir, hp, run, progress)
@@ -676,9 +793,7 @@ def train_network(
         stopped = None
     except SIGTERMException as err:
         stopped = err
-    if not trainer.is_global_zero:
-        return task
-    if previous is not None and metrics.exists():
+    if trainer.is_global_zero and previous is not None and metrics.exists():
         current = pd.read_csv(metrics)
         pd.concat([previous[previous["step"] < current["step"].min()], current]).to_csv(metrics, index=False)
     if stopped is not None or trainer.global_step < hp.max_steps:
@@ -686,6 +801,8 @@ def train_network(
             f"{network}: stopped at step {trainer.global_step} of {hp.max_steps}; "
             f"the next run resumes from {CheckpointFiles.in_folder(resume_dir).last}"
         ) from stopped
+    if not trainer.is_global_zero:  # rank 0 writes the files
+        return task
     # the resume folder holds Lightning's own names (build_trainer); the declared files get copies
     for written, declared in zip(CheckpointFiles.in_folder(resume_dir), files):
         shutil.copy2(written, declared)
