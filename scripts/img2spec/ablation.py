@@ -26,6 +26,7 @@ from . import metrics, plots
 from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
 from .io import BANDS, atomic_output
+from .predictions import PredictionFile
 
 #: Rest-frame range of the paper's Table 3 MSE [Å].
 TABLE3_REST_RANGE = (4000.0, 7000.0)
@@ -92,8 +93,8 @@ def rest_frame_mse(
     predictions_h5: str | Path, dataset_h5: str | Path, rest_range: tuple[float, float] = TABLE3_REST_RANGE
 ) -> pd.DataFrame:
     """MSE of ln flux per test galaxy over rest-frame ``rest_range`` [Å] (the paper's Table 3 metric)."""
-    with h5py.File(predictions_h5, "r") as pred:
-        ids, predicted = pred["specobjid"][()], pred["flux"][()]
+    with PredictionFile(predictions_h5) as pred:
+        ids, predicted = pred.specobjid(), pred.flux()
     with DatasetFile(dataset_h5) as data:
         rows = data.rows_of(ids, f"galaxies of {predictions_h5}")
         observed, mask = data.read("flux", rows), data.read("mask", rows)

@@ -35,6 +35,7 @@ from .fitresults import (
     line_column,
 )
 from .io import atomic_output, read_h5_rows
+from .predictions import PredictionFile
 from .preprocessing import shift_to_redshift
 from .spectral import BPT_CLASSES, BPT_LINES, EMISSION_LINES_VACUUM
 from .templates import load_library
@@ -189,14 +190,15 @@ def read_predictors(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
-    ``median`` is present when the predictions hold the candidates' median (``flux_p50``); the
+    ``median`` is present when the predictions hold the candidates' median; the
     baselines when ``baselines_h5`` is given.
     """
-    with h5py.File(predictions_h5, "r") as pred:
-        ids = pred["specobjid"][start:stop]
-        out = {"predicted": pred["flux"][start:stop]}
-        if "flux_p50" in pred:
-            out["median"] = pred["flux_p50"][start:stop]
+    with PredictionFile(predictions_h5) as pred:
+        ids = pred.specobjid(start, stop)
+        out = {"predicted": pred.flux(start, stop)}
+        median = pred.median(start, stop)
+        if median is not None:
+            out["median"] = median
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
             rows = rows_of_ids(base["specobjid"][()], ids, str(baselines_h5))
@@ -383,10 +385,10 @@ def quality(
 def _band_coverage_of_truth(predictions_h5, wave, truth_ln, mask, z_spec, norm_window, norm_frame) -> float:
     """Share of the noiseless truth's pixels (mock only) inside the widest band, moved to the observed redshift
     from the one it was placed at (``z`` of the predictions; the catalog's for observed-frame networks)."""
-    with h5py.File(predictions_h5, "r") as pred:
-        levels = sorted(float(key.removeprefix("flux_p")) for key in pred if key.startswith("flux_p"))
-        lower, upper = (pred[f"flux_p{level:g}"][()] for level in (levels[0], levels[-1]))
-        z_from = pred["z"][()] if "z" in pred else np.full(len(lower), np.nan)
+    with PredictionFile(predictions_h5) as pred:
+        levels = pred.percentiles
+        lower, upper = pred.band(levels[0]), pred.band(levels[-1])
+        z_from = pred.redshift()
     z_from = np.where(np.isfinite(z_from), z_from, z_spec)
     (lower, missing_low), (upper, missing_high) = (
         shift_to_redshift(wave, band, z_from, z_spec, norm_window, norm_frame) for band in (lower, upper)

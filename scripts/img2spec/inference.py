@@ -13,13 +13,9 @@ results do not depend on batch sizes or on which other galaxies are predicted al
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-import h5py
 import numpy as np
 import torch
 from astropy.io import fits
@@ -31,6 +27,7 @@ from .io import BANDS, InputError, atomic_output, image_problem
 from .metrics import band_coverage
 from .networks import network
 from .outliers import OutlierModel, outlier_model_of_dataset
+from .predictions import MEDIAN, PredictionWriter, band_key
 from .preprocessing import move_spectra, shift_to_redshift
 from .train import ContrastiveTask, DiffusionTask, load_task
 
@@ -330,7 +327,7 @@ def predict_spectra(
         log(f"predicted {start + b}/{len(ids)} galaxies")
     result = {key: np.concatenate(value) for key, value in out.items()}
     for i, p in enumerate(s.percentiles):
-        result[f"flux_p{p:g}"] = result["percentiles"][:, i].astype(np.float32)
+        result[band_key(p)] = result["percentiles"][:, i].astype(np.float32)
     del result["percentiles"]
     return result
 
@@ -432,12 +429,12 @@ def scale_bands(bands: dict[float, np.ndarray], factor: float) -> dict[float, np
 
 
 def _bands(result: dict[str, np.ndarray], percentiles: tuple[float, ...]) -> dict[float, np.ndarray]:
-    return {float(p): result[f"flux_p{p:g}"] for p in percentiles}
+    return {float(p): result[band_key(p)] for p in percentiles}
 
 
 def _apply_band_scale(result: dict[str, np.ndarray], settings: InferenceSettings, factor: float) -> None:
     for p, band in scale_bands(_bands(result, settings.percentiles), factor).items():
-        result[f"flux_p{p:g}"] = band
+        result[band_key(p)] = band
 
 
 def calibrate_bands(
@@ -526,58 +523,6 @@ def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
     return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
 
 
-class PredictionWriter:
-    """Writes a prediction file (HDF5) batch by batch.
-
-    The file appears under its name only when the ``with`` block ends without an error
-    (:func:`img2spec.io.atomic_output`); each :meth:`append` adds galaxies to every dataset, so a cube
-    file of any size is predicted in bounded memory.
-    """
-
-    def __init__(self, path: str | Path, grids: SpectrumGrids, settings: InferenceSettings, band_factor: float) -> None:
-        self.path, self.grids, self.settings, self.band_factor = Path(path), grids, settings, band_factor
-        self.n_written = 0
-        self._stack = ExitStack()
-        self._h5: h5py.File | None = None
-
-    def __enter__(self) -> Self:
-        tmp = self._stack.enter_context(atomic_output(self.path))
-        h5 = self._h5 = self._stack.enter_context(h5py.File(tmp, "w"))
-        h5.create_dataset("specobjid", (0,), np.int64, maxshape=(None,), chunks=(1024,))
-        h5["wave"] = self.grids.wave
-        h5["wave_lowres"] = self.grids.wave_lowres
-        h5["wave_drawn"] = self.grids.network_wave
-        h5.attrs.update({k: v for k, v in vars(self.settings).items() if not isinstance(v, tuple)})
-        h5.attrs["percentiles"] = self.settings.percentiles
-        h5.attrs["band_scale"] = self.band_factor
-        h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
-        h5.attrs["frame_drawn"] = self.grids.frame
-        return self
-
-    def append(self, ids: np.ndarray, result: dict[str, np.ndarray]) -> None:
-        """Add galaxies ``ids`` with their arrays ``result`` (each of leading length ``len(ids)``)."""
-        assert self._h5 is not None, "PredictionWriter.append outside its with block"
-        h5, n, stop = self._h5, len(ids), self.n_written + len(ids)
-        for key, value in {"specobjid": np.asarray(ids, np.int64), **result}.items():
-            if key not in h5:
-                h5.create_dataset(
-                    key, (0, *value.shape[1:]), value.dtype, maxshape=(None, *value.shape[1:]), chunks=True
-                )
-            h5[key].resize(stop, axis=0)
-            h5[key][self.n_written : stop] = value
-        self.n_written += n
-
-    def h5_attrs(self, **values: float) -> None:
-        """Set file attributes (e.g. the outlier threshold)."""
-        assert self._h5 is not None, "PredictionWriter.h5_attrs outside its with block"
-        self._h5.attrs.update(values)
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._stack.__exit__(kind, error, trace)
-
-
 def predict_dataset(
     dataset_path,
     checkpoints: dict,
@@ -607,7 +552,7 @@ def predict_dataset(
     start = time.perf_counter()
     result = predict_spectra(models, images, ids, settings, log=lambda message: print(message, flush=True))
     seconds = time.perf_counter() - start
-    lo, hi = f"flux_p{min(settings.percentiles):g}", f"flux_p{max(settings.percentiles):g}"
+    lo, hi = band_key(min(settings.percentiles)), band_key(max(settings.percentiles))
     low, high = float(min(settings.percentiles)), float(max(settings.percentiles))
     coverage_as_drawn = band_coverage(result[lo], result[hi], observed, mask)
     _apply_band_scale(result, settings, band_factor)
@@ -621,7 +566,7 @@ def predict_dataset(
         writer.h5_attrs(ood_threshold=outliers.threshold, ood_quantile=outliers.quantile)
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
-        bands = {key: result[key][i] for key in result if key.startswith("flux_p")}
+        bands = {band_key(p): result[band_key(p)][i] for p in settings.percentiles}
         write_prediction_fits(
             Path(fits_dir) / f"{int(sid)}.fits",
             sid,
@@ -645,7 +590,7 @@ def predict_dataset(
         "fraction_mean_relative_deviation_below_10pct": float(np.mean(deviation < 0.1)),
         "median_mse": float(np.median(squared)),
         "median_mean_relative_deviation_of_candidates_median": float(
-            np.median(metrics.mean_relative_deviation(result[f"flux_p{50:g}"], observed, mask))
+            np.median(metrics.mean_relative_deviation(result[MEDIAN], observed, mask))
         )
         if 50.0 in settings.percentiles
         else None,

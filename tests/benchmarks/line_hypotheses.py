@@ -37,6 +37,7 @@ from img2spec.data import linear_upsampling, lowres_to_fullres
 from img2spec.dataset import DatasetFile, rows_of_ids
 from img2spec.inference import InferenceSettings, TrainedModels, network_input, predict_spectra
 from img2spec.networks import NETWORK_NAMES
+from img2spec.predictions import PredictionFile
 from img2spec.preprocessing import lowres_bin_means
 from img2spec.spectral import EMISSION_LINES_VACUUM
 from report import emit
@@ -71,9 +72,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = args.results
-    with h5py.File(results / "predictions" / "test.h5") as h5:
-        ids = h5["specobjid"][()]
-        delivered = {key: h5[key][()] for key in ("flux", "flux_p50", "flux_lowres", "flux_drawn", "z", "wave_drawn")}
+    with PredictionFile(results / "predictions" / "test.h5") as predictions:
+        h5 = predictions.h5
+        ids = predictions.specobjid()
+        delivered = {
+            "flux": predictions.flux(),
+            "flux_p50": predictions.median(),
+            "flux_lowres": predictions.lowres(),
+            "flux_drawn": predictions.drawn(),
+            "z": predictions.redshift(),
+            "wave_drawn": predictions.wave_drawn,
+        }
         settings = InferenceSettings(
             **{k: h5.attrs[k].item() for k in ("k_lr", "keep_lr", "k_sr", "steps", "seed")},
             sampler=str(h5.attrs["sampler"]),
