@@ -273,6 +273,30 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
     assert {"knn_mse", "truth_chi2_per_pixel", "mean_mean_relative_deviation"} <= set(table.columns)
 
 
+def _with_every_entry(summaries: dict, predictors: tuple[str, ...]) -> dict:
+    """``summaries`` with None (not measurable) at every headline and plausibility entry they leave out."""
+    from img2spec.evaluation import HEADLINES, OBSERVED_NOISE_POWER, PLAUSIBILITY_ROWS
+
+    complete = json.loads(json.dumps(summaries))
+    paths = [row[-1] for row in HEADLINES] + [row[2] for row in PLAUSIBILITY_ROWS] + [OBSERVED_NOISE_POWER]
+    for path in paths:
+        for predictor in predictors:
+            node = complete
+            *parents, leaf = (key.format(p=predictor) for key in path)
+            for key in parents:
+                node = node.setdefault(key, {})
+            node.setdefault(leaf, None)
+    return complete
+
+
+def _summary_files(summaries: dict, folder) -> dict:
+    paths = {}
+    for name, content in summaries.items():
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(content))
+    return paths
+
+
 def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_path):
     from img2spec.evaluation import headline_summary
 
@@ -330,10 +354,7 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
             "coverage_of_16_84_band_by_morphology": {"elliptical": 0.7, "spiral": 0.63},
         },
     }
-    paths = {}
-    for name, content in summaries.items():
-        paths[name] = tmp_path / f"{name}.json"
-        paths[name].write_text(json.dumps(content))
+    paths = _summary_files(_with_every_entry(summaries, ("observed", "predicted", "median", "knn", "mean")), tmp_path)
     summary = headline_summary(paths, "sdss", tmp_path / "s.json", tmp_path / "s.md")
     verdict = summary["predicted_beats_knn"]
     assert verdict["median mean relative deviation Δ̄"] == "wins" and verdict["median MSE of ln flux"] == "loses"
@@ -359,6 +380,11 @@ def test_headline_summary_puts_predictors_side_by_side_and_says_who_wins(tmp_pat
     from img2spec.evaluation import HEADLINES
 
     assert all(f"| {label} |" in methods for label, *_ in HEADLINES)  # every headline row says how it was computed
+
+    incomplete = _with_every_entry(summaries, ("observed", "predicted", "median", "knn", "mean"))
+    del incomplete["ppxf"]["predictors"]["knn"]  # a target that forgot a predictor (or renamed a key)
+    with pytest.raises(KeyError, match="the ppxf summary has no entry 'predictors.knn' \\(for 'knn'\\)"):
+        headline_summary(_summary_files(incomplete, tmp_path), "sdss", tmp_path / "s.json", tmp_path / "s.md")
 
 
 def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(tiny_dataset, m11_npz, tmp_path):

@@ -1101,23 +1101,27 @@ HEADLINES = (
     ("AGN recall", 0.74, False, ("bpt", "predictors", "{p}", "AGN_recall")),
 )
 #: Plausibility of the predicted lines (issue 25): label, lower-is-better (None: closest to zero is best),
-#: where each kind's value is found; the observed spectra's own value, where it has one, is given beside.
+#: where each kind's value is found, and whether the observed spectra have a value of their own (the
+#: line rows compare each prediction with them, so they have none).
 PLAUSIBILITY_ROWS = (
     (
         "false emission: EW(Hα) > 3 Å where observed < 1 Å",
         True,
         ("lines", "plausibility", "{p}", "false_emission_rate"),
+        False,
     ),
     (
         "missed emission: EW(Hα) < 1 Å where observed > 3 Å",
         True,
         ("lines", "plausibility", "{p}", "missed_emission_rate"),
+        False,
     ),
     *(
         (
             f"{label} flux bias, median log10(pred/obs), observed EW(Hα) > 5 Å",
             None,
             ("lines", "plausibility", "{p}", "line_flux_bias", line, "median_log_ratio"),
+            False,
         )
         for label, line in (
             ("Hβ", "Hbeta"),
@@ -1130,13 +1134,17 @@ PLAUSIBILITY_ROWS = (
         "side-lobes: trough < 0.7 of the continuum 4–25 Å from Hβ or Hα",
         True,
         ("quality", "plausibility", "{p}", "side_lobe_fraction"),
+        True,
     ),
     (
         "fine-structure power over the observed spectrum's (median)",
         None,
         ("quality", "plausibility", "{p}", "fine_structure_power_ratio_median"),
+        True,
     ),
 )
+#: Where the observed spectra's share of noise in their high-pass power is found.
+OBSERVED_NOISE_POWER = ("quality", "plausibility", "observed", "noise_over_observed_power_median")
 #: On the mock: every kind of spectrum (the observed one included) against the truth.
 TRUTH_ROWS = (
     ("pPXF [M/H] − truth, scatter (MAD)", ("ppxf", "fit_minus_truth", "{p}", "metallicity", "scatter_mad")),
@@ -1221,11 +1229,21 @@ HEADLINE_METHODS = {
 
 
 def _lookup(loaded: dict, path: tuple[str, ...], predictor: str) -> float:
+    """The number at ``path`` (``{p}`` standing for ``predictor``) of the loaded summaries; NaN where the
+    target wrote None (not measurable).
+
+    Raises
+    ------
+    KeyError
+        Naming the target and the path, when the summary has no such entry: a renamed or forgotten
+        key fails here instead of showing as an empty cell.
+    """
     value: Any = loaded
-    for key in path:
+    for depth, key in enumerate(path):
         key = key.format(p=predictor)
         if not isinstance(value, dict) or key not in value:
-            return float("nan")
+            where = ".".join(part.format(p=predictor) for part in path[1 : depth + 1])
+            raise KeyError(f"the {path[0]} summary has no entry {where!r} (for {predictor!r})")
         value = value[key]
     return float(value) if value is not None else float("nan")
 
@@ -1363,11 +1381,12 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
             {
                 "quantity": label,
                 "lower_is_better": lower,
-                "values": {k: _lookup(loaded, path, k) for k in ("observed", *present)},
+                "values": {"observed": _lookup(loaded, path, "observed") if observed_has_one else float("nan")}
+                | {k: _lookup(loaded, path, k) for k in present},
             }
-            for label, lower, path in PLAUSIBILITY_ROWS
+            for label, lower, path, observed_has_one in PLAUSIBILITY_ROWS
         ]
-        noise = _lookup(loaded, ("quality", "plausibility", "observed", "noise_over_observed_power_median"), "")
+        noise = _lookup(loaded, OBSERVED_NOISE_POWER, "observed")
         plausibility_header = ["quantity", "observed spectrum", *(PREDICTOR_LABELS[p] for p in present)]
         lines += [
             "",
