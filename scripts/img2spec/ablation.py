@@ -25,7 +25,7 @@ import pandas as pd
 from . import metrics, plots
 from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
-from .io import BANDS, atomic_output
+from .io import BANDS, CUBE_SIZE, atomic_output
 from .predictions import PredictionFile
 
 #: Rest-frame range of the paper's Table 3 MSE [Å].
@@ -45,7 +45,7 @@ def transform_images(images: np.ndarray, resolution: int, bands: str, band_mean:
         Training-split mean pixel value per band, given to removed bands.
     """
     n = images.shape[0]
-    factor = 64 // resolution
+    factor = CUBE_SIZE // resolution
     blocks = images.reshape(n, len(BANDS), resolution, factor, resolution, factor).mean(axis=(3, 5))
     out = np.repeat(np.repeat(blocks, factor, axis=2), factor, axis=3).astype(np.float32)
     if bands == "mean":
@@ -73,7 +73,7 @@ def variant_dataset(source: str | Path, target: str | Path, variant: str, block:
                 chosen = ablated[train[start : start + block]].astype(np.float64)
                 total += chosen.sum(axis=(0, 2, 3))
                 squares += (chosen**2).sum(axis=(0, 2, 3))
-                count += chosen.shape[0] * 64 * 64
+                count += chosen.shape[0] * CUBE_SIZE * CUBE_SIZE
             mean = total / count
             std = np.sqrt(np.clip(squares / count - mean**2, 0.0, None))
             std[std < 1e-6 * np.maximum(np.abs(mean), 1e-12)] = 1.0

@@ -29,7 +29,7 @@ import numpy as np
 from .dataset import DatasetFile
 from .io import InputError, read_h5_rows
 from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
-from .preprocessing import move_spectra
+from .preprocessing import FLUX_UNIT, move_spectra
 
 #: Predictors a report compares, in the order of its columns.
 BASELINES = ("mean", "knn", "knn_rest", "truth")
@@ -224,7 +224,7 @@ def write_baselines(
         for key, values in predictions.items():
             h5.create_dataset(key, data=values)
         h5.attrs["baselines"] = [name for name in BASELINES if name in predictions]
-        h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
+        h5.attrs["flux_unit"] = FLUX_UNIT
 
 
 def baseline_summary(

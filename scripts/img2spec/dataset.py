@@ -20,6 +20,7 @@ import pandas as pd
 
 from .io import (
     BANDS,
+    CUBE_SIZE,
     CubeFile,
     InputError,
     atomic_output,
@@ -526,7 +527,8 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
     band_sq = np.zeros(len(BANDS))
     n_train_pix = 0
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as out, h5py.File(spectra_h5, "r") as spec:
-        images = out.create_dataset("images", (n, len(BANDS), 64, 64), np.float32, chunks=(1, len(BANDS), 64, 64))
+        cube = (len(BANDS), CUBE_SIZE, CUBE_SIZE)
+        images = out.create_dataset("images", (n, *cube), np.float32, chunks=(1, *cube))
         rows = np.array([spec_row[int(s)] for s in ids])
         for name in ("flux", "ivar", "mask", "flux_lowres", "mask_lowres", "norm", "z_spec"):
             source = spec[name]
@@ -550,7 +552,7 @@ def _write_dataset(out_path, ids, split, catalog, spectra_h5, spec_row, cubes, c
             train = block[split[start : start + block.shape[0]] == SPLITS["train"]].astype(np.float64)
             band_sum += train.sum(axis=(0, 2, 3))
             band_sq += (train**2).sum(axis=(0, 2, 3))
-            n_train_pix += train.shape[0] * 64 * 64
+            n_train_pix += train.shape[0] * CUBE_SIZE * CUBE_SIZE
             log(f"images {start + block.shape[0]}/{n}")
         out["specobjid"] = ids
         out["z"] = catalog["z"].to_numpy(np.float64)

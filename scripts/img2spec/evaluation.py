@@ -36,7 +36,7 @@ from .fitresults import (
 )
 from .io import atomic_output, read_h5_rows
 from .predictions import PredictionFile
-from .preprocessing import shift_to_redshift
+from .preprocessing import NORMALISATION_WINDOW, shift_to_redshift
 from .spectral import BPT_CLASSES, BPT_LINES, EMISSION_LINES_VACUUM
 from .templates import load_library
 from .toolbox import build_basis, measure_redshift, prepare_templates
@@ -287,7 +287,7 @@ def quality(
     truth_parquet: str | Path | None = None,
     baselines_h5: str | Path | None = None,
     redshift_csv: str | Path | None = None,
-    norm_window: tuple[float, float] = (6900.0, 6950.0),
+    norm_window: tuple[float, float] = NORMALISATION_WINDOW,
     norm_frame: str = "observed",
 ) -> dict:
     """Spectral agreement of every predictor's test spectra with the observed ones (the paper's Sect. 5.1, Figure 5).

@@ -482,6 +482,8 @@ class CubeFile:
 
 #: Pixels per side of an image cube (Pasquet et al. 2019).
 CUBE_SIZE = 64
+#: Angular size of an SDSS imaging pixel, and of a cube pixel [arcsec].
+PIXEL_ARCSEC = 0.396
 
 
 def _check_cube_shape(path: Path, shape: tuple[int, ...], bands: list[str] | None) -> None:

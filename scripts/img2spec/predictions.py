@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from .io import InputError, atomic_output
+from .preprocessing import FLUX_UNIT
 
 if TYPE_CHECKING:
     from .inference import InferenceSettings, SpectrumGrids
@@ -69,7 +70,7 @@ class PredictionWriter:
         h5.attrs.update({k: v for k, v in vars(self.settings).items() if not isinstance(v, tuple)})
         h5.attrs["percentiles"] = self.settings.percentiles
         h5.attrs["band_scale"] = self.band_factor
-        h5.attrs["flux_unit"] = "natural log of flux normalised to mean 1 in 6900-6950 A"
+        h5.attrs["flux_unit"] = FLUX_UNIT
         h5.attrs["frame_drawn"] = self.grids.frame
         return self
 

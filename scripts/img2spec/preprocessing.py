@@ -25,6 +25,11 @@ from .io import Spectrum
 from .spectral import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS
 from .units import C_KMS
 
+#: Wavelength window [Å] whose mean flux every spectrum is divided by (the paper's Sect. 2).
+NORMALISATION_WINDOW = (6900.0, 6950.0)
+#: What the stored spectra are, as the HDF5 files written from them say.
+FLUX_UNIT = "natural log of flux normalised to mean 1 in {:g}-{:g} A".format(*NORMALISATION_WINDOW)
+
 
 @dataclass(frozen=True)
 class PreprocessingSettings:
@@ -59,7 +64,7 @@ class PreprocessingSettings:
     wave_min: float = 4000.0
     wave_max: float = 8499.0
     dwave: float = 1.0
-    norm_window: tuple[float, float] = (6900.0, 6950.0)
+    norm_window: tuple[float, float] = NORMALISATION_WINDOW
     norm_frame: str = "observed"
     lowres_factor: int = 8
     log_floor: float = 1e-2
@@ -179,7 +184,7 @@ def shift_to_redshift(
     log_flux: np.ndarray,
     z_from: ArrayLike,
     z_to: ArrayLike,
-    window: tuple[float, float] = (6900.0, 6950.0),
+    window: tuple[float, float] = NORMALISATION_WINDOW,
     frame: str = "observed",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move normalised log spectra from redshift ``z_from`` to ``z_to`` on the same wavelength grid.
@@ -198,7 +203,7 @@ def move_spectra(
     z_from: ArrayLike,
     wave_to: np.ndarray,
     z_to: ArrayLike,
-    window: tuple[float, float] = (6900.0, 6950.0),
+    window: tuple[float, float] = NORMALISATION_WINDOW,
     frame: str = "observed",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move normalised log spectra at redshift ``z_from`` on ``wave_from`` to redshift ``z_to`` on ``wave_to``.
@@ -299,7 +304,7 @@ def rest_frame_spectra(
     rest_wave: np.ndarray,
     lowres_factor: int,
     log_floor: float,
-    window: tuple[float, float] = (6900.0, 6950.0),
+    window: tuple[float, float] = NORMALISATION_WINDOW,
     frame: str = "observed",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Observed normalised log spectra at redshifts ``z`` moved to the rest frame, at full and low resolution.

@@ -28,7 +28,16 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
 from .download import RateLimiter, RetryPolicy, clear_partial_downloads, fetch_with_retries
-from .io import BANDS, InputError, atomic_output, encode_specobjid, read_sdss_spectrum, spectrum_path
+from .io import (
+    BANDS,
+    CUBE_SIZE,
+    PIXEL_ARCSEC,
+    InputError,
+    atomic_output,
+    encode_specobjid,
+    read_sdss_spectrum,
+    spectrum_path,
+)
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
 FAILURE_COLUMNS = ["specObjID", "url", "reason", "attempts"]
@@ -198,7 +207,7 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, WCS]:
     return image, wcs
 
 
-def cube_wcs(ra: float, dec: float, size: int = 64, pixel_arcsec: float = 0.396) -> WCS:
+def cube_wcs(ra: float, dec: float, size: int = CUBE_SIZE, pixel_arcsec: float = PIXEL_ARCSEC) -> WCS:
     """North-up TAN grid of ``size``² pixels of ``pixel_arcsec`` centred on (ra, dec) [deg]."""
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
@@ -213,7 +222,7 @@ def build_cube(
     ra: float,
     dec: float,
     size: int = 64,
-    pixel_arcsec: float = 0.396,
+    pixel_arcsec: float = PIXEL_ARCSEC,
     margin: int = 16,
 ) -> np.ndarray:
     """A (5, size, size) ugriz cube [nanomaggies per pixel] centred on (ra, dec).
@@ -463,7 +472,11 @@ def download_frames(
 
 
 def cubes_from_frames(
-    catalog: pd.DataFrame, frames_root: str | Path, out_path: str | Path, size: int = 64, pixel_arcsec: float = 0.396
+    catalog: pd.DataFrame,
+    frames_root: str | Path,
+    out_path: str | Path,
+    size: int = CUBE_SIZE,
+    pixel_arcsec: float = PIXEL_ARCSEC,
 ) -> pd.DataFrame:
     """Build every catalog object's cube from its field's frames; write a cube file; return rejects.
 

@@ -19,7 +19,9 @@ from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
 from ..io import (
     BANDS,
+    CUBE_SIZE,
     NODATA_BIT,
+    PIXEL_ARCSEC,
     SAMPLE_COLUMNS,
     SpecLiteWriter,
     SurveyFiles,
@@ -151,8 +153,8 @@ class ObservationSettings:
         Chance that a cube contains another galaxy or a star.
     """
 
-    image_size: int = 64
-    pixel_arcsec: float = 0.396
+    image_size: int = CUBE_SIZE
+    pixel_arcsec: float = PIXEL_ARCSEC
     psf_fwhm: tuple[float, ...] = (1.55, 1.45, 1.35, 1.3, 1.3)
     depth_5sigma: tuple[float, ...] = (22.0, 22.2, 22.2, 21.3, 20.5)
     electrons_per_nmgy: tuple[float, ...] = (160.0, 1100.0, 940.0, 700.0, 160.0)
@@ -646,7 +648,9 @@ def generate(survey: MockSurvey, files: SurveyFiles) -> dict:
     n_total = settings.n_galaxies
     cube_tmp = Path(files.cubes).with_name(f".{Path(files.cubes).name}.npy.part")
     cube_tmp.parent.mkdir(parents=True, exist_ok=True)
-    cubes = np.lib.format.open_memmap(cube_tmp, mode="w+", dtype=np.float32, shape=(n_total, 64, 64, 5))
+    cubes = np.lib.format.open_memmap(
+        cube_tmp, mode="w+", dtype=np.float32, shape=(n_total, CUBE_SIZE, CUBE_SIZE, len(BANDS))
+    )
     catalogs, truths = [], []
     n_done, n_drawn, empty_draws = 0, 0, 0
     obs = settings.observation
