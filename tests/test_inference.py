@@ -193,7 +193,7 @@ def test_the_band_is_calibrated_where_the_user_compares_it():
 def test_a_checkpoint_rebuilds_its_network_from_its_own_entry(trained_checkpoints, tiny_dataset, tmp_path):
     """Hyperparameters and training statistics are saved explicitly (not as Lightning's hparams) and
     rebuild the same network; a checkpoint without them, or of another network, is refused by name."""
-    from img2spec.train import CHECKPOINT_KEY, load_task, network_statistics
+    from img2spec.tasks import CHECKPOINT_KEY, load_task, network_statistics
 
     from tests.smoke_networks import two_step_networks
 
@@ -310,7 +310,7 @@ def test_outlier_flags_at_the_nominal_rate_and_catches_shifted_galaxies():
 
 
 def test_a_truncated_checkpoint_is_refused_by_name(trained_checkpoints, tmp_path):
-    from img2spec.train import load_task
+    from img2spec.tasks import load_task
 
     for name, content in (("empty.ckpt", b""), ("cut.ckpt", trained_checkpoints["cdm_lr"].read_bytes()[:4000])):
         (tmp_path / name).write_bytes(content)

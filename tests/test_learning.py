@@ -10,7 +10,8 @@ import pytest
 import torch
 from img2spec.config import network_hyperparameters
 from img2spec.dataset import SPLITS, spectrum_key
-from img2spec.train import CheckpointFiles, load_task, train_network
+from img2spec.tasks import load_task
+from img2spec.train import CheckpointFiles, train_network
 
 from tests.two_class import write_two_class_dataset
 

@@ -11,7 +11,7 @@ from img2spec.config import network_hyperparameters, validate_config
 from img2spec.diffusion import NoiseSchedule
 from img2spec.models import ResNetEncoder, info_nce
 from img2spec.networks import NETWORKS
-from img2spec.train import build_contrastive, build_denoiser
+from img2spec.tasks import build_contrastive, build_denoiser
 
 torch.set_num_threads(1)
 TINY = network_hyperparameters(validate_config({})["training"])

@@ -14,13 +14,12 @@ import torch
 from img2spec.config import network_hyperparameters, validate_config
 from img2spec.data import ImageStats, NetworkStatistics, RedshiftStats, SpectrumStats
 from img2spec.networks import NETWORKS
+from img2spec.tasks import DiffusionTask, make_task
 from img2spec.train import (
     CheckpointFiles,
     CheckpointOnSigterm,
-    DiffusionTask,
     TrainingInterrupted,
     build_trainer,
-    make_task,
     train_network,
 )
 from pytorch_lightning.callbacks import Callback

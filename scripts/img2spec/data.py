@@ -307,7 +307,7 @@ class NetworkStatistics:
     """Everything a trained network needs besides its weights to turn data into its inputs and back.
 
     Measured on the training split when the training starts and saved in every checkpoint
-    (:func:`img2spec.train.load_task`), so inference never recomputes them from a dataset file.
+    (:func:`img2spec.tasks.load_task`), so inference never recomputes them from a dataset file.
 
     Attributes
     ----------

@@ -29,7 +29,7 @@ from .networks import network
 from .outliers import OutlierModel, outlier_model_of_dataset
 from .predictions import MEDIAN, PredictionWriter, band_key
 from .preprocessing import move_spectra, shift_to_redshift
-from .train import ContrastiveTask, DiffusionTask, load_task
+from .tasks import ContrastiveTask, DiffusionTask, load_task
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from img2spec.baselines import BaselineSettings, photometric_baselines
 from img2spec.config import resolve_networks
 from img2spec.dataset import SPLITS
 from img2spec.networks import hyperparameters
-from img2spec.train import CheckpointFiles, DiffusionTask, load_task, train_network
+from img2spec.tasks import DiffusionTask, load_task
+from img2spec.train import CheckpointFiles, train_network
 
 #: Each variant adds to the one before it unless it names its own base.
 VARIANTS = {
