@@ -200,6 +200,14 @@ def _check_finite(loss: torch.Tensor, network: str, step: int) -> None:
         )
 
 
+def _logged_training_loss(task: DiffusionTask | ContrastiveTask, loss: torch.Tensor, batch: dict) -> torch.Tensor:
+    """``loss``, checked finite and logged as ``train_loss`` (its mean over the training processes)."""
+    _check_finite(loss, task.network, task.global_step)
+    batch_size = batch["spectrum"].shape[0]
+    task.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True, batch_size=batch_size)
+    return loss
+
+
 class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     """Conditional diffusion model (CDM_lr or CDM_sr) with EMA weights.
 
@@ -290,17 +298,7 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         seed = self.seed * 1_000_003 * 1_000_003 + self.global_step
         generator = torch.Generator(device=batch["spectrum"].device).manual_seed(seed)
         loss = self._loss(self.net, self._bind(self.net, batch), batch, generator)
-        _check_finite(loss, self.network, self.global_step)
-        self.log(
-            "train_loss",
-            loss,
-            prog_bar=True,
-            on_step=True,
-            on_epoch=False,
-            sync_dist=True,
-            batch_size=batch["spectrum"].shape[0],
-        )
-        return loss
+        return _logged_training_loss(self, loss, batch)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -426,17 +424,7 @@ class ContrastiveTask(_CheckpointMixin, pl.LightningModule):
         images = gather_with_gradient(self, self.model.embed_images(batch["images"], batch.get("features")))
         spectra = gather_with_gradient(self, self.model.embed_spectra(batch["spectrum"]))
         loss = info_nce(self.model.similarity(images, spectra))
-        _check_finite(loss, self.network, self.global_step)
-        self.log(
-            "train_loss",
-            loss,
-            prog_bar=True,
-            on_step=True,
-            on_epoch=False,
-            sync_dist=True,
-            batch_size=batch["spectrum"].shape[0],
-        )
-        return loss
+        return _logged_training_loss(self, loss, batch)
 
     def on_validation_epoch_start(self) -> None:
         self._validation_embeddings: list[torch.Tensor] = []
