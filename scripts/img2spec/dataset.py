@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import h5py
 import numpy as np
@@ -23,6 +22,7 @@ from .io import (
     CUBE_SIZE,
     CubeFile,
     InputError,
+    ReadOnlyH5,
     atomic_output,
     image_problem,
     read_h5_rows,
@@ -75,7 +75,7 @@ def rows_of_ids(ids: np.ndarray, wanted: np.ndarray, source: str) -> np.ndarray:
     return np.array([position[int(s)] for s in wanted], dtype=int)
 
 
-class DatasetFile:
+class DatasetFile(ReadOnlyH5):
     """Read access to ``dataset.h5``, the one owner of its layout (see :func:`build_dataset`).
 
     Opens read-only and checks the layout version.  Per-object arrays are read for given rows only
@@ -86,28 +86,15 @@ class DatasetFile:
     Use as a context manager: ``with DatasetFile(path) as data: rows = data.rows("test")``.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise InputError(f"{self.path}: not a readable dataset file ({err})") from None
+    kind = "dataset"
+
+    def _check(self) -> None:
         version = self.h5.attrs.get("layout_version")
         if version != LAYOUT_VERSION:
-            self.h5.close()
             raise InputError(
                 f"{self.path}: dataset layout version {version}, this img2spec reads version {LAYOUT_VERSION}; "
                 "rebuild it (snakemake --forcerun build_dataset)"
             )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.h5.close()
 
     @property
     def specobjid(self) -> np.ndarray:

@@ -127,8 +127,9 @@ class _GlobalBatchNormLayer(nn.modules.batchnorm._BatchNorm):
         if not (self.training and distributed and torch.distributed.get_world_size() > 1):
             return super().forward(input)
         dims = [0, *range(2, input.dim())]
-        count = torch.tensor([input.numel() / input.shape[1]], dtype=input.dtype, device=input.device)
-        local = torch.cat([count.expand(input.shape[1]), input.sum(dims), (input * input).sum(dims)])
+        values = input.float()  # statistics in float32 also under bf16 mixed precision, as torch's layers do
+        count = torch.tensor([values.numel() / values.shape[1]], device=values.device)
+        local = torch.cat([count.expand(values.shape[1]), values.sum(dims), (values * values).sum(dims)])
         n, total, squares = _SummedOverProcesses.apply(local).view(3, -1)
         mean = total / n
         variance = (squares / n - mean * mean).clamp_min(0)
@@ -140,10 +141,10 @@ class _GlobalBatchNormLayer(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(variance.detach() * n / (n - 1).clamp_min(1), momentum)
         shape = [1, -1] + [1] * (input.dim() - 2)
-        normalised = (input - mean.view(shape)) * torch.rsqrt(variance.view(shape) + self.eps)
-        if self.weight is None or self.bias is None:
-            return normalised
-        return normalised * self.weight.view(shape) + self.bias.view(shape)
+        normalised = (values - mean.view(shape)) * torch.rsqrt(variance.view(shape) + self.eps)
+        if self.weight is not None and self.bias is not None:
+            normalised = normalised * self.weight.view(shape) + self.bias.view(shape)
+        return normalised.to(input.dtype)
 
 
 class GlobalBatchNorm(LayerSync):

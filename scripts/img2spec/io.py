@@ -645,6 +645,40 @@ def write_cube_archive(path: str | os.PathLike, cube_npy: str | os.PathLike, lab
             np.lib.format.write_array(fh, np.array(BANDS))
 
 
+class ReadOnlyH5:
+    """Base of the owners of img2spec's HDF5 files: opens ``path`` read-only, closes with the ``with`` block.
+
+    ``kind`` names the file in errors; a subclass checks its layout in :meth:`_check`, raising
+    :class:`InputError` (the file is closed then).
+    """
+
+    kind = "HDF5"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.h5 = h5py.File(self.path, "r")
+        except OSError as err:
+            raise InputError(f"{self.path}: not a readable {self.kind} file ({err})") from None
+        try:
+            self._check()
+        except InputError:
+            self.h5.close()
+            raise
+
+    def _check(self) -> None:
+        """Raise :class:`InputError` naming the file when its layout is not what the subclass reads."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+
+
 def read_h5_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     """Rows of an HDF5 dataset in the given order (h5py needs increasing indices, so read sorted)."""
     rows = np.asarray(rows)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Self
 import h5py
 import numpy as np
 
-from .io import InputError, atomic_output
+from .io import InputError, ReadOnlyH5, atomic_output
 from .preprocessing import FLUX_UNIT
 
 if TYPE_CHECKING:
@@ -98,32 +98,19 @@ class PredictionWriter:
         self._stack.__exit__(kind, error, trace)
 
 
-class PredictionFile:
+class PredictionFile(ReadOnlyH5):
     """Read access to a prediction file written by :class:`PredictionWriter`.
 
     Per-galaxy arrays are read for a range ``start:stop`` of galaxies (all by default).  Use as a
     context manager: ``with PredictionFile(path) as predictions: flux = predictions.flux()``.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise InputError(f"{self.path}: not a readable prediction file ({err})") from None
+    kind = "prediction"
+
+    def _check(self) -> None:
         missing = [key for key in (SPECOBJID, FLUX) if key not in self.h5]
         if missing:
-            self.h5.close()
             raise InputError(f"{self.path}: not a prediction file (no {', '.join(missing)})")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.h5.close()
 
     def specobjid(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         return self.h5[SPECOBJID][start:stop]
