@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from img2spec.cubes import open_cube_file, write_cube_file
 from img2spec.dataset import (
     SPLITS,
     DatasetSettings,
@@ -18,7 +19,7 @@ from img2spec.dataset import (
     preprocess_catalog_spectra,
     read_catalog,
 )
-from img2spec.io import InputError, open_cube_file, spectrum_path, write_cube_file
+from img2spec.io import InputError, spectrum_path
 from img2spec.preprocessing import PreprocessingSettings
 
 

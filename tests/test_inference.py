@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
+from img2spec.cubes import write_cube_file
 from img2spec.dataset import SPLITS
 from img2spec.inference import (
     InferenceSettings,
@@ -21,7 +22,7 @@ from img2spec.inference import (
     scale_bands,
     write_prediction_fits,
 )
-from img2spec.io import InputError, write_cube_file
+from img2spec.io import InputError
 from img2spec.metrics import band_coverage
 from img2spec.preprocessing import move_spectra
 

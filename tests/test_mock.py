@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import speclite.filters
 from astropy import units as u
-from img2spec.io import SAMPLE_COLUMNS, SurveyFiles, open_cube_file, read_sdss_spectrum, spectrum_path
+from img2spec.cubes import open_cube_file
+from img2spec.io import SAMPLE_COLUMNS, SurveyFiles, read_sdss_spectrum, spectrum_path
 from img2spec.mock import population as pop
 from img2spec.mock.render import (
     component_covariances,

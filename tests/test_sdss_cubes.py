@@ -103,7 +103,7 @@ def test_frames_are_downloaded_once_per_field_and_cubes_built(frames, tmp_path):
     import shutil
 
     import pandas as pd
-    from img2spec.io import open_cube_file
+    from img2spec.cubes import open_cube_file
     from img2spec.sdss import DownloadSettings, cubes_from_frames, download_frames, frame_path
 
     from .test_sdss_download import FakeSAS

@@ -218,7 +218,7 @@ def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree
     import h5py
     import numpy as np
     import yaml
-    from img2spec.io import open_cube_file, write_cube_file
+    from img2spec.cubes import open_cube_file, write_cube_file
 
     from .conftest import REPO
 

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, plots
+from .cubes import CUBE_SIZE
 from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
-from .io import BANDS, CUBE_SIZE, atomic_output
+from .io import BANDS, atomic_output
 from .predictions import PredictionFile
 
 #: Rest-frame range of the paper's Table 3 MSE [Å].

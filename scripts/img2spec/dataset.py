@@ -17,18 +17,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .io import (
-    BANDS,
-    CUBE_SIZE,
-    CubeFile,
-    InputError,
-    ReadOnlyH5,
-    atomic_output,
-    image_problem,
-    read_h5_rows,
-    read_sdss_spectrum,
-    spectrum_path,
-)
+from .cubes import CUBE_SIZE, CubeFile, image_problem
+from .io import BANDS, InputError, ReadOnlyH5, atomic_output, read_h5_rows, read_sdss_spectrum, spectrum_path
 from .preprocessing import (
     PreprocessingSettings,
     covering_z_range,

@@ -21,9 +21,10 @@ import torch
 from astropy.io import fits
 
 from .config import settings_from_section
+from .cubes import image_problem
 from .data import linear_upsampling, lowres_to_fullres
 from .dataset import DatasetFile
-from .io import BANDS, InputError, atomic_output, image_problem
+from .io import BANDS, InputError, atomic_output
 from .metrics import band_coverage
 from .networks import network
 from .outliers import OutlierModel, outlier_model_of_dataset
@@ -189,7 +190,7 @@ def _generators(seed: int, ids: np.ndarray, stage: int, count: int, device) -> l
 
 
 def check_images(images: np.ndarray, source: str) -> dict[int, str]:
-    """Why each unusable cube of (N, 5, 64, 64) cannot be used (:func:`img2spec.io.image_problem`), by index.
+    """Why each unusable cube of (N, 5, 64, 64) cannot be used (:func:`img2spec.cubes.image_problem`), by index.
 
     Raises
     ------
@@ -682,7 +683,7 @@ def predict_cube_file(
 ) -> int:
     """Predict spectra for every usable cube of a cube file, ``chunk_galaxies`` cubes at a time.
 
-    Each galaxy stands alone: a cube that cannot be used (:func:`img2spec.io.image_problem`: non-finite
+    Each galaxy stands alone: a cube that cannot be used (:func:`img2spec.cubes.image_problem`: non-finite
     pixels, a missing band, not sky-subtracted flux in nanomaggies), a repeated specObjID, or a galaxy
     whose prediction fails is listed in ``rejects_csv`` (specObjID, position in the file, reason, file)
     and the others are delivered.  Every delivered galaxy carries its out-of-distribution score and
@@ -694,12 +695,12 @@ def predict_cube_file(
     Raises
     ------
     InputError
-        For a file with the wrong shape or band order (see :func:`img2spec.io.open_cube_file`), or
+        For a file with the wrong shape or band order (see :func:`img2spec.cubes.open_cube_file`), or
         when no cube could be predicted (the rejects file is written first).
     """
     import pandas as pd
 
-    from .io import open_cube_file
+    from .cubes import open_cube_file
 
     models = TrainedModels.from_dataset(checkpoints, dataset_path, device)
     outliers = outlier_model_of_dataset(dataset_path, settings.ood_quantile, log=log)

@@ -27,17 +27,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
+from .cubes import CUBE_SIZE, PIXEL_ARCSEC
 from .download import RateLimiter, RetryPolicy, clear_partial_downloads, fetch_with_retries
-from .io import (
-    BANDS,
-    CUBE_SIZE,
-    PIXEL_ARCSEC,
-    InputError,
-    atomic_output,
-    encode_specobjid,
-    read_sdss_spectrum,
-    spectrum_path,
-)
+from .io import BANDS, InputError, atomic_output, encode_specobjid, read_sdss_spectrum, spectrum_path
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
 FAILURE_COLUMNS = ["specObjID", "url", "reason", "attempts"]
@@ -483,7 +475,7 @@ def cubes_from_frames(
     Objects whose frames are missing or unreadable, or which lie too near a frame edge, are listed
     with their reason (the neighbouring-field fallback is not implemented).
     """
-    from .io import write_cube_file
+    from .cubes import write_cube_file
 
     cubes, ids, rejects = [], [], []
     for field, group in catalog.groupby(["rerun", "run", "camcol", "field"]):

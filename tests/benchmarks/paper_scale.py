@@ -45,8 +45,9 @@ STAGES = ("preprocess", "dataset", "baselines", "training_start", "epoch", "pred
 def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     """Replicate the mock survey in ``seed_dir`` to ``n_objects`` objects below ``out`` (catalog.csv, spectra/, cubes.npz)."""
     from astropy.io import fits
+    from img2spec.cubes import open_cube_file, write_cube_archive
     from img2spec.dataset import read_catalog
-    from img2spec.io import SpecLiteWriter, encode_specobjid, open_cube_file, spectrum_path, write_cube_archive
+    from img2spec.io import SpecLiteWriter, encode_specobjid, spectrum_path
 
     catalog = read_catalog(seed_dir / "catalog.csv")
     seeds = []
@@ -131,7 +132,7 @@ def run_stage(stage: str, work: Path) -> dict:
         return {"rejected": len(rejects)}
     if stage == "dataset":
         import pandas as pd
-        from img2spec.io import open_cube_file
+        from img2spec.cubes import open_cube_file
 
         with open_cube_file(work / "cubes.npz") as cubes:
             summary, _ = build_dataset(

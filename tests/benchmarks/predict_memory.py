@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from img2spec.cubes import write_cube_file
 from img2spec.dataset import DatasetFile
 from img2spec.inference import InferenceSettings, predict_cube_file
-from img2spec.io import write_cube_file
 from img2spec.networks import NETWORK_NAMES
 from report import emit
 

@@ -9,7 +9,8 @@ import pandas as pd
 from astropy.io import fits
 
 from .. import plots
-from ..io import SurveyFiles, open_cube_file, read_sdss_spectrum, spectrum_path
+from ..cubes import open_cube_file
+from ..io import SurveyFiles, read_sdss_spectrum, spectrum_path
 from ..spectral import BPT_CLASSES, BPT_LINES, bpt_ratios
 from .population import SURVIVING_MASS_FRACTION, sdss_agn_fraction
 

@@ -16,19 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..config import settings_from_section
+from ..cubes import CUBE_SIZE, PIXEL_ARCSEC, write_cube_archive
 from ..dust import calzetti_k, ccm_extinction
 from ..io import (
     BANDS,
-    CUBE_SIZE,
     NODATA_BIT,
-    PIXEL_ARCSEC,
     SAMPLE_COLUMNS,
     SpecLiteWriter,
     SurveyFiles,
     atomic_output,
     encode_specobjid,
     spectrum_path,
-    write_cube_archive,
 )
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
 from ..spectral import (
