@@ -5,7 +5,9 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import torch
-from img2spec.data import ShardedEpochSampler, SpectraImages, image_stats, lowres_to_fullres, spectrum_stats
+from img2spec.data import ShardedEpochSampler, SpectraImages
+from img2spec.statistics import image_stats, spectrum_stats
+from img2spec.upsampling import lowres_to_fullres
 
 
 def test_distributed_shards_are_disjoint_and_deal_one_process_batches_round_robin():
@@ -127,7 +129,7 @@ def test_interpolated_residual_has_side_lobes_that_the_fitted_upsampling_removes
     ignores its condition draws that mean (0 in standardised units) into every spectrum, troughs and
     all.  The least-squares upsampling leaves a residual of zero mean and, from the bins alone, puts
     the line back with its flux and no trough deeper than the noise."""
-    from img2spec.data import UpsamplingFit, linear_upsampling
+    from img2spec.upsampling import UpsamplingFit, linear_upsampling
 
     wave, wave_lowres, full, lowres, _ = _line_population(3000, seed=1)
     beside = (np.abs(wave - 4500.0) >= 4) & (np.abs(wave - 4500.0) <= 12)

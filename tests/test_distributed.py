@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from img2spec.data import SpectraDataModule, image_stats, spectrum_stats
+from img2spec.data import SpectraDataModule
 from img2spec.distributed import GlobalBatchNorm
+from img2spec.statistics import image_stats, spectrum_stats
 from torch import nn
 
 from tests.conftest import REPO

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 from img2spec.config import network_hyperparameters, validate_config
-from img2spec.data import ImageStats, NetworkStatistics, RedshiftStats, SpectrumStats
 from img2spec.networks import NETWORKS
+from img2spec.statistics import ImageStats, NetworkStatistics, RedshiftStats, SpectrumStats
 from img2spec.tasks import DiffusionTask, make_task
 from img2spec.train import (
     CheckpointFiles,

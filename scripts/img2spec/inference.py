@@ -22,7 +22,6 @@ from astropy.io import fits
 
 from .config import settings_from_section
 from .cubes import image_problem
-from .data import linear_upsampling, lowres_to_fullres
 from .dataset import DatasetFile
 from .io import BANDS, InputError, atomic_output
 from .metrics import band_coverage
@@ -31,6 +30,7 @@ from .outliers import OutlierModel, outlier_model_of_dataset
 from .predictions import MEDIAN, PredictionWriter, band_key
 from .preprocessing import move_spectra, shift_to_redshift
 from .tasks import ContrastiveTask, DiffusionTask, load_task
+from .upsampling import linear_upsampling, lowres_to_fullres
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> tor
     """Every low-resolution candidate with every full-resolution candidate's fine structure, (B, K·M, L).
 
     ``lowres`` (B, K, L): all K low-resolution candidates upsampled to the full grid (CDM_sr's
-    :class:`img2spec.data.Upsampling`); ``fine_structure`` (B, M, L): each full-resolution candidate
+    :class:`img2spec.upsampling.Upsampling`); ``fine_structure`` (B, M, L): each full-resolution candidate
     minus the upsampling of the low-resolution candidate it was drawn from.  The paper's selection
     upsamples only the ``keep_lr`` best low-resolution candidates, so percentiles of its M
     full-resolution candidates see 3 draws of the continuum and understate its spread; the pool spans

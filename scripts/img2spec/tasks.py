@@ -24,15 +24,6 @@ import pytorch_lightning as pl
 import torch
 
 from . import networks as registry
-from .data import (
-    NetworkStatistics,
-    Upsampling,
-    fit_upsampling,
-    image_stats,
-    linear_upsampling,
-    redshift_stats,
-    spectrum_stats,
-)
 from .dataset import DatasetFile
 from .diffusion import NoiseSchedule
 from .distributed import (
@@ -52,6 +43,8 @@ from .models import (
     info_nce,
 )
 from .networks import ContrastiveHyperparameters, DiffusionHyperparameters, NetworkHyperparameters, hyperparameters
+from .statistics import NetworkStatistics, fit_upsampling, image_stats, redshift_stats, spectrum_stats
+from .upsampling import Upsampling, linear_upsampling
 
 #: Per-step decay of the running residual scale (``residual_standardisation: running``): about the
 #: last 100 batches, short against any training and long against one batch's noise.
@@ -59,11 +52,11 @@ RESIDUAL_SCALE_DECAY = 0.99
 
 
 def target_key(network: str, hp: NetworkHyperparameters) -> str:
-    """What the network models (a key of :func:`img2spec.data.spectrum_stats`).
+    """What the network models (a key of :func:`img2spec.statistics.spectrum_stats`).
 
     CDM_sr with ``residual: true`` models the full-resolution log flux minus its conditioning
     low-resolution spectrum upsampled (``upsampling``: interpolated, or by the fitted map of
-    :class:`img2spec.data.Upsampling`), as CorrDiff (Mardani et al. 2024) models a residual
+    :class:`img2spec.upsampling.Upsampling`), as CorrDiff (Mardani et al. 2024) models a residual
     on a coarse prediction: the lines and small-scale structure the low-resolution step cannot hold.
     """
     if registry.network(network).resolution == "lowres":

@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 from img2spec import metrics
-from img2spec.data import linear_upsampling, lowres_to_fullres
 from img2spec.dataset import DatasetFile, rows_of_ids
 from img2spec.inference import InferenceSettings, TrainedModels, network_input, predict_spectra
 from img2spec.networks import NETWORK_NAMES
 from img2spec.predictions import PredictionFile
 from img2spec.preprocessing import lowres_bin_means
 from img2spec.spectral import EMISSION_LINES_VACUUM
+from img2spec.upsampling import linear_upsampling, lowres_to_fullres
 from report import emit
 
 
