@@ -5,8 +5,9 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)
 
 import torch
+from img2spec.bands import read_band_scale
 from img2spec.config import logged
-from img2spec.inference import InferenceSettings, predict_dataset, read_band_scale
+from img2spec.inference import InferenceSettings, predict_dataset
 from img2spec.networks import NETWORK_NAMES
 
 with logged(snakemake.log[0]):

@@ -10,20 +10,13 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
+from img2spec.bands import band_scale, scale_bands
 from img2spec.cubes import write_cube_file
 from img2spec.dataset import SPLITS
-from img2spec.inference import (
-    InferenceSettings,
-    TrainedModels,
-    band_scale,
-    pooled_candidates,
-    predict_cube_file,
-    predict_spectra,
-    scale_bands,
-    write_prediction_fits,
-)
+from img2spec.inference import InferenceSettings, TrainedModels, pooled_candidates, predict_cube_file, predict_spectra
 from img2spec.io import InputError
 from img2spec.metrics import band_coverage
+from img2spec.predictions import write_prediction_fits
 from img2spec.preprocessing import move_spectra
 
 SETTINGS = InferenceSettings(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
@@ -166,7 +159,8 @@ def test_the_band_is_calibrated_where_the_user_compares_it():
     """Narrow emission lines in bands placed 0.003 off in redshift: at the predicted redshift the band
     misses the observed lines, and a factor fitted there would widen it for the redshift error; moved to
     the observed redshift (what the calibration and the evaluation do) the band holds the lines."""
-    from img2spec.inference import SpectrumGrids, bands_at_redshift
+    from img2spec.bands import bands_at_redshift
+    from img2spec.inference import SpectrumGrids
 
     wave = np.arange(3800.0, 9200.0)
     grids = SpectrumGrids(wave, wave[::8], wave, wave[::8], "rest", (0.05, 0.15), (6900.0, 6950.0), "observed")
@@ -288,7 +282,7 @@ def test_one_failing_galaxy_does_not_cost_the_others(models_and_images, monkeypa
             raise RuntimeError("rest-frame prediction does not cover the observed grid")
         return real(models, images, batch_ids, settings)
 
-    monkeypatch.setattr(inference, "predict_spectra", failing)
+    monkeypatch.setattr(inference.runs, "predict_spectra", failing)
     result, failures = inference.predict_isolated(models, images, ids, SETTINGS)
     assert failures == {1: "prediction failed: rest-frame prediction does not cover the observed grid"}
     alone = real(models, images[[0, 2, 3]], ids[[0, 2, 3]], SETTINGS)

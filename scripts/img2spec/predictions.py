@@ -1,7 +1,8 @@
 """Prediction files (``results/predictions/<name>.h5``): the one owner of their layout.
 
 :class:`PredictionWriter` writes them (:func:`img2spec.inference.predict_dataset` and
-``predict_cube_file``), :class:`PredictionFile` reads them; nothing else names their datasets.
+``predict_cube_file``), :class:`PredictionFile` reads them; nothing else names their datasets;
+:func:`write_prediction_fits` writes one prediction as a FITS table for other tools.
 Per galaxy, in the order of ``specobjid``: ``flux`` (N, 4500), the selected candidate, natural log of
 flux normalised to mean 1 in 6900–6950 Å, observed frame; ``flux_p{p}`` (:func:`band_key`), the
 per-pixel percentiles of the pooled candidates (``flux_p50``, :data:`MEDIAN`, their median);
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Self
 
 import h5py
 import numpy as np
+from astropy.io import fits
 
 from .io import InputError, ReadOnlyH5, atomic_output
 from .preprocessing import FLUX_UNIT
@@ -150,3 +152,32 @@ class PredictionFile(ReadOnlyH5):
         if REDSHIFT in self.h5:
             return self.h5[REDSHIFT][start:stop]
         return np.full(len(self.h5[SPECOBJID][start:stop]), np.nan)
+
+
+def write_prediction_fits(
+    path: str | Path,
+    specobjid: int,
+    wave: np.ndarray,
+    flux_ln: np.ndarray,
+    bands: dict[str, np.ndarray],
+    meta: dict | None = None,
+) -> None:
+    """One predicted spectrum as a FITS binary table readable by any spectroscopic tool.
+
+    Columns: ``WAVELENGTH`` [Å, vacuum, observed frame], ``FLUX`` (normalised to mean 1 in
+    6900–6950 Å, linear), and ``FLUX_P16`` etc. for the percentile bands.
+    """
+    columns = [
+        fits.Column("WAVELENGTH", "D", unit="Angstrom", array=wave),
+        fits.Column("FLUX", "E", unit="normalised", array=np.exp(flux_ln)),
+    ]
+    for name, values in bands.items():
+        columns.append(fits.Column(name.upper(), "E", unit="normalised", array=np.exp(values)))
+    table = fits.BinTableHDU.from_columns(columns, name="PREDICTION")
+    header = fits.Header()
+    header["SPECOBJ"] = (str(int(specobjid)), "specObjID of the galaxy")
+    header["CREATOR"] = "img2spec"
+    for key, value in (meta or {}).items():
+        header[key[:8].upper()] = value
+    with atomic_output(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(tmp)
