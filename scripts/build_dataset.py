@@ -7,9 +7,10 @@ sys.path.insert(0, snakemake.scriptdir)
 import json
 
 import pandas as pd
+from img2spec.catalog import read_catalog
 from img2spec.config import logged
 from img2spec.cubes import open_cube_file
-from img2spec.dataset import DatasetSettings, build_dataset, dataset_figure, read_catalog
+from img2spec.dataset import DatasetSettings, build_dataset, dataset_figure
 
 with logged(snakemake.log[0]):
     out = snakemake.output

@@ -4,8 +4,8 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
+from img2spec.catalog import preprocess_catalog_spectra, read_catalog
 from img2spec.config import logged
-from img2spec.dataset import preprocess_catalog_spectra, read_catalog
 from img2spec.preprocessing import PreprocessingSettings
 
 with logged(snakemake.log[0]):

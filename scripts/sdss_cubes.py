@@ -9,8 +9,8 @@ sys.path.insert(0, snakemake.scriptdir)
 
 import dataclasses
 
+from img2spec.catalog import read_catalog
 from img2spec.config import logged, settings_from_section
-from img2spec.dataset import read_catalog
 from img2spec.sdss import DownloadSettings, cubes_from_frames, download_frames
 
 with logged(snakemake.log[0]):

@@ -8,8 +8,8 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)
 
+from img2spec.catalog import read_catalog
 from img2spec.config import logged, settings_from_section
-from img2spec.dataset import read_catalog
 from img2spec.sdss import DownloadSettings, download_spectra
 
 with logged(snakemake.log[0]):

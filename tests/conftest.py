@@ -67,8 +67,9 @@ def mock_dir(mock_survey, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
     """dataset.h5 of the small mock survey: 40 train, 4 val, 4 test."""
+    from img2spec.catalog import preprocess_catalog_spectra, read_catalog
     from img2spec.cubes import open_cube_file
-    from img2spec.dataset import DatasetSettings, build_dataset, preprocess_catalog_spectra, read_catalog
+    from img2spec.dataset import DatasetSettings, build_dataset
     from img2spec.preprocessing import PreprocessingSettings
 
     out = tmp_path_factory.mktemp("dataset")

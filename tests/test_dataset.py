@@ -9,16 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from img2spec.catalog import TooManyRejects, preprocess_catalog_spectra, read_catalog
 from img2spec.cubes import open_cube_file, write_cube_file
-from img2spec.dataset import (
-    SPLITS,
-    DatasetSettings,
-    TooManyRejects,
-    assign_splits,
-    build_dataset,
-    preprocess_catalog_spectra,
-    read_catalog,
-)
+from img2spec.dataset import SPLITS, DatasetSettings, assign_splits, build_dataset
 from img2spec.io import InputError, spectrum_path
 from img2spec.preprocessing import PreprocessingSettings
 

@@ -45,8 +45,8 @@ STAGES = ("preprocess", "dataset", "baselines", "training_start", "epoch", "pred
 def write_synthetic_survey(out: Path, n_objects: int, seed_dir: Path) -> None:
     """Replicate the mock survey in ``seed_dir`` to ``n_objects`` objects below ``out`` (catalog.csv, spectra/, cubes.npz)."""
     from astropy.io import fits
+    from img2spec.catalog import read_catalog
     from img2spec.cubes import open_cube_file, write_cube_archive
-    from img2spec.dataset import read_catalog
     from img2spec.io import SpecLiteWriter, encode_specobjid, spectrum_path
 
     catalog = read_catalog(seed_dir / "catalog.csv")
@@ -115,7 +115,8 @@ def run_stage(stage: str, work: Path) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from img2spec.dataset import DatasetSettings, build_dataset, preprocess_catalog_spectra, read_catalog
+    from img2spec.catalog import preprocess_catalog_spectra, read_catalog
+    from img2spec.dataset import DatasetSettings, build_dataset
     from img2spec.preprocessing import PreprocessingSettings
 
     quiet = lambda _: None
