@@ -13,7 +13,8 @@ from img2spec.config import logged
 from img2spec.dag import SURVEY_FILES
 from img2spec.io import SurveyFiles
 from img2spec.mock.figures import class_fractions, mock_figures
-from img2spec.mock.survey import MockSettings, MockSurvey, generate, settings_as_dict
+from img2spec.mock.products import generate, settings_as_dict
+from img2spec.mock.survey import MockSettings, MockSurvey
 from img2spec.templates import load_library
 
 with logged(snakemake.log[0]):

@@ -57,7 +57,7 @@ def mock_survey(miuscat):
 def mock_dir(mock_survey, tmp_path_factory) -> Path:
     """A small mock survey on disk (48 galaxies), shared read-only by the tests."""
     from img2spec.io import SurveyFiles
-    from img2spec.mock.survey import generate
+    from img2spec.mock.products import generate
 
     out = tmp_path_factory.mktemp("mock")
     generate(mock_survey, SurveyFiles.in_folder(out))

@@ -13,6 +13,7 @@ from astropy import units as u
 from img2spec.cubes import open_cube_file
 from img2spec.io import SAMPLE_COLUMNS, SurveyFiles, read_sdss_spectrum, spectrum_path
 from img2spec.mock import population as pop
+from img2spec.mock.products import generate
 from img2spec.mock.render import (
     component_covariances,
     enclosed_fraction,
@@ -21,7 +22,7 @@ from img2spec.mock.render import (
     with_psf,
 )
 from img2spec.mock.spectra import OBSERVED_K0, OBSERVED_K1, redshift_and_broaden
-from img2spec.mock.survey import MockSettings, MockSurvey, generate
+from img2spec.mock.survey import MockSettings, MockSurvey
 from img2spec.photometry import ab_maggies, nanomaggies_to_mag
 from img2spec.spectral import (
     BPT_LINES,

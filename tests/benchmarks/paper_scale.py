@@ -253,7 +253,8 @@ def main() -> None:
         return
 
     from img2spec.io import SurveyFiles
-    from img2spec.mock.survey import MockSettings, MockSurvey, generate
+    from img2spec.mock.products import generate
+    from img2spec.mock.survey import MockSettings, MockSurvey
     from img2spec.templates import fetch_wheel, library_from_wheel
     from throughput import MANGADAP
 

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from img2spec.io import SurveyFiles, read_sdss_spectrum
-from img2spec.mock.survey import MockSettings, MockSurvey, generate
+from img2spec.mock.products import generate
+from img2spec.mock.survey import MockSettings, MockSurvey
 from img2spec.preprocessing import preprocess_spectra
 from img2spec.templates import fetch_wheel, library_from_wheel, pinned_wheel
 
