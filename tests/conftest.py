@@ -50,7 +50,7 @@ def miuscat(mangadap_wheel):
 def mock_survey(miuscat):
     from img2spec.mock.survey import MockSettings, MockSurvey
 
-    return MockSurvey.from_library(miuscat, MockSettings(n_galaxies=48, seed=3, batch_size=48))
+    return MockSurvey.from_library(miuscat, MockSettings.defaults(n_galaxies=48, seed=3, batch_size=48))
 
 
 @pytest.fixture(scope="session")
@@ -75,14 +75,14 @@ def tiny_dataset(mock_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dataset")
     catalog = read_catalog(mock_dir / "catalog.csv")
     rejects = preprocess_catalog_spectra(
-        catalog, mock_dir / "spectra", PreprocessingSettings(), out / "spectra.h5", log=lambda _: None
+        catalog, mock_dir / "spectra", PreprocessingSettings.defaults(), out / "spectra.h5", log=lambda _: None
     )
     with open_cube_file(mock_dir / "cubes.npz") as cubes:
         build_dataset(
             catalog,
             out / "spectra.h5",
             cubes,
-            DatasetSettings(n_val=4, n_test=4),
+            DatasetSettings.defaults(n_val=4, n_test=4),
             out / "dataset.h5",
             prior_rejects=rejects,
             log=lambda _: None,

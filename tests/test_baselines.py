@@ -40,7 +40,7 @@ def test_features_reject_bad_cubes():
 
 def test_knn_recovers_spectra_that_follow_colour_and_mean_does_not(tmp_path):
     write_two_class_dataset(tmp_path / "two.h5", n_train=200, n_test=40)
-    result = photometric_baselines(tmp_path / "two.h5", BaselineSettings(k=5), split="test")
+    result = photometric_baselines(tmp_path / "two.h5", BaselineSettings.defaults(k=5), split="test")
     with h5py.File(tmp_path / "two.h5") as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
         observed, mask = h5["flux"][()][rows], h5["mask"][()][rows]
@@ -57,9 +57,9 @@ def test_rest_frame_knn_keeps_the_lines_that_the_observed_frame_average_smears(t
     their images: the observed-frame average of 5 neighbours spreads it over their redshifts, while
     the rest-frame average keeps its height and places it at the neighbours' median redshift."""
     truth = write_two_class_dataset(tmp_path / "two.h5", n_train=200, n_test=40, redshifted=True)
-    settings = BaselineSettings(k=5)
+    settings = BaselineSettings.defaults(k=5)
     result = photometric_baselines(tmp_path / "two.h5", settings, split="test")
-    wave = PreprocessingSettings().wave
+    wave = PreprocessingSettings.defaults().wave
     test = np.flatnonzero((truth["split"] == SPLITS["test"]) & (truth["kind"] == "blue"))
     train = np.flatnonzero(truth["split"] == SPLITS["train"])
     with h5py.File(tmp_path / "two.h5") as h5:
@@ -87,7 +87,7 @@ def test_rest_frame_knn_keeps_the_lines_that_the_observed_frame_average_smears(t
 def test_truth_baseline_is_the_noise_floor(tiny_dataset, mock_dir, tmp_path):
     """The noiseless spectra, preprocessed like the observed ones, scatter about them by the noise the
     observed inverse variance states: χ²/N ≈ 1 (a little more for the mock's flux-calibration error)."""
-    truth = truth_spectra(tiny_dataset, mock_dir / "spectra", PreprocessingSettings(), split="train")
+    truth = truth_spectra(tiny_dataset, mock_dir / "spectra", PreprocessingSettings.defaults(), split="train")
     with h5py.File(tiny_dataset) as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["train"])
         observed, mask, ivar = (h5[key][()][rows] for key in ("flux", "mask", "ivar"))
@@ -95,11 +95,11 @@ def test_truth_baseline_is_the_noise_floor(tiny_dataset, mock_dir, tmp_path):
     assert 0.85 < np.median(chi2) < 1.4
     summary = baseline_summary(
         tiny_dataset,
-        BaselineSettings(k=3),
+        BaselineSettings.defaults(k=3),
         tmp_path / "b.h5",
         tmp_path / "b.json",
         spectra_root=mock_dir / "spectra",
-        preprocessing=PreprocessingSettings(),
+        preprocessing=PreprocessingSettings.defaults(),
     )
     assert json.loads((tmp_path / "b.json").read_text()) == summary
     deviation = {name: values["median_mean_relative_deviation"] for name, values in summary["baselines"].items()}

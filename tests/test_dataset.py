@@ -73,14 +73,19 @@ def damaged_survey(mock_dir, tmp_path):
 def _build(root, tmp_path, **settings):
     catalog = read_catalog(root / "catalog.csv")
     spectra_rejects = preprocess_catalog_spectra(
-        catalog, root / "spectra", PreprocessingSettings(), tmp_path / "spectra.h5", chunk_size=16, log=lambda _: None
+        catalog,
+        root / "spectra",
+        PreprocessingSettings.defaults(),
+        tmp_path / "spectra.h5",
+        chunk_size=16,
+        log=lambda _: None,
     )
     with open_cube_file(root / "cubes.npz") as cubes:
         return build_dataset(
             catalog,
             tmp_path / "spectra.h5",
             cubes,
-            DatasetSettings(**({"n_val": 4, "n_test": 6} | settings)),
+            DatasetSettings.defaults(**({"n_val": 4, "n_test": 6} | settings)),
             tmp_path / "dataset.h5",
             prior_rejects=spectra_rejects,
             log=lambda _: None,

@@ -149,10 +149,11 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
     perfect_predictions, m11_npz, mock_dir, tmp_path
 ):
     predictions, dataset, ids = perfect_predictions
-    settings = EvaluationSettings(
+    settings = EvaluationSettings.defaults(
+        resolving_power=1500.0,
         chunk_size=3,
-        ppxf=PpxfSettings(regul=10.0, bootstrap=2),
-        firefly=FireflySettings(bootstrap=2, hpf_width=100.0, beam=4, max_components=4),
+        ppxf=PpxfSettings.defaults(regul=10.0, bootstrap=2),
+        firefly=FireflySettings.defaults(bootstrap=2, hpf_width=100.0, beam=4, max_components=4),
     )
     count = n_chunks(ids.size, settings.chunk_size)
     paths = [tmp_path / f"chunk{c}.parquet" for c in range(count + 1)]  # one chunk past the end is empty
@@ -201,7 +202,7 @@ def test_fit_chunks_of_identical_spectra_agree_and_failures_are_listed(
     assert line_summary["ew_Halpha"]["median_difference"] == pytest.approx(0.0, abs=1e-12)
     classes = bpt(
         fits,
-        EvaluationSettings(lines=dataclasses.replace(settings.lines, draws=20)),
+        dataclasses.replace(settings, lines=dataclasses.replace(settings.lines, draws=20)),
         **outputs("evaluation_bpt"),
         truth_parquet=truth,
     )
@@ -228,7 +229,11 @@ def test_redshift_target_recovers_the_catalog_redshift(perfect_predictions, tiny
     library = tmp_path / "miuscat.npz"
     miuscat.save(library)
     summary = redshift(
-        predictions, tiny_dataset, library, EvaluationSettings(), **rule_outputs("evaluation_redshift", tmp_path / "z")
+        predictions,
+        tiny_dataset,
+        library,
+        EvaluationSettings.defaults(resolving_power=1500.0),
+        **rule_outputs("evaluation_redshift", tmp_path / "z"),
     )
     assert summary["predicted"]["outlier_fraction"] == 0.0
     assert summary["predicted"]["sigma_mad"] < 2e-4
@@ -242,11 +247,11 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
 
     baseline_summary(
         tiny_dataset,
-        BaselineSettings(k=3),
+        BaselineSettings.defaults(k=3),
         tmp_path / "b.h5",
         tmp_path / "b.json",
         mock_dir / "spectra",
-        PreprocessingSettings(),
+        PreprocessingSettings.defaults(),
     )
     with h5py.File(tiny_dataset) as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
@@ -431,7 +436,7 @@ def test_a_prediction_at_another_redshift_is_scored_and_fitted_in_its_own_frame(
         score["moved"]["mean_relative_deviation_as_predicted"] > 1.5 * score["moved"]["mean_relative_deviation"]
     ).all()
 
-    settings = EvaluationSettings()
+    settings = EvaluationSettings.defaults(resolving_power=1500.0)
     templates = prepare_templates(load_library(m11_npz), settings.resolving_power, ages_gyr=settings.ages_gyr)
     # both fitted over the same rest-frame range: the moved one has no source blueward, the unmoved one loses its red end
     weights = {

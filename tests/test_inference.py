@@ -19,7 +19,7 @@ from img2spec.metrics import band_coverage
 from img2spec.predictions import write_prediction_fits
 from img2spec.preprocessing import move_spectra
 
-SETTINGS = InferenceSettings(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
+SETTINGS = InferenceSettings.defaults(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
 
 
 @pytest.fixture(scope="module")

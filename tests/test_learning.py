@@ -99,7 +99,9 @@ def test_the_tiny_pipeline_puts_a_narrow_line_only_where_the_image_says(tmp_path
         rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
         images, observed_rest = h5["images"][()][rows], h5[spectrum_key("flux", "rest")][()][rows]
         mask_rest = h5[spectrum_key("mask", "rest")][()][rows]
-    settings = InferenceSettings(k_lr=15, keep_lr=3, k_sr=5, sampler="dpmpp_2m", steps=10, batch_galaxies=8, seed=1)
+    settings = InferenceSettings.defaults(
+        k_lr=15, keep_lr=3, k_sr=5, sampler="dpmpp_2m", steps=10, batch_galaxies=8, seed=1
+    )
     drawn = predict_spectra(models, images, rows + 1, settings)["flux_drawn"]  # rest frame, as the networks drew it
     wave, at_rest = models.grids.network_wave, np.zeros(rows.size)
     blue = truth["kind"][rows] == "blue"

@@ -126,7 +126,9 @@ def test_fiber_spectrum_matches_catalog_fiber_magnitude(mock_dir, mock_survey):
 
 def test_line_ratios_fall_on_the_intended_side_of_every_diagnostic_line():
     """Each component where Kewley et al. (2001, 2006) put it, in the [N II], [S II] and [O I] diagrams alike."""
-    gal = pop.draw_galaxies(4000, np.geomspace(0.06, 17.8, 50), pop.PopulationSettings(), np.random.default_rng(5))
+    gal = pop.draw_galaxies(
+        4000, np.geomspace(0.06, 17.8, 50), pop.PopulationSettings.defaults(), np.random.default_rng(5)
+    )
     sf_y = gal["sf_log_oiii_hb"]
     assert np.all(sf_y < kauffmann03(gal["sf_log_nii_ha"]))
     assert np.all(gal["sf_log_nii_ha"] < 0.05)
@@ -155,7 +157,7 @@ def test_line_ratios_fall_on_the_intended_side_of_every_diagnostic_line():
 @pytest.fixture(scope="module")
 def selected_population(mock_survey):
     """About 3,000 galaxies of the default population through the main-sample cut, with their true classes."""
-    survey = MockSurvey(mock_survey.model, MockSettings(), mock_survey.filters)
+    survey = MockSurvey(mock_survey.model, MockSettings.defaults(), mock_survey.filters)
     rng = np.random.default_rng(2024)
     parts = []
     while sum(len(part["bpt_class"]) for part in parts) < 3000:

@@ -127,7 +127,7 @@ def test_inverse_variance_states_the_scatter_of_preprocessed_noise():
         Spectrum(wave, 10 + rng.normal(size=wave.size) * sigma, 1 / sigma**2, np.zeros(wave.size, bool), {})
         for _ in range(400)
     ]
-    result, _ = pp.preprocess_spectra(spectra, pp.PreprocessingSettings())
+    result, _ = pp.preprocess_spectra(spectra, pp.PreprocessingSettings.defaults())
     linear = np.exp(result.flux.astype(np.float64))
     ratio = linear.var(axis=0) / (1 / result.ivar.astype(np.float64)).mean(axis=0)
     assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
@@ -159,7 +159,7 @@ def test_shift_to_redshift_moves_a_line_and_back(ngc3522_path):
 
 def test_rest_frame_normalisation_window_follows_the_redshift(ngc3522_path):
     spectrum = read_sdss_spectrum(ngc3522_path)
-    settings = pp.PreprocessingSettings(norm_frame="rest")
+    settings = pp.PreprocessingSettings.defaults(norm_frame="rest")
     result, rejects = pp.preprocess_spectra([spectrum], settings)
     window = np.array(settings.norm_window) * (1 + spectrum.meta["z"])
     inside = (result.wave >= window[0]) & (result.wave <= window[1])
@@ -170,7 +170,7 @@ def test_rest_frame_normalisation_window_follows_the_redshift(ngc3522_path):
 
 
 def test_rest_frame_grid_covers_the_observed_grid_at_every_redshift_of_the_range():
-    wave = pp.PreprocessingSettings().wave
+    wave = pp.PreprocessingSettings.defaults().wave
     rest = pp.rest_frame_wave(wave, (0.05, 0.15))
     assert rest[0] <= wave[0] / 1.15 and rest[-1] >= wave[-1] / 1.05 and rest[[0, -1]].tolist() == [3478.0, 8095.0]
     assert np.allclose(np.diff(rest), 1.0)
@@ -181,7 +181,7 @@ def test_rest_frame_spectrum_has_its_lines_at_their_rest_wavelengths_and_moves_b
     it peaks at 6564.61 Å with σ = 3 Å; the spectrum is normalised in the rest-frame window, pixels
     the observation does not reach are masked, a masked observed pixel masks the rest-frame pixels
     interpolated from it, and moving the rest-frame spectrum back to z = 0.12 restores the observation."""
-    settings = pp.PreprocessingSettings()
+    settings = pp.PreprocessingSettings.defaults()
     wave, z, centre, sigma = settings.wave, 0.12, 6564.61, 3.0
     rest_wave = pp.rest_frame_wave(wave, (0.05, 0.15))
     x = wave / (1 + z)

@@ -129,7 +129,7 @@ def test_frames_are_downloaded_once_per_field_and_cubes_built(frames, tmp_path):
     with FakeSAS(sas_root) as sas:
         base = sas.base_url.replace("/dr17/sdss/spectro/redux", "/dr17/eboss/photoObj/frames")
         sas.faults["dr17/eboss/photoObj/frames/301/2583/2/frame-g-002583-2-0136.fits.bz2"] = ["503"]
-        settings = DownloadSettings(base, requests_per_second=50, backoff=0.0)
+        settings = DownloadSettings.defaults(base_url=base, requests_per_second=50, backoff=0.0)
         counts = download_frames(
             pd.concat([catalog, catalog]), tmp_path / "frames", settings, log=lambda _: None, sleep=lambda _: None
         )

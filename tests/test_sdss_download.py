@@ -116,8 +116,8 @@ def _download(catalog: pd.DataFrame, dest: Path, settings: DownloadSettings, tmp
 def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp_path):
     root, catalog = sas_tree
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(
-            sas.base_url, concurrency=3, requests_per_second=200, retries=4, backoff=0.01, timeout=0.5
+        settings = DownloadSettings.defaults(
+            base_url=sas.base_url, concurrency=3, requests_per_second=200, retries=4, backoff=0.01, timeout=0.5
         )
         rows = list(catalog.itertuples())
         plan = {0: ["500", "503"], 1: ["truncate"], 2: ["html", "429"], 3: ["slow"], 4: ["truncate", "500"]}
@@ -147,8 +147,8 @@ def test_faults_are_retried_and_every_file_ends_complete_and_valid(sas_tree, tmp
 def test_a_slow_drip_hits_the_request_deadline_and_is_retried(sas_tree, tmp_path):
     root, catalog = sas_tree
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(
-            sas.base_url, requests_per_second=200, retries=2, backoff=0.01, timeout=0.5, deadline=1.0
+        settings = DownloadSettings.defaults(
+            base_url=sas.base_url, requests_per_second=200, retries=2, backoff=0.01, timeout=0.5, deadline=1.0
         )
         row = next(catalog.itertuples())
         sas.faults[_key(sas.base_url, row)] = ["drip"]
@@ -168,7 +168,9 @@ def test_malformed_rows_and_stale_partial_files(sas_tree, tmp_path):
     bad = catalog.head(3).astype({"plate": object})
     bad.loc[bad.index[1], "plate"] = "12a"
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.5)
+        settings = DownloadSettings.defaults(
+            base_url=sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.5
+        )
         counts = _download(bad, dest, settings, tmp_path)
     assert counts["fetched"] == 2 and counts["failed"] == 1
     failures = pd.read_csv(tmp_path / "f.csv")
@@ -182,7 +184,9 @@ def test_permanent_failures_are_recorded_and_too_many_fail_the_run(sas_tree, tmp
     root, catalog = sas_tree
     ghost = catalog.iloc[[0]].assign(specObjID=1, plate=9999)
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.0)
+        settings = DownloadSettings.defaults(
+            base_url=sas.base_url, requests_per_second=200, backoff=0.01, max_failure_fraction=0.0
+        )
         with pytest.raises(TooManyFailures, match="1 of 13 spectra could not be fetched"):
             _download(pd.concat([catalog, ghost]), tmp_path / "spectra", settings, tmp_path)
         assert sas.requests[_key(sas.base_url, ghost.iloc[0])] == 1  # a 404 is not retried
@@ -195,12 +199,12 @@ def test_a_second_run_fetches_only_what_is_missing(sas_tree, tmp_path):
     root, catalog = sas_tree
     dest = tmp_path / "spectra"
     with FakeSAS(root) as sas:
-        settings = DownloadSettings(sas.base_url, requests_per_second=200, retries=1, backoff=0.01)
+        settings = DownloadSettings.defaults(base_url=sas.base_url, requests_per_second=200, retries=1, backoff=0.01)
         # an interrupted first run: the first half only, and one file whose transfer broke off
         first = catalog.iloc[:6]
         sas.faults[_key(sas.base_url, first.iloc[5])] = ["truncate", "truncate"]
-        tolerant = DownloadSettings(
-            sas.base_url, requests_per_second=200, retries=1, backoff=0.01, max_failure_fraction=1.0
+        tolerant = DownloadSettings.defaults(
+            base_url=sas.base_url, requests_per_second=200, retries=1, backoff=0.01, max_failure_fraction=1.0
         )
         _download(first, dest, tolerant, tmp_path)
         broken = spectrum_path(dest, first.iloc[5].plate, first.iloc[5].mjd, first.iloc[5].fiberID)

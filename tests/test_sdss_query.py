@@ -93,7 +93,9 @@ class FakeSkyServer:
         self.httpd.server_close()
 
 
-SETTINGS = QuerySettings(plate_min=3000, plate_max=3005, plates_per_chunk=2, retries=3, backoff=0.0, min_interval=0.0)
+SETTINGS = QuerySettings.defaults(
+    plate_min=3000, plate_max=3005, plates_per_chunk=2, retries=3, backoff=0.0, min_interval=0.0
+)
 
 
 def test_chunks_are_retried_cached_and_joined(tmp_path):
@@ -221,7 +223,7 @@ def test_casjobs_submits_polls_and_fetches_without_leaking_the_token(tmp_path):
     messages = []
     with server as url:
         run = casjobs_runner(url, FakeCasJobs.TOKEN, "DR17", poll=0.0, sleep=lambda _: None, log=messages.append)
-        settings = QuerySettings(plate_min=3000, plate_max=3001, plates_per_chunk=2, min_interval=0.0)
+        settings = QuerySettings.defaults(plate_min=3000, plate_max=3001, plates_per_chunk=2, min_interval=0.0)
         catalog = query_catalog(TEMPLATE, settings, tmp_path / "cache", run, log=messages.append, sleep=lambda _: None)
     assert server.calls[0] == "PUT /CasJobs/RestApi/contexts/DR17/jobs"
     assert [c for c in server.calls if c.startswith("GET")] == [
@@ -290,7 +292,7 @@ def _normalised(sql: str) -> str:
 def test_the_query_is_appendix_b_column_for_column_with_every_cut():
     from img2spec.io import FRAME_COLUMNS, SAMPLE_COLUMNS
 
-    sql = chunk_query(TEMPLATE, QuerySettings(), (3000, 3001))
+    sql = chunk_query(TEMPLATE, QuerySettings.defaults(), (3000, 3001))
     flat = " ".join(line.split("--")[0] for line in sql.splitlines())
     select = re.search(r"SELECT(.*?)FROM", flat, re.DOTALL).group(1)
     names = [re.split(r"\s+AS\s+|\.", item.strip())[-1] for item in select.split(",")]

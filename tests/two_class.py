@@ -63,7 +63,7 @@ def write_two_class_dataset(
     whatever the redshift.  ``noise``: Gaussian σ of ln flux per pixel, with the matching ivar.
     """
     rng = np.random.default_rng(seed)
-    settings = PreprocessingSettings()
+    settings = PreprocessingSettings.defaults()
     wave, wave_lowres = settings.wave, settings.wave_lowres
     n = n_train + n_val + n_test
     kinds = np.where(np.arange(n) % 2 == 0, "red", "blue")

@@ -22,21 +22,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import numpy as np
 
 from .dataset import DatasetFile
 from .io import InputError, read_h5_rows
-from .photometry import APERTURE_RADII_PIX, photometric_features, robust_centre_scale
+from .photometry import photometric_features, robust_centre_scale
 from .preprocessing import FLUX_UNIT, move_spectra
+from .settings import Settings
 
 #: Predictors a report compares, in the order of its columns.
 BASELINES = ("mean", "knn", "knn_rest", "truth")
 
 
-@dataclass(frozen=True)
-class BaselineSettings:
+@dataclass(frozen=True, kw_only=True)
+class BaselineSettings(Settings):
     """The workflow's ``baselines`` section.
 
     Attributes
@@ -47,12 +49,10 @@ class BaselineSettings:
         Aperture radii of the photometric features [pixels].
     """
 
-    k: int = 20
-    radii_pix: tuple[float, ...] = APERTURE_RADII_PIX
+    SECTION: ClassVar[str] = "baselines"
 
-    @classmethod
-    def from_config(cls, section: dict) -> BaselineSettings:
-        return cls(k=int(section["k"]), radii_pix=tuple(float(r) for r in section["radii_pix"]))
+    k: int
+    radii_pix: tuple[float, ...]
 
 
 def _log_mean_of_sums(

@@ -306,12 +306,6 @@ def network_hyperparameters(training: dict[str, Any], presets_dir: Path = PRESET
     return {name: hyperparameters(name, hp) for name, hp in resolve_networks(training, presets_dir).items()}
 
 
-def settings_from_section(cls, section: dict[str, Any], ignore: tuple[str, ...] = ()):
-    """Instance of the settings dataclass ``cls`` from a config section: keys in ``ignore`` (used by the
-    caller, not by ``cls``) dropped, YAML lists turned into the tuples the dataclasses hold."""
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ignore})
-
-
 def declared(files: Any) -> dict[str, str]:
     """The named files of a rule's ``input`` or ``output`` (Snakemake's named list), by name.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -25,6 +26,7 @@ from .preprocessing import (
     rest_frame_spectra,
     rest_frame_wave,
 )
+from .settings import Settings
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 #: Version of the ``dataset.h5`` layout written by :func:`build_dataset`; readers refuse any other.
@@ -164,8 +166,8 @@ class DatasetFile(ReadOnlyH5):
         return self.h5["images"].attrs["train_mean"], self.h5["images"].attrs["train_std"]
 
 
-@dataclass(frozen=True)
-class DatasetSettings:
+@dataclass(frozen=True, kw_only=True)
+class DatasetSettings(Settings):
     """Split, redshift checks and failure policy of :func:`build_dataset`.
 
     ``z_min``/``z_max`` is the sample's redshift range (the paper's 0.05 < z ≤ 0.15, Sect. 2) and
@@ -173,14 +175,16 @@ class DatasetSettings:
     (:func:`redshift_problems`).
     """
 
-    n_val: int = 128
-    n_test: int = 256
-    seed: int = 7
-    max_reject_fraction: float = 0.05
-    chunk_size: int = 512
-    z_min: float = 0.05
-    z_max: float = 0.15
-    z_tolerance: float = 0.001
+    SECTION: ClassVar[str] = "dataset"
+
+    n_val: int
+    n_test: int
+    seed: int
+    max_reject_fraction: float
+    chunk_size: int
+    z_min: float
+    z_max: float
+    z_tolerance: float
 
 
 def assign_splits(specobjid: np.ndarray, n_val: int, n_test: int, seed: int) -> np.ndarray:

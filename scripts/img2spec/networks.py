@@ -4,66 +4,23 @@ A network's role and the type of its hyperparameters are looked up here, never d
 name.  Light on purpose (standard library only), so that the Snakefile can build the DAG from it.
 
 The hyperparameters are validated (and their defaults filled) by ``workflow/schemas/networks.schema.yaml``
-(:func:`img2spec.config.resolve_networks`); :meth:`Hyperparameters.from_config` turns a validated
-section into the frozen dataclasses below, which the library takes, and :meth:`Hyperparameters.to_config`
-turns them back (checkpoints, training fingerprints).  The dataclasses hold no defaults: the schema does.
+(:func:`img2spec.config.resolve_networks`); :meth:`img2spec.settings.Settings.from_config` turns a
+validated section into the frozen dataclasses below, which the library takes, and ``to_config`` turns
+them back (checkpoints, training fingerprints).  The dataclasses hold no defaults: the schema does.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal
+
+from .settings import Settings
 
 
 @dataclass(frozen=True, kw_only=True)
-class Hyperparameters:
-    """Base of the hyperparameter dataclasses: built from, and written back to, a validated config section."""
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any], where: str = "hyperparameters") -> Self:
-        """Instance from a validated section: nested sections become their dataclasses, lists tuples.
-
-        Raises
-        ------
-        ValueError
-            Naming ``where`` and the key, for a missing or unknown key.
-        """
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(section) - names), sorted(names - set(section))
-        if unknown or missing:
-            problems = [f"{what} keys {keys}" for what, keys in (("unknown", unknown), ("missing", missing)) if keys]
-            raise ValueError(f"{where}: " + ", ".join(problems))
-        return cls(**{name: _typed(section[name], hints[name], f"{where}.{name}") for name in names})
-
-    def to_config(self) -> dict[str, Any]:
-        """Plain dict (tuples as lists), as the config section it came from."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {key: plain(item) for key, item in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(item) for item in value]
-            return value
-
-        return plain(dataclasses.asdict(self))
-
-
-def _typed(value: Any, hint: Any, where: str) -> Any:
-    """``value`` as the field type ``hint`` wants it: a nested dataclass, a tuple, or as it is."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        if isinstance(option, type) and issubclass(option, Hyperparameters):
-            return option.from_config(value, where)
-        if typing.get_origin(option) is tuple:
-            return tuple(value)
-    return value
+class Hyperparameters(Settings):
+    """Base of the hyperparameter dataclasses; their sections are the merged preset, not the workflow config."""
 
 
 @dataclass(frozen=True, kw_only=True)

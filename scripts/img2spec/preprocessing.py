@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import sparse
 from scipy.interpolate import make_interp_spline
 
-from .config import settings_from_section
 from .io import Spectrum
+from .settings import Settings
 from .spectral import FWHM_PER_SIGMA, LOG10_STEP, PIXEL_KMS
 from .units import C_KMS
 
@@ -31,8 +32,8 @@ NORMALISATION_WINDOW = (6900.0, 6950.0)
 FLUX_UNIT = "natural log of flux normalised to mean 1 in {:g}-{:g} A".format(*NORMALISATION_WINDOW)
 
 
-@dataclass(frozen=True)
-class PreprocessingSettings:
+@dataclass(frozen=True, kw_only=True)
+class PreprocessingSettings(Settings):
     """Preprocessing parameters; defaults are the paper's.
 
     Attributes
@@ -59,23 +60,21 @@ class PreprocessingSettings:
         SDSS ``and_mask`` bits that mark a pixel bad.
     """
 
-    r_in: float = 2000.0
-    r_out: float = 1500.0
-    wave_min: float = 4000.0
-    wave_max: float = 8499.0
-    dwave: float = 1.0
-    norm_window: tuple[float, float] = NORMALISATION_WINDOW
-    norm_frame: str = "observed"
-    lowres_factor: int = 8
-    log_floor: float = 1e-2
-    max_bad_fraction: float = 0.3
-    max_bad_norm_fraction: float = 0.5
-    bad_bits: int = 0xFFFFFFFF
+    SECTION: ClassVar[str] = "preprocessing"
+    CALLERS_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size",)
 
-    @classmethod
-    def from_config(cls, section: dict) -> PreprocessingSettings:
-        """Settings of the workflow's ``preprocessing`` section (``chunk_size`` is the caller's)."""
-        return settings_from_section(cls, section, ignore=("chunk_size",))
+    r_in: float
+    r_out: float
+    wave_min: float
+    wave_max: float
+    dwave: float
+    norm_window: tuple[float, float]
+    norm_frame: str
+    lowres_factor: int
+    log_floor: float
+    max_bad_fraction: float
+    max_bad_norm_fraction: float
+    bad_bits: int
 
     @property
     def wave(self) -> np.ndarray:
@@ -377,7 +376,7 @@ def _interpolate_bad(flux: np.ndarray, bad: np.ndarray) -> np.ndarray:
 
 
 def preprocess_spectra(
-    spectra: Sequence[Spectrum], settings: PreprocessingSettings = PreprocessingSettings()
+    spectra: Sequence[Spectrum], settings: PreprocessingSettings | None = None
 ) -> tuple[PreprocessedSpectra, list[tuple[int, str]]]:
     """Preprocess a batch of SDSS spectra.
 
@@ -385,7 +384,8 @@ def preprocess_spectra(
     ----------
     spectra : sequence of Spectrum
         Spectra on the SDSS grid (Δlog10 λ = 1e-4), e.g. from :func:`img2spec.io.read_sdss_spectrum`.
-    settings : PreprocessingSettings
+    settings : PreprocessingSettings, optional
+        The workflow schema's defaults (the paper's) when not given.
 
     Returns
     -------
@@ -394,7 +394,7 @@ def preprocess_spectra(
     rejects : list of (int, str)
         Input position and reason for each rejected spectrum.
     """
-    s = settings
+    s = settings or PreprocessingSettings.defaults()
     wave_out = s.wave
     out_edges = np.append(wave_out - s.dwave / 2, wave_out[-1] + s.dwave / 2)
     sigma_pix = lsf_kernel_sigma_kms(s.r_in, s.r_out) / PIXEL_KMS

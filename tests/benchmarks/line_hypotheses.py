@@ -83,7 +83,7 @@ def main() -> None:
             "z": predictions.redshift(),
             "wave_drawn": predictions.wave_drawn,
         }
-        settings = InferenceSettings(
+        settings = InferenceSettings.defaults(
             **{k: h5.attrs[k].item() for k in ("k_lr", "keep_lr", "k_sr", "steps", "seed")},
             sampler=str(h5.attrs["sampler"]),
             spacing=str(h5.attrs["spacing"]),

@@ -125,7 +125,7 @@ def run_stage(stage: str, work: Path) -> dict:
         rejects = preprocess_catalog_spectra(
             read_catalog(work / "catalog.csv"),
             work / "spectra",
-            PreprocessingSettings(),
+            PreprocessingSettings.defaults(),
             work / "spectra.h5",
             log=quiet,
         )
@@ -140,7 +140,7 @@ def run_stage(stage: str, work: Path) -> dict:
                 read_catalog(work / "catalog.csv"),
                 work / "spectra.h5",
                 cubes,
-                DatasetSettings(n_val=N_VAL, n_test=N_TEST),
+                DatasetSettings.defaults(n_val=N_VAL, n_test=N_TEST),
                 dataset,
                 prior_rejects=pd.read_csv(work / "spectra_rejects.csv"),
                 log=quiet,
@@ -149,7 +149,7 @@ def run_stage(stage: str, work: Path) -> dict:
     if stage == "baselines":
         from img2spec.baselines import BaselineSettings, photometric_baselines
 
-        return {"test_galaxies": len(photometric_baselines(dataset, BaselineSettings())["specobjid"])}
+        return {"test_galaxies": len(photometric_baselines(dataset, BaselineSettings.defaults())["specobjid"])}
     if stage == "training_start":
         from img2spec.train import CheckpointFiles, train_network
 
@@ -177,7 +177,7 @@ def run_stage(stage: str, work: Path) -> dict:
         from img2spec.networks import NETWORK_NAMES
 
         checkpoints = {name: work / "models" / name / "last.ckpt" for name in NETWORK_NAMES}
-        settings = InferenceSettings(
+        settings = InferenceSettings.defaults(
             k_lr=2, keep_lr=1, k_sr=2, sampler="ddim", steps=2, batch_galaxies=16, calibration_galaxies=0
         )
         summary = predict_dataset(
@@ -263,7 +263,7 @@ def main() -> None:
         seed_dir = Path(tmp) / "seed"
         library = library_from_wheel(fetch_wheel(*MANGADAP, REPO / "resources" / "downloads"), "miuscat")
         generate(
-            MockSurvey.from_library(library, MockSettings(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)),
+            MockSurvey.from_library(library, MockSettings.defaults(n_galaxies=SEED_GALAXIES, batch_size=SEED_GALAXIES)),
             SurveyFiles.in_folder(seed_dir),
         )
         for n in args.sizes:

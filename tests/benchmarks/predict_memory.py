@@ -25,7 +25,7 @@ from img2spec.inference import InferenceSettings, predict_cube_file
 from img2spec.networks import NETWORK_NAMES
 from report import emit
 
-CHEAP = InferenceSettings(k_lr=2, keep_lr=1, k_sr=2, steps=2, sampler="ddim", batch_galaxies=32)
+CHEAP = InferenceSettings.defaults(k_lr=2, keep_lr=1, k_sr=2, steps=2, sampler="ddim", batch_galaxies=32)
 
 
 def status_mb(field: str) -> float:

@@ -132,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    baselines = photometric_baselines(args.dataset, BaselineSettings(), split="val")
+    baselines = photometric_baselines(args.dataset, BaselineSettings.defaults(), split="val")
     with h5py.File(args.dataset, "r") as h5:
         rows = np.flatnonzero(h5["split"][()] == SPLITS["val"])
         observed, mask = h5["flux_lowres"][()][rows], h5["mask_lowres"][()][rows]

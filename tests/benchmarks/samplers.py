@@ -51,7 +51,9 @@ def main() -> None:
     )
     for config in args.configs.split(","):
         name, steps = config.split(":")
-        settings = dataclasses.replace(InferenceSettings(), sampler=name, steps=int(steps), batch_galaxies=ids.size)
+        settings = dataclasses.replace(
+            InferenceSettings.defaults(), sampler=name, steps=int(steps), batch_galaxies=ids.size
+        )
         start = time.perf_counter()
         result = predict_spectra(models, images, ids, settings)
         seconds = time.perf_counter() - start

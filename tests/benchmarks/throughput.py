@@ -45,7 +45,7 @@ def main() -> None:
     prep_time = best_of(3, lambda: preprocess_spectra(spectra))
 
     library = library_from_wheel(fetch_wheel(*MANGADAP, REPO / "resources" / "downloads"), "miuscat")
-    survey = MockSurvey.from_library(library, MockSettings(n_galaxies=args.galaxies, batch_size=256))
+    survey = MockSurvey.from_library(library, MockSettings.defaults(n_galaxies=args.galaxies, batch_size=256))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         generate(survey, SurveyFiles.in_folder(tmp))

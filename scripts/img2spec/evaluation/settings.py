@@ -2,80 +2,85 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
-from ..config import settings_from_section
+from ..settings import Settings
 from ..toolbox.stellar import FitMasks
 
 
-@dataclass(frozen=True)
-class PpxfSettings:
+@dataclass(frozen=True, kw_only=True)
+class PpxfSettings(Settings):
     """The ``evaluation.ppxf`` section: regularisation, bootstrap refits and the fit's masks (:class:`FitMasks`)."""
 
-    regul: float = 10.0
-    bootstrap: int = 50
-    clean: bool = True
-    sky_half_width: float = 8.0
-    interstellar_masks: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(FitMasks().interstellar))
-    sky_lines: tuple[float, ...] = FitMasks().sky_lines
+    SECTION: ClassVar[str] = "evaluation.ppxf"
 
-    @classmethod
-    def from_config(cls, section: dict) -> PpxfSettings:
-        masks = {name: (float(lo), float(hi)) for name, (lo, hi) in section["interstellar_masks"].items()}
-        return settings_from_section(cls, {**section, "interstellar_masks": masks})
+    regul: float
+    bootstrap: int
+    clean: bool
+    sky_half_width: float
+    interstellar_masks: dict[str, tuple[float, float]]
+    sky_lines: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class FireflySettings:
+@dataclass(frozen=True, kw_only=True)
+class FireflySettings(Settings):
     """The ``evaluation.firefly`` section."""
 
-    bootstrap: int = 10
-    hpf_width: float = 100.0
-    beam: int = 8
-    max_components: int = 6
+    SECTION: ClassVar[str] = "evaluation.firefly"
+
+    bootstrap: int
+    hpf_width: float
+    beam: int
+    max_components: int
 
 
-@dataclass(frozen=True)
-class RedshiftSettings:
+@dataclass(frozen=True, kw_only=True)
+class RedshiftSettings(Settings):
     """The ``evaluation.redshift`` section: template library, trial range, eigenspectra, outlier threshold."""
 
-    library: str = "bc03"
-    z_min: float = 0.0
-    z_max: float = 0.3
-    n_eigen: int = 5
-    outlier: float = 0.05
+    SECTION: ClassVar[str] = "evaluation.redshift"
+
+    library: str
+    z_min: float
+    z_max: float
+    n_eigen: int
+    outlier: float
 
 
-@dataclass(frozen=True)
-class LinesSettings:
+@dataclass(frozen=True, kw_only=True)
+class LinesSettings(Settings):
     """The ``evaluation.lines`` section: continuum, detection, and the BPT Monte Carlo's errors."""
 
-    continuum: str = "firefly"
-    min_snr: float = 3.0
-    detection: str = "positive"
-    min_ew: float = 1.0
-    draws: int = 5000
-    ew_error: float = 1.0
-    relative_errors: dict[str, float] = field(
-        default_factory=lambda: {"Hbeta": 0.15, "OIII_5007": 0.15, "Halpha": 0.2, "NII_6584": 0.3}
-    )
+    SECTION: ClassVar[str] = "evaluation.lines"
+
+    continuum: str
+    min_snr: float
+    detection: str
+    min_ew: float
+    draws: int
+    ew_error: float
+    relative_errors: dict[str, float]
 
 
-@dataclass(frozen=True)
-class EvaluationSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvaluationSettings(Settings):
     """The workflow's ``evaluation`` section (see config/README.md), nested as it nests, and the spectra's resolving power."""
 
-    chunk_size: int = 32
-    seed: int = 0
-    library: str = "bc03"
-    kinematics_library: str | None = "m11_miles"
-    kinematics_ages_gyr: tuple[float, ...] | None = (0.1, 0.3, 1.0, 3.0, 10.0)
-    ages_gyr: tuple[float, ...] | None = None
-    ppxf: PpxfSettings = PpxfSettings()
-    firefly: FireflySettings = FireflySettings()
-    redshift: RedshiftSettings = RedshiftSettings()
-    lines: LinesSettings = LinesSettings()
-    resolving_power: float = 1500.0
+    SECTION: ClassVar[str] = "evaluation"
+    CALLERS_KEYS: ClassVar[tuple[str, ...]] = ("emiles_url",)
+
+    chunk_size: int
+    seed: int
+    library: str
+    kinematics_library: str | None
+    kinematics_ages_gyr: tuple[float, ...] | None
+    ages_gyr: tuple[float, ...] | None
+    ppxf: PpxfSettings
+    firefly: FireflySettings
+    redshift: RedshiftSettings
+    lines: LinesSettings
+    resolving_power: float
 
     @property
     def fit_masks(self) -> FitMasks:
@@ -83,15 +88,3 @@ class EvaluationSettings:
         return FitMasks(
             dict(self.ppxf.interstellar_masks), self.ppxf.sky_lines, self.ppxf.sky_half_width, self.ppxf.clean
         )
-
-    @classmethod
-    def from_config(cls, section: dict, resolving_power: float) -> EvaluationSettings:
-        """Settings of the workflow's ``evaluation`` section (``emiles_url`` is the download rule's)."""
-        nested = {
-            "ppxf": PpxfSettings.from_config(section["ppxf"]),
-            "firefly": settings_from_section(FireflySettings, section["firefly"]),
-            "redshift": settings_from_section(RedshiftSettings, section["redshift"]),
-            "lines": settings_from_section(LinesSettings, section["lines"]),
-        }
-        plain = {k: v for k, v in section.items() if k not in nested and k != "emiles_url"}
-        return settings_from_section(cls, {**plain, **nested, "resolving_power": resolving_power})

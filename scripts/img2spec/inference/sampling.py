@@ -15,23 +15,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..config import settings_from_section
 from ..cubes import image_problem
 from ..dataset import DatasetFile
 from ..io import BANDS, InputError
 from ..networks import network
 from ..predictions import band_key
 from ..preprocessing import move_spectra
+from ..settings import Settings
 from ..tasks import ContrastiveTask, DiffusionTask, load_task
 from ..upsampling import linear_upsampling, lowres_to_fullres
 
 
-@dataclass(frozen=True)
-class InferenceSettings:
+@dataclass(frozen=True, kw_only=True)
+class InferenceSettings(Settings):
     """Counts, sampler and batching of the prediction.
 
     Attributes
@@ -58,22 +59,20 @@ class InferenceSettings:
         (:mod:`img2spec.outliers`); in-distribution galaxies are flagged at the rate 1 − ood_quantile.
     """
 
-    k_lr: int = 15
-    keep_lr: int = 3
-    k_sr: int = 5
-    sampler: str = "ddim"
-    steps: int = 10
-    spacing: str = "auto"
-    percentiles: tuple[float, ...] = (16.0, 50.0, 84.0)
-    calibration_galaxies: int = 128
-    batch_galaxies: int = 16
-    seed: int = 0
-    ood_quantile: float = 0.98
+    SECTION: ClassVar[str] = "inference"
+    CALLERS_KEYS: ClassVar[tuple[str, ...]] = ("device", "threads")
 
-    @classmethod
-    def from_config(cls, section: dict) -> InferenceSettings:
-        """Settings of the workflow's ``inference`` section (``device`` and ``threads`` are the caller's)."""
-        return settings_from_section(cls, section, ignore=("device", "threads"))
+    k_lr: int
+    keep_lr: int
+    k_sr: int
+    sampler: str
+    steps: int
+    spacing: str
+    percentiles: tuple[float, ...]
+    calibration_galaxies: int
+    batch_galaxies: int
+    seed: int
+    ood_quantile: float
 
 
 @dataclass(frozen=True)

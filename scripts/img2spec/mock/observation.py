@@ -7,10 +7,11 @@ spectra's noise model and the images'.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ..cubes import CUBE_SIZE, PIXEL_ARCSEC
+from ..settings import Settings
 
 #: Bright night-sky lines [Å, air] and fluxes through a 3″ fiber [1e-17 erg/s/cm²] (order of
 #: magnitude of SDSS sky spectra): [O I], Na D and the strongest OH Meinel bands.
@@ -75,8 +76,8 @@ SKY_LINE_FLUX = np.array(
 BRIGHTSKY_BIT = 1 << 23
 
 
-@dataclass(frozen=True)
-class ObservationSettings:
+@dataclass(frozen=True, kw_only=True)
+class ObservationSettings(Settings):
     """How the mock SDSS observes its galaxies.
 
     Attributes
@@ -107,18 +108,20 @@ class ObservationSettings:
         Chance that a cube contains another galaxy or a star.
     """
 
-    image_size: int = CUBE_SIZE
-    pixel_arcsec: float = PIXEL_ARCSEC
-    psf_fwhm: tuple[float, ...] = (1.55, 1.45, 1.35, 1.3, 1.3)
-    depth_5sigma: tuple[float, ...] = (22.0, 22.2, 22.2, 21.3, 20.5)
-    electrons_per_nmgy: tuple[float, ...] = (160.0, 1100.0, 940.0, 700.0, 160.0)
-    fiber_radius: float = 1.5
-    fiber_seeing: float = 1.35
-    sky_mag: tuple[float, ...] = (22.1, 21.9, 20.9, 20.2, 18.9)
-    snr_r18: float = 15.0
-    resolving_power: float = 2000.0
-    calibration_error: float = 0.02
-    sky_residual: float = 0.01
-    bad_pixel_rate: float = 1e-3
-    neighbour_probability: float = 0.25
-    star_probability: float = 0.15
+    SECTION: ClassVar[str] = "mock.observation"
+
+    image_size: int
+    pixel_arcsec: float
+    psf_fwhm: tuple[float, ...]
+    depth_5sigma: tuple[float, ...]
+    electrons_per_nmgy: tuple[float, ...]
+    fiber_radius: float
+    fiber_seeing: float
+    sky_mag: tuple[float, ...]
+    snr_r18: float
+    resolving_power: float
+    calibration_error: float
+    sky_residual: float
+    bad_pixel_rate: float
+    neighbour_probability: float
+    star_probability: float

@@ -8,10 +8,12 @@ generator is passed in, so equal seeds give equal galaxies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
 
+from ..settings import Settings
 from ..spectral import DOUBLETS, kauffmann03, kewley01, schawinski07
 from ..units import G_KPC_KMS2_PER_MSUN
 
@@ -21,8 +23,8 @@ MOCK_LINES = ("Hbeta", "OIII_4959", "OIII_5007", "OI_6300", "NII_6548", "Halpha"
 COMPONENTS = ("bulge", "disk")
 
 
-@dataclass(frozen=True)
-class PopulationSettings:
+@dataclass(frozen=True, kw_only=True)
+class PopulationSettings(Settings):
     """Parameters of the galaxy population; defaults reproduce SDSS main-sample galaxies.
 
     Attributes
@@ -53,21 +55,23 @@ class PopulationSettings:
         Flat ΛCDM cosmology.
     """
 
-    z_min: float = 0.05
-    z_max: float = 0.15
-    petro_r_limit: float = 17.77
-    logmass_min: float = 9.0
-    logmass_max: float = 12.0
-    quench_logmass: float = 10.45
-    quench_width: float = 0.3
-    agn_fraction_max: float = 1.0
-    agn_logmass: float = 10.3
-    agn_mass_width: float = 0.15
-    agn_quenched_factor: float = 0.3
-    retired_log_ew_halpha: float = -0.6
-    burst_fraction: float = 0.1
-    h0: float = 70.0
-    omega_m: float = 0.3
+    SECTION: ClassVar[str] = "mock.population"
+
+    z_min: float
+    z_max: float
+    petro_r_limit: float
+    logmass_min: float
+    logmass_max: float
+    quench_logmass: float
+    quench_width: float
+    agn_fraction_max: float
+    agn_logmass: float
+    agn_mass_width: float
+    agn_quenched_factor: float
+    retired_log_ew_halpha: float
+    burst_fraction: float
+    h0: float
+    omega_m: float
 
     @property
     def cosmology(self) -> FlatLambdaCDM:

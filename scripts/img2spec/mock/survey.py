@@ -9,16 +9,17 @@ metallicity, dust, lines and velocity dispersion that the spectrum shows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from ..config import settings_from_section
 from ..dust import calzetti_k, ccm_extinction
 from ..io import (
     BANDS,
     NODATA_BIT,
 )
 from ..photometry import FilterSet, ab_maggies, asinh_mag, line_maggies, mag_to_nanomaggies, sdss_filters
+from ..settings import Settings
 from ..spectral import (
     BPT_LINES,
     EMISSION_LINES_VACUUM,
@@ -49,23 +50,17 @@ KENNICUTT_HA = 7.9e-42
 from .observation import BRIGHTSKY_BIT, SKY_LINE_FLUX, SKY_LINES_AIR, ObservationSettings
 
 
-@dataclass(frozen=True)
-class MockSettings:
+@dataclass(frozen=True, kw_only=True)
+class MockSettings(Settings):
     """Size, seed and physics of a mock survey."""
 
-    n_galaxies: int = 3000
-    seed: int = 42
-    batch_size: int = 256
-    population: pop.PopulationSettings = field(default_factory=pop.PopulationSettings)
-    observation: ObservationSettings = field(default_factory=ObservationSettings)
+    SECTION: ClassVar[str] = "mock"
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> MockSettings:
-        """Build from the ``mock`` section of the workflow config."""
-        population = settings_from_section(pop.PopulationSettings, cfg.get("population", {}))
-        observation = settings_from_section(ObservationSettings, cfg.get("observation", {}))
-        top = {k: cfg[k] for k in ("n_galaxies", "seed", "batch_size") if k in cfg}
-        return cls(population=population, observation=observation, **top)
+    n_galaxies: int
+    seed: int
+    batch_size: int
+    population: pop.PopulationSettings
+    observation: ObservationSettings
 
 
 @dataclass

@@ -11,17 +11,19 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..io import InputError, atomic_output, encode_specobjid
+from ..settings import Settings
 
 CATALOG_COLUMNS = ("specObjID", "plate", "mjd", "fiberID", "z")
 
 
-@dataclass(frozen=True)
-class QuerySettings:
+@dataclass(frozen=True, kw_only=True)
+class QuerySettings(Settings):
     """Sample definition and how the query is split and retried.
 
     Attributes
@@ -47,22 +49,24 @@ class QuerySettings:
         CasJobs REST root, the catalog context, and the environment variable holding the token.
     """
 
-    z_min: float = 0.05
-    z_max: float = 0.15
-    petro_rad_max: float = 20.0
-    petro_mag_max: float = 17.8
-    plate_min: int = 266
-    plate_max: int = 3000
-    plates_per_chunk: int = 100
-    data_release: int = 17
-    retries: int = 5
-    backoff: float = 5.0
-    max_backoff: float = 120.0
-    min_interval: float = 1.0
-    backend: str = "skyserver"
-    casjobs_url: str = "https://skyserver.sdss.org/CasJobs/RestApi"
-    casjobs_context: str = "DR17"
-    token_env: str = "SCISERVER_TOKEN"
+    SECTION: ClassVar[str] = "sdss.query"
+
+    z_min: float
+    z_max: float
+    petro_rad_max: float
+    petro_mag_max: float
+    plate_min: int
+    plate_max: int
+    plates_per_chunk: int
+    data_release: int
+    retries: int
+    backoff: float
+    max_backoff: float
+    min_interval: float
+    backend: str
+    casjobs_url: str
+    casjobs_context: str
+    token_env: str
 
 
 def render_query(template: str, **values: float) -> str:

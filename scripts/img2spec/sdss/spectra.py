@@ -16,11 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
 from ..download import RateLimiter, RetryPolicy, clear_partial_downloads, fetch_with_retries
 from ..io import InputError, atomic_output, read_sdss_spectrum, spectrum_path
+from ..settings import Settings
 
 MANIFEST_COLUMNS = ["specObjID", "path", "size", "sha256", "url"]
 FAILURE_COLUMNS = ["specObjID", "url", "reason", "attempts"]
@@ -30,8 +32,8 @@ class TooManyFailures(RuntimeError):
     """More downloads failed than the configured fraction allows."""
 
 
-@dataclass(frozen=True)
-class DownloadSettings:
+@dataclass(frozen=True, kw_only=True)
+class DownloadSettings(Settings):
     """How spectra are fetched.
 
     Attributes
@@ -51,16 +53,18 @@ class DownloadSettings:
         The run fails when more of the catalog could not be fetched.
     """
 
+    SECTION: ClassVar[str] = "sdss.download"
+
     base_url: str
-    run2d: str = "26"
-    concurrency: int = 4
-    requests_per_second: float = 5.0
-    retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    timeout: float = 60.0
-    deadline: float = 600.0
-    max_failure_fraction: float = 0.05
+    run2d: str
+    concurrency: int
+    requests_per_second: float
+    retries: int
+    backoff: float
+    max_backoff: float
+    timeout: float
+    deadline: float
+    max_failure_fraction: float
 
     @property
     def retry(self) -> RetryPolicy:
