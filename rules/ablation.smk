@@ -62,7 +62,7 @@ rule ablation_score:
         predictions="results/ablation/{variant}/predictions/test.h5",
         dataset="results/dataset/dataset.h5",
     output:
-        "results/ablation/{variant}/mse.csv",
+        table="results/ablation/{variant}/mse.csv",
     log:
         "results/logs/ablation/{variant}/score.log",
     wildcard_constraints:

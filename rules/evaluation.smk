@@ -85,7 +85,7 @@ rule fit_chunk:
         redshifts="results/evaluation/redshift/galaxies.csv",
         library=f"resources/templates/{config['evaluation']['library']}.npz",
     output:
-        "results/evaluation/fits/chunk{chunk}.parquet",
+        table="results/evaluation/fits/chunk{chunk}.parquet",
     log:
         "results/logs/fit_chunk/{chunk}.log",
     benchmark:

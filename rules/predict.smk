@@ -3,7 +3,7 @@ rule calibrate_bands:
         unpack(trained_models),
         dataset="results/dataset/dataset.h5",
     output:
-        report(
+        calibration=report(
             "results/predictions/band_calibration.json",
             caption="../workflow/report/band_calibration.rst",
             category="4. Inference",

@@ -1,6 +1,6 @@
 rule ssp_library:
     output:
-        "resources/templates/{library}.npz",
+        library="resources/templates/{library}.npz",
     log:
         "results/logs/ssp_library/{library}.log",
     benchmark:
@@ -20,7 +20,7 @@ rule ssp_library:
 
 rule sps_templates:
     output:
-        "resources/templates/emiles.npz",
+        library="resources/templates/emiles.npz",
     log:
         "results/logs/sps_templates.log",
     conda:

@@ -1,9 +1,5 @@
 """Snakemake entry point: the ablation table and figure."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.ablation import collect
 from img2spec.config import declared, logged
 

@@ -1,9 +1,5 @@
 """Snakemake entry point: the dataset with one ablated image variant."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.ablation import variant_dataset
 from img2spec.config import logged
 

@@ -1,9 +1,5 @@
 """Snakemake entry point: the mean, nearest-neighbour and (mock) truth baselines of the test split."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.baselines import BaselineSettings, baseline_summary
 from img2spec.config import logged
 from img2spec.preprocessing import PreprocessingSettings

@@ -1,9 +1,5 @@
 """Snakemake entry point: join spectra, cubes and catalog into results/dataset/dataset.h5."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import json
 
 import pandas as pd
@@ -19,7 +15,7 @@ with logged(snakemake.log[0]):
             read_catalog(snakemake.input.catalog),
             snakemake.input.spectra,
             cubes,
-            DatasetSettings(**snakemake.params.dataset),
+            DatasetSettings.from_config(snakemake.params.dataset),
             out.dataset,
             prior_rejects=pd.read_csv(snakemake.input.spectra_rejects),
         )

@@ -1,9 +1,5 @@
 """Snakemake entry point: calibrate the candidates' uncertainty band on validation galaxies."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import torch
 from img2spec.config import logged
 from img2spec.inference import InferenceSettings, calibrate_bands
@@ -15,7 +11,7 @@ with logged(snakemake.log[0]):
         snakemake.input.dataset,
         {name: getattr(snakemake.input, name) for name in NETWORK_NAMES},
         InferenceSettings.from_config(snakemake.params.inference),
-        snakemake.output[0],
+        snakemake.output.calibration,
         device=snakemake.params.inference["device"],
     )
     print(summary)

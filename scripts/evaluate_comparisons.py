@@ -1,9 +1,5 @@
 """Snakemake entry point: mass-metallicity, degeneracy and bimodality comparisons of the two fitters."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import declared, logged
 from img2spec.evaluation import comparisons, gather_fits
 

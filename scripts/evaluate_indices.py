@@ -1,9 +1,5 @@
 """Snakemake entry point: Lick indices, [MgFe]' and Dn4000 of observed and predicted test spectra."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import declared, logged
 from img2spec.evaluation import gather_fits, indices
 

@@ -1,9 +1,5 @@
 """Snakemake entry point: observed-versus-predicted stellar populations of one fitter (pPXF or FIREFLY method)."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import declared, logged
 from img2spec.evaluation import gather_fits, stellar_populations
 

@@ -1,9 +1,5 @@
 """Snakemake entry point: spectral agreement of predicted and observed test spectra."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import declared, logged
 from img2spec.evaluation import quality
 

@@ -1,14 +1,12 @@
 """Snakemake entry point: redshifts measured on predicted and observed test spectra."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import declared, logged
 from img2spec.evaluation import EvaluationSettings, redshift
 
 with logged(snakemake.log[0]):
-    settings = EvaluationSettings.from_config(snakemake.params.evaluation, snakemake.params.resolving_power)
+    settings = EvaluationSettings.from_config(
+        snakemake.params.evaluation, resolving_power=snakemake.params.resolving_power
+    )
     summary = redshift(
         snakemake.input.predictions,
         snakemake.input.dataset,

@@ -1,9 +1,5 @@
 """Snakemake entry point: headline numbers beside the paper's."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.config import logged
 from img2spec.evaluation import headline_summary
 

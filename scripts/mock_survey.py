@@ -1,9 +1,5 @@
 """Snakemake entry point: generate the mock SDSS survey and its figures."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import json
 import time
 from pathlib import Path

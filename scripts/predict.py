@@ -1,9 +1,5 @@
 """Snakemake entry point: predict the test split's spectra from their images."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import torch
 from img2spec.bands import read_band_scale
 from img2spec.config import logged

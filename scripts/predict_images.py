@@ -1,9 +1,5 @@
 """Snakemake entry point: predict spectra for any file of 64×64 ugriz cubes (no spectra needed)."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import torch
 from img2spec.bands import read_band_scale
 from img2spec.config import logged

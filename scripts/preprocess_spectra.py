@@ -1,9 +1,5 @@
 """Snakemake entry point: read and preprocess every catalog object's spectrum into spectra.h5."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.catalog import preprocess_catalog_spectra, read_catalog
 from img2spec.config import logged
 from img2spec.preprocessing import PreprocessingSettings

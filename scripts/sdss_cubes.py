@@ -3,19 +3,15 @@
 The frames folder is not a declared output, so a rerun keeps frames already fetched.
 """
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import dataclasses
 
 from img2spec.catalog import read_catalog
-from img2spec.config import logged, settings_from_section
+from img2spec.config import logged
 from img2spec.sdss import DownloadSettings, cubes_from_frames, download_frames
 
 with logged(snakemake.log[0]):
     catalog = read_catalog(snakemake.input.catalog)
-    settings = settings_from_section(DownloadSettings, snakemake.params.download)
+    settings = DownloadSettings.from_config(snakemake.params.download)
     settings = dataclasses.replace(settings, base_url=snakemake.params.frames_base_url)
     counts = download_frames(catalog, snakemake.params.frames_root, settings)
     for url, reason in counts["failures"]:

@@ -1,18 +1,14 @@
 """Snakemake entry point: the galaxy sample from SkyServer, queried in cached chunks."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import os
 from pathlib import Path
 
-from img2spec.config import logged, settings_from_section
+from img2spec.config import logged
 from img2spec.io import atomic_output
 from img2spec.sdss import QuerySettings, casjobs_runner, query_catalog, skyserver_runner
 
 with logged(snakemake.log[0]):
-    settings = settings_from_section(QuerySettings, snakemake.params.query)
+    settings = QuerySettings.from_config(snakemake.params.query)
     if settings.backend == "casjobs":
         token = os.environ.get(settings.token_env, "")
         run = casjobs_runner(settings.casjobs_url, token, settings.casjobs_context)

@@ -4,19 +4,15 @@ The spectra folder is not a declared output: Snakemake would delete it before a 
 rerun must keep what was already fetched.  The manifest marks completion.
 """
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 from img2spec.catalog import read_catalog
-from img2spec.config import logged, settings_from_section
+from img2spec.config import logged
 from img2spec.sdss import DownloadSettings, download_spectra
 
 with logged(snakemake.log[0]):
     counts = download_spectra(
         read_catalog(snakemake.input.catalog),
         snakemake.params.spectra_root,
-        settings_from_section(DownloadSettings, snakemake.params.download),
+        DownloadSettings.from_config(snakemake.params.download),
         snakemake.output.manifest,
         snakemake.output.failures,
     )

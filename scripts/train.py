@@ -1,9 +1,5 @@
 """Snakemake entry point: train one of the four networks (with several devices, Lightning runs copies of it)."""
 
-import sys
-
-sys.path.insert(0, snakemake.scriptdir)
-
 import torch
 from img2spec.config import logged
 from img2spec.distributed import local_rank, threads_per_process

@@ -22,9 +22,7 @@ from astropy.io import fits
 from img2spec.config import ConfigError, load_config, validate_config
 from img2spec.evaluation import EvaluationSettings
 from img2spec.inference import InferenceSettings
-from img2spec.mock.survey import MockSettings
 from img2spec.networks import NETWORK_NAMES
-from img2spec.preprocessing import PreprocessingSettings
 
 from .conftest import REPO, TEMPLATE_CACHE
 
@@ -285,19 +283,75 @@ def test_lint_and_format_are_clean():
     assert types.returncode == 0 and "Success" in types.stdout, types.stdout + types.stderr
 
 
-def test_schema_defaults_match_library_defaults():
-    config = load_config(REPO / "config" / "config.yaml")
-    defaults = validate_config({})
-    assert PreprocessingSettings.from_config(defaults["preprocessing"]) == PreprocessingSettings()
-    assert InferenceSettings.from_config(defaults["inference"]) == InferenceSettings()
-    assert (
-        EvaluationSettings.from_config(defaults["evaluation"], defaults["preprocessing"]["r_out"])
-        == EvaluationSettings()
+def _settings_classes() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import img2spec
+    from img2spec.settings import Settings
+
+    for module in pkgutil.walk_packages(img2spec.__path__, "img2spec."):
+        importlib.import_module(module.name)
+    found, todo = [], [Settings]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return found
+
+
+def test_the_configuration_reference_is_generated_from_the_schema():
+    """Issue 27: config/README.md is the schema rendered (python -m img2spec.configdoc), so neither can drift."""
+    from img2spec.configdoc import allowed, render
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert (REPO / "config" / "README.md").read_text() == render(schema), (
+        "config/README.md differs from the schema: python -m img2spec.configdoc > config/README.md"
     )
-    library = dataclasses.asdict(MockSettings())
-    from_schema = dataclasses.asdict(MockSettings.from_config(defaults["mock"]))
-    assert from_schema == library
-    assert config["survey"] == "mock"
+    inference = schema["properties"]["inference"]["properties"]
+    assert allowed(inference["keep_lr"]) == "integer ≥ 1"
+    assert allowed(inference["sampler"]) == "`ancestral`, `ddim`, `dpmpp_2m`"
+    assert allowed({"type": "number", "exclusiveMinimum": 0, "maximum": 50}) == "number > 0, ≤ 50"
+    leaves = render(schema).count("\n| `")
+    assert leaves >= 150, leaves
+
+
+def test_the_schema_holds_every_default_and_every_settings_class_builds_from_it():
+    """Issue 27: settings dataclasses declare no defaults; each one with a config section builds from the
+    schema's defaults (unknown or missing keys would fail), and constants the schema repeats agree with their owner."""
+    from img2spec.baselines import BaselineSettings
+    from img2spec.cubes import CUBE_SIZE, PIXEL_ARCSEC
+    from img2spec.photometry import APERTURE_RADII_PIX
+    from img2spec.preprocessing import NORMALISATION_WINDOW
+    from img2spec.toolbox.stellar import FitMasks
+
+    classes = _settings_classes()
+    assert {cls.__name__ for cls in classes} >= {
+        "InferenceSettings",
+        "EvaluationSettings",
+        "MockSettings",
+        "DownloadSettings",
+    }
+    for cls in classes:
+        with_defaults = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        ]
+        assert not with_defaults, f"{cls.__name__} declares defaults for {with_defaults}; the schema holds them"
+        if cls.SECTION:
+            extra = {"resolving_power": 1500.0} if cls is EvaluationSettings else {}
+            assert isinstance(cls.defaults(**extra), cls)
+    defaults = validate_config({})
+    assert tuple(defaults["preprocessing"]["norm_window"]) == NORMALISATION_WINDOW
+    assert defaults["mock"]["observation"]["image_size"] == CUBE_SIZE
+    assert defaults["mock"]["observation"]["pixel_arcsec"] == PIXEL_ARCSEC
+    assert BaselineSettings.defaults().radii_pix == APERTURE_RADII_PIX
+    masks = EvaluationSettings.defaults(resolving_power=1500.0).fit_masks
+    assert masks.interstellar == FitMasks().interstellar and masks.sky_lines == FitMasks().sky_lines
+    with pytest.raises(ValueError, match="inference: unknown keys \\['k_typo'\\]"):
+        InferenceSettings.from_config({**defaults["inference"], "k_typo": 1})
+    assert load_config(REPO / "config" / "config.yaml")["survey"] == "mock"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,23 +445,20 @@ def test_every_rule_env_covers_its_script_imports():
         assert not missing, f"rule {name}: {script.name} imports {missing}, not in {env.name}"
 
 
-def test_every_config_key_is_documented():
+def test_every_config_key_is_documented_in_the_schema():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    text = (REPO / "config" / "README.md").read_text()
 
-    def keys(properties, prefix=""):
+    def leaves(properties, prefix=""):
         for name, sub in properties.items():
-            if sub.get("type") == "object" and "properties" in sub:
-                yield from keys(sub["properties"], f"{prefix}{name}.")
+            if "properties" in sub:
+                yield from leaves(sub["properties"], f"{prefix}{name}.")
             else:
-                yield prefix, name
+                yield f"{prefix}{name}", sub
 
-    def documented(prefix, name):
-        # a row documents a key in full, or as the second of a pair: `a.b.x`, `y`
-        return f"`{prefix}{name}`" in text or re.search(rf"`{re.escape(prefix)}\w+`, `{name}`", text)
-
-    missing = [f"{p}{k}" for p, k in keys(schema["properties"]) if not documented(p, k)]
-    assert not missing, f"undocumented config keys: {missing}"
+    undocumented = [key for key, sub in leaves(schema["properties"]) if not sub.get("description", "").strip()]
+    assert not undocumented, f"config keys without a description in the schema: {undocumented}"
+    untitled = [name for name, sub in schema["properties"].items() if "properties" in sub and "title" not in sub]
+    assert not untitled, f"config sections without a title: {untitled}"
 
 
 def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
