@@ -1,8 +1,16 @@
-"""Shared fixtures: real SDSS spectra shipped with ppxf, and paths to shared data."""
+"""Shared fixtures (real SDSS spectra shipped with ppxf, the template wheel, a small mock survey) and the test tiers.
+
+Tiers: ``pytest --quick`` runs only what needs neither a Snakemake run (marker ``workflow``), nor the
+template wheel that ``pip download`` fetches (marker ``download``, given to every test that uses the
+``mangadap_wheel`` fixture, directly or through another), nor minutes (marker ``slow``).  A test not
+marked ``workflow`` that starts Snakemake fails, so the markers cannot go stale.  Plain ``pytest``
+runs every tier.
+"""
 
 from __future__ import annotations
 
 import importlib.resources
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +33,44 @@ def ngc3522_path(ppxf_spectra_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def ngc3073_path(ppxf_spectra_dir: Path) -> Path:
     return ppxf_spectra_dir / "NGC3073_SDSS_DR18.fits"
+
+
+#: Markers of the tiers that ``--quick`` leaves out.
+OUTSIDE_QUICK_TIER = ("slow", "workflow", "download")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true", help="the quick tier: no Snakemake run, no download, nothing slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "mangadap_wheel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.download)
+    if config.getoption("--quick"):
+        left_out = [item for item in items if any(item.get_closest_marker(m) for m in OUTSIDE_QUICK_TIER)]
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+
+
+def _starts_snakemake(args) -> bool:
+    words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    return any(w == "snakemake" and i and words[i - 1] == "-m" or w.endswith("/snakemake") for i, w in enumerate(words))
+
+
+@pytest.fixture(autouse=True)
+def _workflow_tier_guard(request, monkeypatch):
+    """Refuse a Snakemake run from a test that is not marked ``workflow``."""
+    if request.node.get_closest_marker("workflow"):
+        return
+
+    class Guarded(subprocess.Popen):
+        def __init__(self, args, *rest, **options):
+            if _starts_snakemake(args):
+                raise RuntimeError(f"{request.node.nodeid} starts Snakemake; mark it @pytest.mark.workflow")
+            super().__init__(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", Guarded)
 
 
 TEMPLATE_CACHE = REPO / "resources" / "downloads"

@@ -12,7 +12,7 @@ from img2spec.ablation import collect, rest_frame_mse, transform_images, variant
 from img2spec.dag import TABLE3_BAND_VARIANTS, parse_variant, variants
 from img2spec.dataset import SPLITS
 
-from tests.rule_outputs import rule_outputs
+from tests.workflow_rules import rule_outputs
 
 
 def test_block_averaging_conserves_flux_and_keeps_the_field_of_view():

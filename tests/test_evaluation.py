@@ -29,7 +29,7 @@ from img2spec.evaluation import (
 from img2spec.fitresults import FIT_COLUMNS
 from img2spec.templates import library_from_wheel, load_library
 
-from tests.rule_outputs import rule_outputs
+from tests.workflow_rules import rule_outputs
 
 
 def test_metrics_on_known_differences():

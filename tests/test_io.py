@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from img2spec import cubes as cube_files
 from img2spec import io
 
 
@@ -90,8 +91,8 @@ def test_cube_file_is_memory_mapped_and_band_first(tmp_path):
     rng = np.random.default_rng(1)
     cubes = rng.normal(size=(7, 64, 64, 5)).astype(np.float32)
     path = tmp_path / "cubes.npz"
-    io.write_cube_file(path, cubes, _labels(range(100, 107)))
-    cube_file = io.open_cube_file(path)
+    cube_files.write_cube_file(path, cubes, _labels(range(100, 107)))
+    cube_file = cube_files.open_cube_file(path)
     assert isinstance(cube_file._pixels, np.memmap)
     np.testing.assert_array_equal(cube_file.specobjid, np.arange(100, 107))
     block = cube_file.read(np.array([5, 1, 3]))
@@ -107,10 +108,12 @@ def test_compressed_and_hdf5_cube_files(tmp_path):
     npz = tmp_path / "c.npz"
     np.savez_compressed(npz, cube=cubes, labels=_labels([1, 2]))
     np.testing.assert_array_equal(
-        io.open_cube_file(npz, cache_dir=tmp_path / "cache").read(slice(0, 2))[1, 4], cubes[1, :, :, 4]
+        cube_files.open_cube_file(npz, cache_dir=tmp_path / "cache").read(slice(0, 2))[1, 4], cubes[1, :, :, 4]
     )
     before = sorted(tmp_path.iterdir())
-    with io.open_cube_file(npz) as cube_file:  # no cache given: unpacked into a temporary folder, not beside the input
+    with cube_files.open_cube_file(
+        npz
+    ) as cube_file:  # no cache given: unpacked into a temporary folder, not beside the input
         np.testing.assert_array_equal(cube_file.read(slice(1, 2))[0, 2], cubes[1, :, :, 2])
         scratch = Path(cube_file._scratch.name)
         assert scratch.exists() and sorted(tmp_path.iterdir()) == before
@@ -119,7 +122,7 @@ def test_compressed_and_hdf5_cube_files(tmp_path):
     with h5py.File(h5, "w") as f:
         f["cube"] = cubes
         f["specObjID"] = np.array([1, 2])
-    with io.open_cube_file(h5) as cube_file:
+    with cube_files.open_cube_file(h5) as cube_file:
         np.testing.assert_array_equal(cube_file.read(np.array([1, 0]))[0, 0], cubes[1, :, :, 0])
 
 
@@ -140,13 +143,13 @@ def test_cube_file_rejects_wrong_shape_or_band_order(tmp_path, cube_shape, bands
     extra = {} if bands is None else {"bands": np.array(bands)}
     np.savez(path, cube=np.zeros(cube_shape, np.float32), labels=_labels([1, 2][: cube_shape[0]]), **extra)
     with pytest.raises(io.InputError, match=message) as info:
-        io.open_cube_file(path)
+        cube_files.open_cube_file(path)
     assert "bad.npz" in str(info.value)
     if bands is None:  # the same shape in an HDF5 file
         with h5py.File(tmp_path / "bad.h5", "w") as h5:
             h5["cube"], h5["specObjID"] = np.zeros(cube_shape, np.float32), np.arange(cube_shape[0])
         with pytest.raises(io.InputError, match=message) as info:
-            io.open_cube_file(tmp_path / "bad.h5")
+            cube_files.open_cube_file(tmp_path / "bad.h5")
         assert "bad.h5" in str(info.value)
 
 
@@ -154,4 +157,4 @@ def test_a_file_that_is_not_hdf5_gets_an_error_naming_it(tmp_path):
     path = tmp_path / "cubes.h5"
     path.write_text("specObjID,u,g,r,i,z\n")
     with pytest.raises(io.InputError, match="cubes.h5: not a readable HDF5 file"):
-        io.open_cube_file(path)
+        cube_files.open_cube_file(path)

@@ -215,6 +215,7 @@ def test_a_second_run_fetches_only_what_is_missing(sas_tree, tmp_path):
     assert sum(sas.requests.values()) == len(catalog) - 5
 
 
+@pytest.mark.workflow
 def test_sdss_survey_downloads_and_builds_the_dataset_through_snakemake(sas_tree, mock_dir, tmp_path):
     import subprocess
     import sys

@@ -93,6 +93,7 @@ def _pre_empt_training(workdir: Path, run: subprocess.Popen) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_tiny_dag_through_the_slurm_profile_equals_the_local_run(slurm_cluster, tmp_path, mangadap_wheel):
     local = _workdir(tmp_path / "local", _config())
     started = time.monotonic()

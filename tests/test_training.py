@@ -25,7 +25,7 @@ from img2spec.train import (
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from tests.rule_outputs import rule_outputs
+from tests.workflow_rules import rule_outputs
 
 TINY = network_hyperparameters(validate_config({})["training"])
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "auto", "num_workers": 0, "seed": 3}

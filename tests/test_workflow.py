@@ -25,6 +25,7 @@ from img2spec.inference import InferenceSettings
 from img2spec.networks import NETWORK_NAMES
 
 from .conftest import REPO, TEMPLATE_CACHE
+from .workflow_rules import report_paths, rules
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -59,6 +60,7 @@ TINY = {
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
     workdir = _workdir(tmp_path, TINY)
     result = _snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
@@ -123,11 +125,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
 
 def _declared_report_files() -> list[str]:
     """Every file the rules wrap in report(), wildcards expanded as in the tiny mock run (SDSS-only files left out)."""
-    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    paths = []
-    for block in re.findall(r"report\(\s*(.*?),\s*caption", text, re.DOTALL):
-        quoted = re.findall(r'"([^"]+)"', block)
-        paths += [quoted[0] + name for name in quoted[1:]] if block.startswith("multiext") else quoted[:1]
+    paths = report_paths()
     expanded = []
     for path in paths:
         for code in ("ppxf", "firefly"):
@@ -173,6 +171,7 @@ def _interrupt_training(workdir: Path, target: str, signum: int) -> subprocess.C
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, mangadap_wheel):
     """Snakemake deletes a failed job's outputs; the resume state survives and the rerun continues exactly."""
     network = {"max_steps": 60, "batch_size": 8, "val_every_steps": 20, "checkpoint_every_steps": 20}
@@ -210,6 +209,7 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
     assert not (workdir / "results/models/contrastive_lr/resume").exists()
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -238,6 +238,7 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
         validate_config(bad)
 
 
+@pytest.mark.workflow
 def test_nested_command_line_values_are_typed_and_network_keys_closed(tmp_path):
     """--config training='{devices: 4}' arrives as the string '4' from Snakemake; a misspelt network key is not ignored."""
     workdir = _workdir(tmp_path, {})
@@ -257,30 +258,6 @@ def test_nested_command_line_values_are_typed_and_network_keys_closed(tmp_path):
     assert re.search(
         r"training\.networks\.contrastive_lr: .*'learning_rat' was unexpected", misspelt.stdout + misspelt.stderr
     )
-
-
-def test_lint_and_format_are_clean():
-    lint = subprocess.run(SNAKEMAKE + ["--lint"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run(
-        [sys.executable, "-m", "snakefmt", "--check", "workflow", "rules"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert fmt.returncode == 0, fmt.stderr
-    for command in (["check"], ["format", "--check"]):
-        ruff = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "scripts", "tests"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert ruff.returncode == 0, ruff.stdout + ruff.stderr
-    types = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, check=False)
-    assert types.returncode == 0 and "Success" in types.stdout, types.stdout + types.stderr
 
 
 def _settings_classes() -> list[type]:
@@ -415,17 +392,9 @@ def _third_party(script: Path) -> set[str]:
 
 
 def _rules():
-    pattern = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule |\Z)", re.DOTALL | re.MULTILINE)
-    for smk in sorted((REPO / "rules").glob("*.smk")):
-        for name, body in pattern.findall(smk.read_text()):
-            conda = re.search(r'conda:\s*"([^"]+)"', body)
-            script = re.search(r'script:\s*"([^"]+)"', body)
-            if script:
-                yield (
-                    name,
-                    (smk.parent / conda.group(1)).resolve() if conda else None,
-                    (smk.parent / script.group(1)).resolve(),
-                )
+    for name, rule in rules().items():
+        if rule.path_of("script"):
+            yield name, rule.path_of("conda"), rule.path_of("script")
 
 
 def test_every_rule_env_covers_its_script_imports():
@@ -461,6 +430,7 @@ def test_every_config_key_is_documented_in_the_schema():
     assert not untitled, f"config sections without a title: {untitled}"
 
 
+@pytest.mark.workflow
 def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     (tmp_path / "resources" / "sdss").mkdir(parents=True)
@@ -473,6 +443,7 @@ def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
         assert re.search(rf"^{rule}\s+{count}$", plan, re.MULTILINE), rule
 
 
+@pytest.mark.workflow
 def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
@@ -483,6 +454,7 @@ def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
     assert re.search(r"^sdss_cubes\s+1$", result.stdout + result.stderr, re.MULTILINE)
 
 
+@pytest.mark.workflow
 def test_config_files_with_a_repeated_key_or_bad_yaml_are_refused_by_file_and_line(tmp_path):
     from img2spec.config import read_yaml
 
