@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "rules"
-_RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
+_RULE = re.compile(r"^( *)rule (\w+):\n", re.MULTILINE)
 _DIRECTIVE = re.compile(r"^ {4}(\w+):\n?(.*?)(?=^ {4}\w+:|\Z)", re.MULTILINE | re.DOTALL)
 _NAMED = re.compile(r'^ {8}(\w+)=(?:report\(\s*)?"([^"]+)"', re.MULTILINE)
 
@@ -43,8 +43,14 @@ def rules() -> dict[str, Rule]:
     """Every rule of the workflow by name."""
     found = {}
     for smk in sorted(RULES.glob("*.smk")):
-        for name, body in _RULE.findall(smk.read_text()):
-            found[name] = Rule(name, smk, {key: text for key, text in _DIRECTIVE.findall(body)})
+        text = smk.read_text()
+        for match in _RULE.finditer(text):
+            indent = len(match.group(1))
+            # the rule ends at the first non-blank line indented no deeper than ``rule`` (rules may sit in an ``if``)
+            end = re.compile(rf"^ {{0,{indent}}}\S", re.MULTILINE).search(text, match.end())
+            body = text[match.end() : end.start() if end else len(text)]
+            dedented = "\n".join(line[indent:] for line in body.split("\n"))
+            found[match.group(2)] = Rule(match.group(2), smk, dict(_DIRECTIVE.findall(dedented)))
     return found
 
 
