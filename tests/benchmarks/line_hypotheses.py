@@ -13,7 +13,12 @@ the observed redshift against the observed spectrum:
 - Hα excess: median difference of the window EWs among galaxies with observed EW(Hα) > 5 Å (the
   sign of a line-strength bias);
 - side-lobes: :func:`img2spec.metrics.side_lobe_depth` below 0.7 beside Hβ or Hα;
-- fine structure: median high-pass power over the observed spectrum's.
+- fine structure: median high-pass power over the observed spectrum's;
+- [O III] 5007 excess: median log10 of the ±8 Å window EW over the observed one among galaxies with
+  observed EW(Hα) > 5 Å (EWs below 0.1 Å counted as 0.1 Å).
+
+``--steps N`` redraws the candidates with N sampler steps instead of the delivered run's (do more
+steps give draws of one class, or blends?).
 
 Products: the delivered selected candidate and median of candidates; the selected low-resolution
 draw interpolated to 1 Å (the low-resolution stage alone); one unselected draw per stage (k = 1: the
@@ -44,7 +49,7 @@ from report import emit
 
 
 def score(wave, flux_ln, z, observed_ln, z_observed, mask, ew_measured) -> dict[str, float]:
-    """The benchmark's four shape measures of one product at its redshifts ``z`` (see the module docstring)."""
+    """The benchmark's shape measures of one product at its redshifts ``z`` (see the module docstring)."""
     halpha = EMISSION_LINES_VACUUM["Halpha"]
     ew_pred = metrics.window_ew(wave, flux_ln, mask, z, halpha)
     ew_obs = metrics.window_ew(wave, observed_ln, mask, z_observed, halpha)
@@ -53,11 +58,18 @@ def score(wave, flux_ln, z, observed_ln, z_observed, mask, ew_measured) -> dict[
         *(metrics.side_lobe_depth(wave, flux_ln, mask, z, EMISSION_LINES_VACUUM[n]) for n in ("Hbeta", "Halpha"))
     )
     power = metrics.fine_structure_power(flux_ln, mask) / metrics.fine_structure_power(observed_ln, mask)
+    oiii = [
+        metrics.window_ew(wave, f, mask, zz, EMISSION_LINES_VACUUM["OIII_5007"], 8.0)
+        for f, zz in ((flux_ln, z), (observed_ln, z_observed))
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        oiii_excess = np.log10(np.clip(oiii[0], 0.1, None) / np.clip(oiii[1], 0.1, None))[emitting]
     return {
         "false emission": float(np.mean((ew_pred - ew_obs)[passive] > 3.0)),
         "Hα window EW excess [Å]": float(np.nanmedian((ew_pred - ew_obs)[emitting])),
         "side-lobes": float(np.mean(depth[np.isfinite(depth)] < metrics.SIDE_LOBE_DEPTH)),
         "fine structure / observed": float(np.median(power)),
+        "[O III] 5007 excess [dex]": float(np.nanmedian(oiii_excess)),
     }
 
 
@@ -70,6 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--steps", type=int, help="sampler steps of the redrawn products (default: the delivered run's)"
+    )
     args = parser.parse_args()
     results = args.results
     with PredictionFile(results / "predictions" / "test.h5") as predictions:
@@ -88,6 +103,8 @@ def main() -> None:
             sampler=str(h5.attrs["sampler"]),
             spacing=str(h5.attrs["spacing"]),
         )
+    if args.steps:
+        settings = dataclasses.replace(settings, steps=args.steps)
     with DatasetFile(results / "dataset" / "dataset.h5") as data:
         rows = data.rows_of(ids)
         observed, mask = data.read("flux", rows), data.read("mask", rows)
