@@ -19,6 +19,15 @@ from .preprocessing import shift_to_redshift
 if TYPE_CHECKING:
     from .inference import SpectrumGrids
 
+#: Keys of the band's scale and coverage in the prediction summary (``results/predictions/summary.json``),
+#: written by :func:`img2spec.inference.predict_dataset` and read by the headline report.
+BAND_SCALE = "band_scale"
+COVERAGE = "coverage_of_16_84_band"
+COVERAGE_AT_PREDICTED_REDSHIFT = "coverage_of_16_84_band_at_predicted_redshift"
+COVERAGE_AS_DRAWN = "coverage_of_16_84_band_as_drawn"
+COVERAGE_BY_MORPHOLOGY = "coverage_of_16_84_band_by_morphology"
+COVERAGE_KEYS = (COVERAGE, COVERAGE_AT_PREDICTED_REDSHIFT, COVERAGE_AS_DRAWN, BAND_SCALE, COVERAGE_BY_MORPHOLOGY)
+
 
 def band_scale(bands: dict[float, np.ndarray], observed_ln: np.ndarray, mask: np.ndarray) -> float:
     """Factor for the bands' distances from the median that makes the outer band hold its nominal share.
@@ -90,4 +99,4 @@ def apply_band_scale(result: dict[str, np.ndarray], percentiles: tuple[float, ..
 
 def read_band_scale(calibration_json: str | Path) -> float:
     """The band's scale factor from a :func:`calibrate_bands` file."""
-    return float(json.loads(Path(calibration_json).read_text())["band_scale"])
+    return float(json.loads(Path(calibration_json).read_text())[BAND_SCALE])

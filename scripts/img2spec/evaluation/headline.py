@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bands import COVERAGE, COVERAGE_KEYS
 from .inputs import PREDICTOR_LABELS, PREDICTORS
 
 HEADLINES = (
@@ -119,14 +120,6 @@ TRUTH_ROWS = (
 #: The networks' products compared with the baselines, and the baselines they are compared with.
 CHALLENGERS = ("predicted", "median")
 REFERENCES = ("knn", "knn_rest")
-#: The prediction summary's band coverage entries the headline carries (:func:`img2spec.inference.calibrate_bands`).
-BAND_COVERAGE_KEYS = (
-    "coverage_of_16_84_band",
-    "coverage_of_16_84_band_at_predicted_redshift",
-    "coverage_of_16_84_band_as_drawn",
-    "band_scale",
-    "coverage_of_16_84_band_by_morphology",
-)
 
 
 def lookup(loaded: dict, path: tuple[str, ...], predictor: str) -> float:
@@ -206,8 +199,8 @@ def headline_numbers(loaded: dict[str, dict], survey: str, preset: str = "tiny")
         for reference in REFERENCES:
             both = {challenger, reference} <= set(present)
             summary[f"{challenger}_beats_{reference}"] = beats(summary, challenger, reference) if both else {}
-    if "predictions" in loaded and "coverage_of_16_84_band" in loaded["predictions"]:
-        summary["band_coverage"] = {key: loaded["predictions"].get(key) for key in BAND_COVERAGE_KEYS}
+    if "predictions" in loaded and COVERAGE in loaded["predictions"]:
+        summary["band_coverage"] = {key: loaded["predictions"].get(key) for key in COVERAGE_KEYS}
     if "lines" in loaded:
         summary["plausibility"] = [
             {

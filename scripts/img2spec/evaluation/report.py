@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bands import BAND_SCALE, COVERAGE, COVERAGE_AS_DRAWN, COVERAGE_AT_PREDICTED_REDSHIFT, COVERAGE_BY_MORPHOLOGY
 from ..io import atomic_output
 from .headline import HEADLINES, OBSERVED_NOISE_POWER, headline_numbers, lookup
 from .inputs import PREDICTOR_LABELS
@@ -147,17 +148,17 @@ def render_markdown(summary: dict, loaded: dict[str, dict]) -> str:
         ]
     if "band_coverage" in summary:
         band = summary["band_coverage"]
-        by_morphology = ", ".join(f"{m} {v:.2f}" for m, v in band["coverage_of_16_84_band_by_morphology"].items())
+        by_morphology = ", ".join(f"{m} {v:.2f}" for m, v in band[COVERAGE_BY_MORPHOLOGY].items())
         truth_coverage = loaded.get("quality", {}).get("band_coverage_of_truth")
         lines += [
             "",
             (
                 f"Uncertainty band: moved to the observed redshift, the 16–84% band of the candidates holds "
-                f"{band['coverage_of_16_84_band']:.2f} of the test galaxies' observed pixels (nominal 0.68; {by_morphology})"
+                f"{band[COVERAGE]:.2f} of the test galaxies' observed pixels (nominal 0.68; {by_morphology})"
                 + (f" and {truth_coverage:.2f} of the noiseless truth's" if truth_coverage is not None else "")
-                + f"; at the predicted redshift {_or_nan(band['coverage_of_16_84_band_at_predicted_redshift']):.2f}; "
-                f"as drawn, before its calibration on validation galaxies (× {band['band_scale'] or 1.0:.2f}), "
-                f"{_or_nan(band['coverage_of_16_84_band_as_drawn']):.2f}."
+                + f"; at the predicted redshift {_or_nan(band[COVERAGE_AT_PREDICTED_REDSHIFT]):.2f}; "
+                f"as drawn, before its calibration on validation galaxies (× {band[BAND_SCALE] or 1.0:.2f}), "
+                f"{_or_nan(band[COVERAGE_AS_DRAWN]):.2f}."
             ),
         ]
     if "plausibility" in summary:

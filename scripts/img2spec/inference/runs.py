@@ -13,7 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import apply_band_scale, band_scale, bands_at_redshift, bands_of, scale_bands
+from ..bands import (
+    BAND_SCALE,
+    COVERAGE,
+    COVERAGE_AS_DRAWN,
+    COVERAGE_AT_PREDICTED_REDSHIFT,
+    COVERAGE_BY_MORPHOLOGY,
+    apply_band_scale,
+    band_scale,
+    bands_at_redshift,
+    bands_of,
+    scale_bands,
+)
 from ..dataset import DatasetFile
 from ..io import InputError, atomic_output
 from ..metrics import band_coverage
@@ -38,7 +49,7 @@ def calibrate_bands(
     summary = {
         "split": "val",
         "n_galaxies": 0,
-        "band_scale": 1.0,
+        BAND_SCALE: 1.0,
         "percentiles": list(settings.percentiles),
         "frame": "moved to the observed redshift",
     }
@@ -57,7 +68,7 @@ def calibrate_bands(
         scaled = scale_bands(bands, factor)
         summary.update(
             n_galaxies=int(rows.size),
-            band_scale=factor,
+            **{BAND_SCALE: factor},
             coverage_before=band_coverage(bands[low], bands[high], observed, mask | uncovered),
             coverage_after=band_coverage(scaled[low], scaled[high], observed, mask | uncovered),
         )
@@ -145,14 +156,14 @@ def predict_dataset(
         )
         if 50.0 in settings.percentiles
         else None,
-        "band_scale": band_factor,
+        BAND_SCALE: band_factor,
         "ood_threshold": outliers.threshold,
         "ood_nominal_flag_rate": round(1.0 - outliers.quantile, 6),
         "ood_flag_rate": float(np.mean(result["ood_flag"])),
-        "coverage_of_16_84_band_as_drawn": coverage_as_drawn,
-        "coverage_of_16_84_band_at_predicted_redshift": band_coverage(result[lo], result[hi], observed, mask),
-        "coverage_of_16_84_band": band_coverage(moved[low], moved[high], observed, compared),
-        "coverage_of_16_84_band_by_morphology": {
+        COVERAGE_AS_DRAWN: coverage_as_drawn,
+        COVERAGE_AT_PREDICTED_REDSHIFT: band_coverage(result[lo], result[hi], observed, mask),
+        COVERAGE: band_coverage(moved[low], moved[high], observed, compared),
+        COVERAGE_BY_MORPHOLOGY: {
             m: band_coverage(
                 moved[low][morphology == m],
                 moved[high][morphology == m],
