@@ -12,7 +12,11 @@ import numpy as np
 import pandas as pd
 
 from .fitresults import FITTERS, fit_column
+from .preprocessing import NORMALISATION_WINDOW
 from .spectral import bpt_ratios, kauffmann03, kewley01
+
+#: The normalisation window as the axis labels write it.
+WINDOW = "{:g}–{:g}".format(*NORMALISATION_WINDOW)
 
 
 def _save(fig, path: str | Path) -> None:
@@ -53,7 +57,7 @@ def dataset_examples(
     for row, label in enumerate(labels):
         spectrum_axes[row].plot(wave, flux[row], lw=0.5, color="0.3", label="log flux, 1 Å")
         spectrum_axes[row].plot(wave_lowres, flux_lowres[row], lw=1.0, color="C1", label="low-res target, 8 Å")
-        spectrum_axes[row].set_ylabel("ln F / F(6900–6950)")
+        spectrum_axes[row].set_ylabel(f"ln F / F({WINDOW})")
         spectrum_axes[row].set_title(label, fontsize=8, loc="left")
     spectrum_axes[0].legend(fontsize=7, loc="lower right")
     spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
@@ -214,7 +218,7 @@ def prediction_examples(
         ax.plot(wave, np.exp(observed[row]), lw=0.5, color="k", label="observed")
         ax.plot(wave, np.exp(predicted[row]), lw=0.6, color="C3", label="predicted")
         ax.set_title(label, fontsize=8, loc="left")
-        ax.set_ylabel("F / F(6900–6950)")
+        ax.set_ylabel(f"F / F({WINDOW})")
     spectrum_axes[0].legend(fontsize=7, loc="lower right")
     spectrum_axes[-1].set_xlabel("observed wavelength [Å]")
     _save(fig, path)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..bands import BAND_SCALE, COVERAGE, COVERAGE_AS_DRAWN, COVERAGE_AT_PREDICTED_REDSHIFT, COVERAGE_BY_MORPHOLOGY
 from ..io import atomic_output
+from ..preprocessing import NORMALISATION_WINDOW
 from .headline import HEADLINES, OBSERVED_NOISE_POWER, headline_numbers, lookup
 from .inputs import PREDICTOR_LABELS
 
@@ -23,8 +24,8 @@ HEADLINE_METHODS = {
     "median mean relative deviation Δ̄": (
         (
             "median over test galaxies of the mean over unmasked pixels of |F_pred − F_obs|/F_obs, linear normalised flux (eq. 9), "
-            "after moving the prediction from the redshift measured on it to the observed one and renormalising it in 6900–6950 Å "
-            "(Sect. 5.1)"
+            "after moving the prediction from the redshift measured on it to the observed one and renormalising it in "
+            "{:g}–{:g} Å (Sect. 5.1)".format(*NORMALISATION_WINDOW)
         ),
         (
             "the paper does not say how the moved spectrum is renormalised; pixels the moved prediction does not cover "
