@@ -55,7 +55,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _starts_snakemake(args) -> bool:
     words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
-    return any(w == "snakemake" and i and words[i - 1] == "-m" or w.endswith("/snakemake") for i, w in enumerate(words))
+    return any(
+        (w == "snakemake" and (i == 0 or words[i - 1] == "-m")) or w.endswith("/snakemake") for i, w in enumerate(words)
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -277,6 +277,13 @@ def _settings_classes() -> list[type]:
     return found
 
 
+def test_a_test_outside_the_workflow_tier_cannot_start_snakemake():
+    """The quick tier's promise is enforced, not trusted: this test is not marked ``workflow``."""
+    for command in ([sys.executable, "-m", "snakemake", "--version"], "snakemake --version"):
+        with pytest.raises(RuntimeError, match="mark it @pytest.mark.workflow"):
+            subprocess.run(command, shell=isinstance(command, str), capture_output=True, check=False)
+
+
 def test_the_configuration_reference_is_generated_from_the_schema():
     """Issue 27: config/README.md is the schema rendered (python -m img2spec.configdoc), so neither can drift."""
     from img2spec.configdoc import allowed, render
