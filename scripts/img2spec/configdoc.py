@@ -75,7 +75,9 @@ def _rows(schema: dict, path: str) -> list[str]:
     if properties:
         return [row for name, sub in properties.items() for row in _rows(sub, f"{path}.{name}" if path else name)]
     default = _literal(schema["default"]) if "default" in schema else "–"
-    return [f"| `{path}` | {default} | {allowed(schema)} | {schema.get('description', '')} |"]
+    cells = [f"`{path}`", default, allowed(schema), schema.get("description", "")]
+    # a bare | would end the cell (patterns hold alternatives)
+    return ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"]
 
 
 def render(schema: dict) -> str:
