@@ -14,7 +14,6 @@ networks as zeros.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from . import metrics, plots
 from .cubes import CUBE_SIZE
 from .dag import BAND_SETS, parse_variant
 from .dataset import SPLITS, DatasetFile
-from .io import BANDS, atomic_output
+from .io import BANDS, atomic_output, write_json
 from .predictions import PredictionFile
 
 #: Rest-frame range of the paper's Table 3 MSE [Å].
@@ -132,7 +131,6 @@ def collect(
     result = pd.DataFrame(rows)
     with atomic_output(table) as tmp:
         result.to_csv(tmp, index=False)
-    with atomic_output(summary) as tmp:
-        Path(tmp).write_text(json.dumps({"rest_range": list(TABLE3_REST_RANGE), "variants": rows}, indent=2))
+    write_json({"rest_range": list(TABLE3_REST_RANGE), "variants": rows}, summary)
     plots.ablation(result, figure)
     return result

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from .dataset import DatasetFile
-from .io import InputError, read_h5_rows
+from .io import InputError, read_h5_rows, write_json
 from .photometry import photometric_features, robust_centre_scale
 from .preprocessing import FLUX_UNIT, move_spectra
 from .settings import Settings
@@ -241,11 +241,9 @@ def baseline_summary(
     ``spectra_root`` (the mock's spectra folder) adds the ``truth`` baseline.  The summary gives
     the settings, the features, and each baseline's median Δ̄ and MSE against the observed spectra.
     """
-    import json
     import time
 
     from . import metrics
-    from .io import atomic_output
 
     started = time.perf_counter()
     predictions = photometric_baselines(dataset_h5, settings, split)
@@ -274,6 +272,5 @@ def baseline_summary(
             for name in names
         },
     }
-    with atomic_output(out_json) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2))
+    write_json(summary, out_json)
     return summary

@@ -8,6 +8,7 @@ measurements).  Image-cube files are :mod:`img2spec.cubes`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -394,6 +395,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json(value: Any, path: str | os.PathLike) -> None:
+    """``value`` as indented JSON at ``path``, written atomically (:func:`atomic_output`); numpy scalars as floats."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(value, indent=2, default=float))
 
 
 class ReadOnlyH5:

@@ -11,6 +11,7 @@ Snakefile can use it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import types
@@ -84,19 +85,16 @@ class Settings:
 
 
 @functools.cache
-def _defaults_text() -> str:
-    import json
-
+def _schema_defaults() -> dict[str, Any]:
+    # imported here: config imports networks, whose hyperparameters derive from Settings
     from .config import validate_config
 
-    return json.dumps(validate_config({}))
+    return validate_config({})
 
 
 def schema_defaults() -> dict[str, Any]:
     """The workflow config with nothing set: every default of ``config.schema.yaml`` (a fresh copy)."""
-    import json
-
-    return json.loads(_defaults_text())
+    return copy.deepcopy(_schema_defaults())
 
 
 def _typed(value: Any, hint: Any, where: str) -> Any:

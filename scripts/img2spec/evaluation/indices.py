@@ -9,8 +9,9 @@ import pandas as pd
 
 from .. import plots
 from ..fitresults import FIT_ID_COLUMNS, INDEX_COLUMNS
+from ..io import write_json
 from .fitting import agreement, fit_failures, kinds_in, paired
-from .inputs import write_summary, write_table
+from .inputs import write_table
 
 
 def indices(
@@ -45,6 +46,6 @@ def indices(
         agreements[name] = index_agreement(pairs, "predicted")
         for kind in agreements["predictors"]:
             agreements["predictors"][kind][name] = index_agreement(pairs, kind)
-    write_summary(agreements, summary)
+    write_json(agreements, summary)
     plots.index_comparison(fits, INDEX_COLUMNS, agreements, figure)
     return agreements

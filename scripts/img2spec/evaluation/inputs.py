@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,11 +146,6 @@ def truth_table(truth_parquet: str | Path | None, ids: np.ndarray) -> pd.DataFra
     if truth_parquet is None:
         return None
     return pd.read_parquet(truth_parquet).set_index("specObjID").loc[ids]
-
-
-def write_summary(summary: dict, path: str | Path) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2, default=float))
 
 
 def write_table(table: pd.DataFrame, path: str | Path, index: bool = False) -> None:

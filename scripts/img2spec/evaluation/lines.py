@@ -9,10 +9,11 @@ import pandas as pd
 
 from .. import metrics, plots
 from ..fitresults import line_column
+from ..io import write_json
 from ..spectral import BPT_CLASSES, BPT_LINES
 from ..toolbox.lines import LINES, bpt_class, lines_measured
 from .fitting import fit_failures, kinds_in
-from .inputs import KINDS, truth_table, write_summary, write_table
+from .inputs import KINDS, truth_table, write_table
 from .settings import EvaluationSettings
 
 
@@ -104,7 +105,7 @@ def lines(
         for kind in kinds[1:]
     }
     write_table(fluxes, table)
-    write_summary(measured, summary)
+    write_json(measured, summary)
     plots.line_comparison(fluxes, tuple(LINES), figure)
     return measured
 
@@ -190,7 +191,7 @@ def bpt(
             kind: metrics.classification_scores(classified["true_class"].to_numpy(), classes[kind]) for kind in kinds
         }
     write_table(classified, table)
-    write_summary(scores, summary)
+    write_json(scores, summary)
     plots.confusion(matrix, BPT_CLASSES, confusion_figure)
     plots.bpt_pair({k: inputs[k]["fluxes"] for k in KINDS}, classes, diagram)
     return scores

@@ -10,8 +10,9 @@ import pandas as pd
 from .. import plots
 from ..dataset import DatasetFile
 from ..fitresults import FIT_COLUMNS, FIT_ID_COLUMNS, fit_column
+from ..io import write_json
 from .fitting import agreement, fit_failures, kinds_in, paired
-from .inputs import truth_table, write_summary, write_table
+from .inputs import truth_table, write_table
 
 
 def _versus_truth(fits: pd.DataFrame, code: str, truth: pd.DataFrame | None) -> dict:
@@ -68,7 +69,7 @@ def stellar_populations(
             agreements["predictors"][name][prop] = agreement(pairs["observed"], pairs[name], prop == "sigma_star")
     agreements["seconds_per_fit"] = float(fits[fit_column(code, "seconds")].median())
     agreements.update(_versus_truth(fits, code, truth_table(truth_parquet, fits["specObjID"].unique())))
-    write_summary(agreements, summary)
+    write_json(agreements, summary)
     plots.property_histograms(fits, code, properties, figure)
     return agreements
 
@@ -117,7 +118,7 @@ def comparisons(
             agreements[code][prop] = agreement(pairs["observed"], pairs["predicted"])
     sigma = paired(fits, fit_column("ppxf", "sigma_star"))
     agreements["ppxf"]["sigma_star_relative"] = agreement(sigma["observed"], sigma["predicted"], relative=True)
-    write_summary(agreements, summary)
+    write_json(agreements, summary)
     plots.mass_metallicity(fits, catalog, mass_metallicity)
     plots.degeneracy(fits, degeneracy)
     plots.bimodality(fits, catalog, bimodality)

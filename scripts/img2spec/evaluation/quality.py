@@ -9,10 +9,11 @@ import pandas as pd
 
 from .. import metrics, plots
 from ..dataset import DatasetFile
+from ..io import write_json
 from ..predictions import PredictionFile
 from ..preprocessing import NORMALISATION_WINDOW, shift_to_redshift
 from ..spectral import EMISSION_LINES_VACUUM
-from .inputs import PREDICTOR_LABELS, read_predictors, redshifts_of_kinds, write_summary, write_table
+from .inputs import PREDICTOR_LABELS, read_predictors, redshifts_of_kinds, write_table
 
 #: Per-galaxy agreement scores of :func:`quality`; ``<score>_as_predicted`` is the same before alignment.
 QUALITY_SCORES = ("mean_relative_deviation", "mse", "chi2_per_pixel")
@@ -126,7 +127,7 @@ def quality(
         medians_of["band_coverage_of_truth"] = _band_coverage_of_truth(
             predictions_h5, wave, predictors["truth"], mask, z_spec, norm_window, norm_frame
         )
-    write_summary(medians_of, summary)
+    write_json(medians_of, summary)
     plots.deviation_histograms(scores, "galaxy_zoo", figure)
     _line_zoom_figure(wave, observed, mask, z_spec, predictors, z_of, norm_window, norm_frame, ids, zoom)
     return medians_of

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics, plots
+from ..io import write_json
 from ..templates import load_library
 from ..toolbox import build_basis, measure_redshift
-from .inputs import load_test_spectra, write_summary, write_table
+from .inputs import load_test_spectra, write_table
 from .settings import EvaluationSettings
 
 
@@ -78,6 +79,6 @@ def redshift(
             "outlier_fraction": float(outliers.mean()),
             "sigma_mad_without_outliers": metrics.sigma_mad(dz[~outliers]),
         }
-    write_summary(statistics, summary)
+    write_json(statistics, summary)
     plots.redshift_density(redshifts["z_spec"], redshifts["predicted_z"], statistics["predicted"], figure)
     return statistics

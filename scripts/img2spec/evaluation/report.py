@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bands import BAND_SCALE, COVERAGE, COVERAGE_AS_DRAWN, COVERAGE_AT_PREDICTED_REDSHIFT, COVERAGE_BY_MORPHOLOGY
-from ..io import atomic_output
+from ..io import atomic_output, write_json
 from ..preprocessing import NORMALISATION_WINDOW
 from .headline import HEADLINES, OBSERVED_NOISE_POWER, headline_numbers, lookup
 from .inputs import PREDICTOR_LABELS
@@ -213,8 +213,7 @@ def headline_summary(summaries: dict[str, str | Path], survey: str, out_json, ou
     ``out_md`` (:func:`headline_numbers`, :func:`render_markdown`); returns them."""
     loaded = {name: json.loads(Path(path).read_text()) for name, path in summaries.items()}
     summary = headline_numbers(loaded, survey, preset)
-    text = {out_json: json.dumps(summary, indent=2, default=float), out_md: render_markdown(summary, loaded)}
-    for path, content in text.items():
-        with atomic_output(path) as tmp:
-            Path(tmp).write_text(content)
+    write_json(summary, out_json)
+    with atomic_output(out_md) as tmp:
+        Path(tmp).write_text(render_markdown(summary, loaded))
     return summary

@@ -26,7 +26,7 @@ from ..bands import (
     scale_bands,
 )
 from ..dataset import DatasetFile
-from ..io import InputError, atomic_output
+from ..io import InputError, atomic_output, write_json
 from ..metrics import band_coverage
 from ..outliers import OutlierModel, outlier_model_of_dataset
 from ..predictions import MEDIAN, PredictionWriter, band_key, write_prediction_fits
@@ -44,7 +44,6 @@ def calibrate_bands(
     is to be used), the galaxies used and the 16–84%-style band's coverage of their observed pixels
     before and after scaling.
     """
-    import json
 
     summary = {
         "split": "val",
@@ -72,8 +71,7 @@ def calibrate_bands(
             coverage_before=band_coverage(bands[low], bands[high], observed, mask | uncovered),
             coverage_after=band_coverage(scaled[low], scaled[high], observed, mask | uncovered),
         )
-    with atomic_output(out_json) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2))
+    write_json(summary, out_json)
     return summary
 
 
@@ -101,7 +99,6 @@ def predict_dataset(
     (Δ̄, MSE) compare the spectra where they are placed, at the predicted redshift, and say so in
     their keys; the evaluation's headline compares them after the move to the observed redshift.
     """
-    import json
     import time
 
     from .. import metrics, plots
@@ -176,7 +173,7 @@ def predict_dataset(
             m: float(np.median(deviation[morphology == m])) for m in sorted(set(morphology))
         },
     }
-    Path(summary_json).write_text(json.dumps(summary, indent=2))
+    write_json(summary, summary_json)
     picks = []
     for name in ("elliptical", "spiral", "uncertain"):
         picks += list(np.flatnonzero(morphology == name)[:2])
