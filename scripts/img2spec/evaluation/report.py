@@ -16,7 +16,7 @@ import numpy as np
 from ..bands import BAND_SCALE, COVERAGE, COVERAGE_AS_DRAWN, COVERAGE_AT_PREDICTED_REDSHIFT, COVERAGE_BY_MORPHOLOGY
 from ..io import atomic_output, write_json
 from ..preprocessing import NORMALISATION_WINDOW
-from .headline import HEADLINES, OBSERVED_NOISE_POWER, headline_numbers, lookup
+from .headline import CHALLENGERS, HEADLINES, OBSERVED_NOISE_POWER, REFERENCES, headline_numbers, lookup
 from .inputs import PREDICTOR_LABELS
 
 #: How each headline number is computed here, and where that differs from the paper's procedure.
@@ -89,6 +89,14 @@ HEADLINE_METHODS = {
     "AGN recall": ("as AGN accuracy", "—"),
 }
 
+#: How the verdict sentences name the networks' products and the baselines they are compared with.
+VERDICT_NAMES = {
+    "predicted": "selected candidate",
+    "median": "median of the candidates",
+    "knn": "nearest-neighbour baseline",
+    "knn_rest": "rest-frame nearest-neighbour baseline",
+}
+
 
 def _cell(value: float) -> str:
     return "—" if not np.isfinite(value) else f"{value:.4g}"
@@ -123,10 +131,8 @@ def render_markdown(summary: dict, loaded: dict[str, dict]) -> str:
             for row in summary["headlines"]
         ],
     )
-    for (challenger, who), (reference, whom) in itertools.product(
-        (("predicted", "selected candidate"), ("median", "median of the candidates")),
-        (("knn", "nearest-neighbour baseline"), ("knn_rest", "rest-frame nearest-neighbour baseline")),
-    ):
+    for challenger, reference in itertools.product(CHALLENGERS, REFERENCES):
+        who, whom = VERDICT_NAMES[challenger], VERDICT_NAMES[reference]
         verdict = summary[f"{challenger}_beats_{reference}"]
         if not verdict:
             continue
