@@ -212,6 +212,20 @@ def test_a_checkpoint_rebuilds_its_network_from_its_own_entry(trained_checkpoint
         TrainedModels.load_tasks({"cdm_lr": path})
 
 
+def test_a_checkpoint_written_before_a_hyperparameter_existed_keeps_what_it_was_trained_with(
+    trained_checkpoints, tmp_path
+):
+    """Hyperparameters added to the schema since a checkpoint was written take their defaults: a CDM_lr
+    saved before ``regression.statistic`` existed was trained on the squared error, its ``mean``."""
+    from img2spec.tasks import CHECKPOINT_KEY, load_task
+
+    checkpoint = torch.load(trained_checkpoints["cdm_lr"], map_location="cpu", weights_only=False)
+    regression = checkpoint[CHECKPOINT_KEY]["hyperparameters"]["regression"]
+    assert regression.pop("statistic") == "median"  # the tiny preset's
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    assert load_task(tmp_path / "older.ckpt").hp.regression.statistic == "mean"
+
+
 def test_delivery_at_both_ends_of_the_redshift_range(models_and_images, tiny_dataset, monkeypatch):
     """A redshift head pushed past either end of the training range is clipped where the rest-frame grids,
     full and low resolution, still cover the observed ones: every pixel delivered, no crash (issue 24)."""

@@ -55,7 +55,7 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
             torch.from_numpy(task.image_stats.features(images)),
         )
         sample = task.sample(pixels, features, None, "dpmpp_2m", 20, torch.Generator().manual_seed(0))
-        regression = task.regression_mean(pixels, features)
+        regression = task.regression_centre(pixels, features)
         scores = [
             np.mean(_nearest_class(task.stats.restore(x).numpy(), references, reference_kinds) == kinds)
             for x in (sample, regression)
@@ -112,3 +112,51 @@ def test_the_tiny_pipeline_puts_a_narrow_line_only_where_the_image_says(tmp_path
     observed_depth = side_lobe_depth(wave, observed_rest, mask_rest, at_rest, LINE_REST)
     assert np.median(depth[blue]) >= np.median(observed_depth[blue]) - 0.02, (depth[blue], observed_depth[blue])
     assert depth.min() > np.exp(-5 * 0.02), depth
+
+
+@pytest.mark.slow
+def test_a_median_regression_head_leaves_out_a_line_the_image_cannot_tell(tmp_path):
+    """Issue 25: a line in 30% of the blue galaxies, chosen independently of their images.  CDM_lr's
+    regression head with ``statistic: median`` predicts no line for blue test galaxies (the likelier
+    alternative); with ``mean`` it blends a fraction of the line in, the [O III] excess of the default run."""
+    from img2spec.metrics import window_ew
+    from img2spec.upsampling import lowres_to_fullres
+
+    from tests.two_class import LINE_EW, LINE_REST, hidden_line_spectrum
+
+    torch.set_num_threads(2)
+    path = tmp_path / "hidden.h5"
+    truth = write_two_class_dataset(
+        path, n_train=320, n_val=8, n_test=32, redshifted=True, spectrum_of=hidden_line_spectrum, noise=0.02
+    )
+    tiny = network_hyperparameters({"preset": "tiny"})["cdm_lr"]
+    assert tiny.regression is not None
+    line_ew = {}
+    for statistic in ("mean", "median"):
+        hp = dataclasses.replace(
+            tiny,
+            regression=dataclasses.replace(tiny.regression, statistic=statistic),
+            max_steps=300,
+            batch_size=32,
+            val_every_steps=300,
+            checkpoint_every_steps=300,
+            val_sampler_steps=2,
+            lr_warmup_steps=10,
+        )
+        files = CheckpointFiles.in_folder(tmp_path / statistic)
+        train_network(str(path), "cdm_lr", hp, RUN, files, progress=False)
+        task = load_task(files.last).eval()
+        with h5py.File(path) as h5:
+            rows = np.flatnonzero(h5["split"][()] == SPLITS["test"])
+            images, wave = h5["images"][()][rows], h5[spectrum_key("wave", "rest")][()]
+            to_full = lowres_to_fullres(h5[spectrum_key("wave_lowres", "rest")][()], wave)
+        pixels, features = (
+            torch.from_numpy(task.image_stats.apply(images)),
+            torch.from_numpy(task.image_stats.features(images)),
+        )
+        centre = task.stats.restore(task.regression_centre(pixels, features)).numpy() @ to_full
+        blue = truth["kind"][rows] == "blue"
+        ew = window_ew(wave, centre[blue], np.zeros((blue.sum(), wave.size), bool), np.zeros(blue.sum()), LINE_REST)
+        line_ew[statistic] = float(np.median(ew))
+    # mean of ln flux: about 0.3 of the line's ln bump in its 8 Å bin, an EW near 0.2 of the line's
+    assert line_ew["median"] < 0.08 * LINE_EW < 0.12 * LINE_EW < line_ew["mean"], line_ew

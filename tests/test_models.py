@@ -42,9 +42,9 @@ def test_denoiser_shapes_and_gradients(network, length):
         optimizer.zero_grad()
         bound = net.conditioned(images, lowres)
         loss = ((bound(x, t) - target) ** 2).mean()
-        if bound.mean is not None:
-            assert bound.mean.shape == (3, length)
-            loss = loss + ((bound.mean - target) ** 2).mean()
+        if bound.centre is not None:
+            assert bound.centre.shape == (3, length)
+            loss = loss + ((bound.centre - target) ** 2).mean()
         if net.redshift is not None:
             loss = loss + ((net.redshift(bound.pooled) - 1) ** 2).mean()
         loss.backward()
@@ -298,7 +298,7 @@ def test_paper_preset_has_the_papers_training_settings():
 
 def test_repeated_conditioning_equals_encoding_each_repeat():
     """Several candidates per image: encoding once and repeating the tokens gives what encoding every
-    repeated image gives (eval mode), rows in image-by-image order, with the regression mean along."""
+    repeated image gives (eval mode), rows in image-by-image order, with the regression centre along."""
     torch.manual_seed(0)
     net = build_denoiser(TINY["cdm_lr"], super_resolution=False, length=563).eval()
     for layer in (net.unet.out[-1], net.regression.mlp[-1]):  # both start at zero, which would make any order pass
@@ -308,7 +308,7 @@ def test_repeated_conditioning_equals_encoding_each_repeat():
         once = net.conditioned(images).repeated(3)
         each = net.conditioned(images.repeat_interleave(3, dim=0))
         torch.testing.assert_close(once(x, t), each(x, t), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(once.mean, each.mean)
+        torch.testing.assert_close(once.centre, each.centre)
         tiled = net.conditioned(images.repeat(3, 1, 1, 1))
         assert not torch.allclose(once(x, t), tiled(x, t), atol=1e-3)
-    assert once.mean.shape == (6, 563)
+    assert once.centre.shape == (6, 563)

@@ -192,8 +192,8 @@ def test_a_network_refuses_the_other_kinds_hyperparameters():
 
 def test_the_residual_is_drawn_in_its_own_units_and_sampled_back_in_the_spectrum_s():
     """``residual_standardisation: running``: the scale follows the per-pixel RMS of the residual on the
-    regression mean (here a spread of 0.2 on half the pixels, 0.05 on the rest, masked pixels left alone),
-    and a draw is the regression mean plus the sampler's output times that scale."""
+    regression centre (here a spread of 0.2 on half the pixels, 0.05 on the rest, masked pixels left alone),
+    and a draw is the regression centre plus the sampler's output times that scale."""
     hp = _hp("cdm_lr", max_steps=5, residual_standardisation="running")
     task = DiffusionTask("cdm_lr", hp, flat_statistics())
     generator = torch.Generator().manual_seed(0)
@@ -223,7 +223,7 @@ def test_the_residual_is_drawn_in_its_own_units_and_sampled_back_in_the_spectrum
     task.schedule = Sampler()
     with torch.no_grad():
         bound = task._bind(task.ema, batch)
-        np.testing.assert_allclose(task.draw(bound), bound.mean + scale, rtol=1e-6)
+        np.testing.assert_allclose(task.draw(bound), bound.centre + scale, rtol=1e-6)
     unscaled = DiffusionTask("cdm_lr", _hp("cdm_lr", max_steps=5, residual_standardisation="none"), flat_statistics())
     unscaled.train()
     with torch.no_grad():

@@ -33,16 +33,30 @@ def class_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
 LINE_REST, LINE_EW, LINE_SIGMA = 6564.6, 10.0, 1.9
 
 
-def narrow_line_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
+def narrow_line_spectrum(kind: str, tilt: float, wave: np.ndarray, line: bool | None = None) -> np.ndarray:
     """Like :func:`class_spectrum` without the 4000 Å break and the broad line: a blue galaxy has one narrow
-    emission line (``LINE_EW`` Å at ``LINE_REST``, unresolved at R ≈ 1500), a red one none."""
+    emission line (``LINE_EW`` Å at ``LINE_REST``, unresolved at R ≈ 1500), a red one none; ``line``
+    overrides which."""
     x = (wave - 6925.0) / 2250.0
     slope = 0.6 + 0.25 * tilt if kind == "red" else -0.3 + 0.25 * tilt
     linear = np.exp(slope * x)
-    if kind == "blue":
+    if kind == "blue" if line is None else line:
         profile = np.exp(-0.5 * ((wave - LINE_REST) / LINE_SIGMA) ** 2) / (LINE_SIGMA * np.sqrt(2 * np.pi))
         linear = linear * (1 + LINE_EW * profile)
     return np.log(linear / linear[(wave >= 6900) & (wave <= 6950)].mean())
+
+
+#: Fraction of the blue galaxies with the line in :func:`hidden_line_spectrum`.
+HIDDEN_LINE_FRACTION = 0.3
+
+
+def hidden_line_spectrum(kind: str, tilt: float, wave: np.ndarray) -> np.ndarray:
+    """:func:`narrow_line_spectrum`, the line in only a fraction ``HIDDEN_LINE_FRACTION`` of the blue
+    galaxies, chosen by the thousandths of ``tilt``: a line the image cannot tell, like [O III] in a
+    galaxy whose image leaves it star-forming or AGN."""
+    return narrow_line_spectrum(
+        kind, tilt, wave, line=kind == "blue" and (1000 * (tilt + 1)) % 1 < HIDDEN_LINE_FRACTION
+    )
 
 
 def write_two_class_dataset(

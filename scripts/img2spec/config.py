@@ -6,6 +6,7 @@ Imports only yaml and jsonschema at module level, so the Snakefile can use it wi
 from __future__ import annotations
 
 import contextlib
+import copy
 import traceback
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,21 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
 def network_hyperparameters(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
     """The four networks' typed hyperparameters (:mod:`img2spec.networks`), from :func:`resolve_networks`."""
     return {name: hyperparameters(name, hp) for name, hp in resolve_networks(training, presets_dir).items()}
+
+
+def saved_hyperparameters(name: str, section: dict[str, Any]) -> Any:
+    """Typed hyperparameters of network ``name`` as a checkpoint saved them.
+
+    Keys added to ``networks.schema.yaml`` since the checkpoint was written take their defaults,
+    which keep the behaviour the network was trained with, so older checkpoints stay readable.
+    """
+    schema = yaml.safe_load(NETWORKS_SCHEMA_PATH.read_text())
+    completed = copy.deepcopy(section)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(
+        {"$defs": schema["$defs"], **schema["properties"][name]}
+    )
+    validator.validate(completed)
+    return hyperparameters(name, completed)
 
 
 def declared(files: Any) -> dict[str, str]:

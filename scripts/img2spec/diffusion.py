@@ -17,7 +17,7 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: What the network outputs: the noise ε, the velocity v = √ᾱ ε − √(1−ᾱ) x0, or x0 itself.
 PREDICTIONS = ("epsilon", "v", "x0")
 Generators = torch.Generator | list[torch.Generator] | None
-#: Bounds of x0 estimates: numbers, or per-element tensors (a bound around each regression mean).
+#: Bounds of x0 estimates: numbers, or per-element tensors (a bound around each regression centre).
 Range = tuple[float | torch.Tensor, float | torch.Tensor]
 
 

@@ -314,7 +314,8 @@ class UNet1D(nn.Module):
 
 
 class RegressionHead(nn.Module):
-    """MLP from the pooled image vector to a whole spectrum: the conditional mean E[x0 | image].
+    """MLP from the pooled image vector to a whole spectrum: a conditional statistic of x0 given the image
+    (its mean or median, as the loss it is trained with makes it).
 
     The last layer starts at zero, so the untrained head predicts the training mean (0 in the
     standardised units the diffusion models work in).
@@ -334,8 +335,8 @@ class RegressionHead(nn.Module):
 class BoundDenoiser:
     """A denoiser bound to one batch of conditioning, with the images encoded once.
 
-    Call it on (x_t, t) for the U-Net's output.  ``mean`` (B, L) is the regression head's conditional
-    mean of the spectrum, or None for a network without one; with it the U-Net models x0 − mean.
+    Call it on (x_t, t) for the U-Net's output.  ``centre`` (B, L) is the regression head's conditional
+    mean or median of the spectrum, or None for a network without one; with it the U-Net models x0 − centre.
     """
 
     def __init__(
@@ -344,9 +345,9 @@ class BoundDenoiser:
         tokens: torch.Tensor,
         pooled: torch.Tensor,
         lowres: torch.Tensor | None,
-        mean: torch.Tensor | None,
+        centre: torch.Tensor | None,
     ) -> None:
-        self.unet, self.tokens, self.pooled, self.lowres, self.mean = unet, tokens, pooled, lowres, mean
+        self.unet, self.tokens, self.pooled, self.lowres, self.centre = unet, tokens, pooled, lowres, centre
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         channels = [x_t] if self.lowres is None else [x_t, self.lowres]
@@ -364,17 +365,17 @@ class BoundDenoiser:
             rows(self.tokens),
             rows(self.pooled),
             lowres if lowres is not None else rows(self.lowres),
-            rows(self.mean),
+            rows(self.centre),
         )
 
 
 class ConditionalDenoiser(nn.Module):
     """Image encoder + U-Net: the network's output at (x_t, t | image[, low-resolution spectrum]).
 
-    With a ``regression`` head the spectrum is modelled as a regression mean plus a residual that
-    the diffusion model draws (CorrDiff, Mardani et al. 2024): the head learns E[x0 | image] with a
-    plain MSE on every training example, where diffusion training sees the conditional mean only
-    at its few high-noise steps.
+    With a ``regression`` head the spectrum is modelled as a regression centre plus a residual that
+    the diffusion model draws (CorrDiff, Mardani et al. 2024): the head learns the conditional mean
+    (squared error) or median (absolute error) of x0 on every training example, where diffusion
+    training sees the conditional mean only at its few high-noise steps.
 
     A rest-frame CDM_lr also has a ``redshift`` head (a one-value :class:`RegressionHead` on the same
     pooled vector): the image's redshift, at which its rest-frame draws are placed.
@@ -409,8 +410,8 @@ class ConditionalDenoiser(nn.Module):
         """The denoiser for fixed images, low-resolution spectra and photometric features (encoded
         once, not at every sampler step)."""
         tokens, pooled = self.encoder(images, features)
-        mean = self.regression(pooled) if self.regression is not None else None
-        return BoundDenoiser(self.unet, tokens, pooled, lowres, mean)
+        centre = self.regression(pooled) if self.regression is not None else None
+        return BoundDenoiser(self.unet, tokens, pooled, lowres, centre)
 
 
 class ContrastiveModel(nn.Module):

@@ -61,6 +61,19 @@ class HeadSettings(Hyperparameters):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RegressionHeadSettings(HeadSettings):
+    """CDM_lr's regression head, and the conditional statistic of each pixel it learns.
+
+    ``mean`` (squared error, CorrDiff) or ``median`` (absolute error).  Where the image leaves a line's
+    strength uncertain (star-forming or AGN [O III], emission or none), the per-pixel mean of ln flux
+    blends the alternatives and the median takes the likelier one; the diffusion model draws the
+    residual on either.
+    """
+
+    statistic: Literal["mean", "median"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkHyperparameters(Hyperparameters):
     """What every network has: image encoder, inputs, frame, optimiser and training length (``$defs/common``)."""
 
@@ -93,7 +106,7 @@ class DiffusionHyperparameters(NetworkHyperparameters):
     residual: bool
     upsampling: Literal["linear", "fitted"]
     upsampling_half_width: int
-    regression: HeadSettings | None
+    regression: RegressionHeadSettings | None
     residual_standardisation: Literal["none", "running"]
     redshift: HeadSettings | None
 

@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from . import networks as registry
+from .config import saved_hyperparameters
 from .dataset import DatasetFile
 from .diffusion import NoiseSchedule
 from .distributed import (
@@ -42,7 +43,7 @@ from .models import (
     UNet1D,
     info_nce,
 )
-from .networks import ContrastiveHyperparameters, DiffusionHyperparameters, NetworkHyperparameters, hyperparameters
+from .networks import ContrastiveHyperparameters, DiffusionHyperparameters, NetworkHyperparameters
 from .statistics import NetworkStatistics, fit_upsampling, image_stats, redshift_stats, spectrum_stats
 from .upsampling import Upsampling, linear_upsampling
 
@@ -208,7 +209,7 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     at fixed t and noise, mean of batch losses), ``val_mse``: the MSE, in natural-log flux over
     unmasked pixels, of one DDIM sample of the EMA model per validation galaxy (its noise seeded by the
     galaxy) against its observed spectrum (no best-of-k selection), and for a network
-    with a regression head ``val_regression_mse``, the same for its conditional mean.  CDM_sr also logs
+    with a regression head ``val_regression_mse``, the same for its centre (conditional mean or median).  CDM_sr also logs
     ``val_mean_mse`` (of its conditional mean, :meth:`NoiseSchedule.conditional_mean`),
     ``val_reference_mse`` (of its condition linearly interpolated: no fine structure) and, modelling a
     residual, ``val_upsampled_mse`` (of the upsampled condition alone).
@@ -231,7 +232,7 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         self.net = build_denoiser(hp, self.super_resolution, self.image_stats.n_features, self.stats.mean.size)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.schedule = NoiseSchedule.named(hp.schedule, hp.timesteps, hp.prediction)
-        # per-pixel RMS of the residual on the regression mean, in standardised units (1: the population's
+        # per-pixel RMS of the residual on the regression centre, in standardised units (1: the population's
         # spread); saved with the weights, so sampling undoes the scaling the training used
         self.register_buffer("residual_scale", torch.ones(self.stats.mean.size))
 
@@ -246,8 +247,8 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         batch: dict,
         generator: torch.Generator | list[torch.Generator],
     ) -> torch.Tensor:
-        """Diffusion loss of the target (of its residual on the regression mean), plus the mean's weighted
-        MSE and the redshift head's MSE in standardised redshift, each with its ``loss_weight``.
+        """Diffusion loss of the target (of its residual on the regression centre), plus the centre's weighted
+        squared or absolute error and the redshift head's MSE in standardised redshift, each with its ``loss_weight``.
 
         Training with several processes, each computes its share of the global batch's loss (noise
         and normalisation of the global batch, :meth:`NoiseSchedule.training_loss`), so that the mean
@@ -257,10 +258,10 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         training = self.training and net is self.net
         rank, world = shard_of(self) if training else (0, 1)
         weight_total = sum_over_ranks(self, weight.sum()) / world if world > 1 else weight.sum()
-        if bound.mean is None:
+        if bound.centre is None:
             loss = self.schedule.training_loss(bound, x0, weight, generator, (rank, world), weight_total)
         else:
-            residual = x0 - bound.mean.detach()
+            residual = x0 - bound.centre.detach()
             if self.hp.residual_standardisation == "running" and training:
                 with torch.no_grad():
                     sums = sum_over_ranks(self, torch.stack([(residual**2 * weight).sum(0), weight.sum(0)]))
@@ -269,8 +270,10 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
                     self.residual_scale.copy_(torch.where(sums[1] > 0, updated, self.residual_scale).clamp_min(1e-3))
             scaled = residual / self.residual_scale
             loss = self.schedule.training_loss(bound, scaled, weight, generator, (rank, world), weight_total)
-            regression = ((bound.mean - x0) ** 2 * weight).sum() / weight_total.clamp_min(1.0)
             assert self.hp.regression is not None  # a bound mean comes from the regression head
+            error = bound.centre - x0
+            penalty = error**2 if self.hp.regression.statistic == "mean" else error.abs()
+            regression = (penalty * weight).sum() / weight_total.clamp_min(1.0)
             loss = loss + self.hp.regression.loss_weight * regression
         if net.redshift is not None:
             assert self.hp.redshift is not None and self.statistics.redshift is not None  # checked on construction
@@ -333,11 +336,11 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
     ) -> torch.Tensor:
         """Standardised spectra from a denoiser bound to its conditioning; x0 estimates are bounded by the
         training range (:meth:`SpectrumStats.standardised_range`), of the whole spectrum when the
-        network draws a residual on its regression mean."""
+        network draws a residual on its regression centre."""
         shape = (bound.tokens.shape[0], self.stats.mean.size)
         low, high = self.stats.standardised_range
         device = bound.tokens.device
-        if bound.mean is None:
+        if bound.centre is None:
             return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
         scale = self.residual_scale
         residual = self.schedule.sample(
@@ -347,15 +350,15 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
             steps,
             generator,
             device,
-            ((low - bound.mean) / scale, (high - bound.mean) / scale),
+            ((low - bound.centre) / scale, (high - bound.centre) / scale),
             spacing,
         )
-        return bound.mean + residual * scale
+        return bound.centre + residual * scale
 
     @torch.no_grad()
-    def regression_mean(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Standardised conditional mean (B, L) of the EMA network's regression head, None without one."""
-        return self.ema.conditioned(images, None, features).mean
+    def regression_centre(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Standardised conditional mean or median (B, L) of the EMA network's regression head, None without one."""
+        return self.ema.conditioned(images, None, features).centre
 
     def on_validation_epoch_start(self) -> None:
         self._validation = _ValidationSums()
@@ -375,8 +378,8 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
 
         self._validation.add("val_loss", loss * n, n)
         add_mse("val_mse", sample)
-        if bound.mean is not None:
-            add_mse("val_regression_mse", bound.mean)
+        if bound.centre is not None:
+            add_mse("val_regression_mse", bound.centre)
         if self.super_resolution:
             # signal against noise: the conditional mean has no sample noise of its own, so its MSE and
             # the references' carry the same observational noise and differ by the fine structure learned
@@ -488,7 +491,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Dif
     name = saved["network"]
     task = make_task(
         name,
-        hyperparameters(name, saved["hyperparameters"]),
+        saved_hyperparameters(name, saved["hyperparameters"]),
         NetworkStatistics.from_dict(saved["statistics"]),
         saved["seed"],
     )

@@ -68,10 +68,12 @@ def main() -> None:
             "first full-resolution draw": candidates[:, 0],
             "median of the 15 full-resolution candidates": np.median(candidates, axis=1),
         }
-        for name, rest in products.items():
-            moved = linear_move(wave_drawn, rest, wave, drawn["z"])
+        moved = {name: linear_move(wave_drawn, rest, wave, drawn["z"]) for name, rest in products.items()}
+        # the delivered median: the pool of all low-resolution draws (already at the predicted redshift)
+        moved["median of candidates (delivered pool)"] = drawn["flux_p50"]
+        for name, flux in moved.items():
             scored.append(
-                {"CDM_lr": label, "product": name, **score(wave, moved, drawn["z"], observed, z, mask, ew_measured)}
+                {"CDM_lr": label, "product": name, **score(wave, flux, drawn["z"], observed, z, mask, ew_measured)}
             )
     columns = list(scored[0])
     text = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

@@ -142,14 +142,14 @@ def main() -> None:
         ("mean of the full-resolution candidates, linear flux", np.log(np.mean(np.exp(drawn), axis=1))),
     ):
         products[label] = linear_move(delivered["wave_drawn"], rest, wave, delivered["z"])
-    # the networks' conditional mean: CDM_lr's regression head, upsampled by CDM_sr's map (no draw, no selection)
+    # the networks' conditional centre: CDM_lr's regression head, upsampled by CDM_sr's map (no draw, no selection)
     pixels, features = network_input(models.cdm_lr, images, models.device)
     with torch.no_grad():
-        mean_lowres = models.cdm_lr.stats.restore(models.cdm_lr.regression_mean(pixels, features)).numpy()
+        mean_lowres = models.cdm_lr.stats.restore(models.cdm_lr.regression_centre(pixels, features)).numpy()
     upsampling = models.cdm_sr.statistics.upsampling or linear_upsampling(
         models.grids.network_wave_lowres, models.grids.network_wave
     )
-    products["CDM_lr's regression mean, upsampled"] = linear_move(
+    products["CDM_lr's regression centre, upsampled"] = linear_move(
         delivered["wave_drawn"], upsampling.apply(mean_lowres), wave, delivered["z"]
     )
     if truth is not None:

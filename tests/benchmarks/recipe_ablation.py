@@ -91,7 +91,7 @@ def score(checkpoint: Path, dataset: str, n_samples: int, seed: int = 0) -> dict
         mask = h5["mask_lowres"][()][rows]
     generator = torch.Generator().manual_seed(seed)
     samples = []
-    regression = task.regression_mean(
+    regression = task.regression_centre(
         torch.from_numpy(images), None if features is None else torch.from_numpy(features)
     )
     with torch.no_grad():
