@@ -32,6 +32,20 @@ def test_line_fluxes_and_ew_are_recovered():
     assert found["ew_Halpha"] == pytest.approx(truth["Halpha"], rel=0.03)
 
 
+def test_an_halpha_on_a_masked_sky_line_keeps_its_flux_and_ew():
+    """Issue 25: at z ≈ 0.055 Hα falls on the 6923 Å sky line, whose pixels are masked and which
+    to_rest_frame interpolates across, erasing the line's core.  Its flux (from the wings, with the
+    velocity of the other lines) and EW stay those of the line, not of the interpolated hole."""
+    flux, ivar, continuum, truth = hand_made(-0.4, 0.1, 12.0)
+    core = np.abs(WAVE - LINES["Halpha"]) < 3.0
+    ivar = np.where(core, 0.0, ivar)
+    flux = np.where(core, np.interp(WAVE, WAVE[~core], flux[~core]), flux)
+    found = measure_lines(WAVE, flux, ivar, continuum)
+    assert found["flux_Halpha"] == pytest.approx(truth["Halpha"], abs=4 * found["flux_err_Halpha"])
+    assert found["flux_err_Halpha"] < 0.1 * truth["Halpha"]
+    assert found["ew_Halpha"] == pytest.approx(truth["Halpha"], rel=0.05)
+
+
 @pytest.mark.parametrize(
     "log_nii_ha, log_oiii_hb, halpha, expected",
     [

@@ -3,7 +3,7 @@
 Hβ, [O III]4959,5007, Hα and [N II]6548,6584 are fitted as Gaussians with one velocity and one
 intrinsic σ, the doublets at their atomic ratios (2.98 and 2.94), on the continuum-subtracted
 spectrum convolved with the instrument.  EW(Hα) is measured with specutils on the spectrum divided
-by the stellar continuum.  The classes follow Doorenbos, Sextl et al. (2024), Sect. 5.7 and Figure
+by the stellar continuum, masked pixels replaced by the fitted lines.  The classes follow Doorenbos, Sextl et al. (2024), Sect. 5.7 and Figure
 12: passive when EW(Hα) < 1 Å or any of the four lines is missing, otherwise star-forming below the
 Kauffmann et al. (2003) line and AGN on or above it (composites count as AGN).  The paper calls a
 line missing when no emission is left after subtracting the continuum, "independent of any S/N
@@ -63,7 +63,8 @@ def measure_lines(
     wave : ndarray
         Rest-frame air wavelength [Å].
     flux, ivar : ndarray
-        f_λ and inverse variance.
+        f_λ and inverse variance (0: no measurement; the fit leaves such pixels out, and the EW takes
+        the fitted lines there).
     continuum : ndarray
         The stellar continuum model on ``wave`` (e.g. the FIREFLY-method best fit).
     resolving_power : float
@@ -106,8 +107,12 @@ def measure_lines(
 
     window = np.abs(wave - LINES["Halpha"]) < EW_HALF_WIDTH + 5
     if window.sum() > 5 and np.all(continuum[window] > 0):
+        # a masked pixel holds no measurement (to_rest_frame interpolates across it, which erases a line on
+        # a sky line): the fitted lines stand in for it, so a line's EW does not depend on where the sky falls
+        fitted = continuum[window] + coef @ _profiles(wave[window], best.x[0], best.x[1], resolving_power)
+        measured = np.where(ivar[window] > 0, flux[window], fitted)
         spectrum = Spectrum(
-            flux=(flux[window] / continuum[window]) * u.dimensionless_unscaled, spectral_axis=wave[window] * u.AA
+            flux=(measured / continuum[window]) * u.dimensionless_unscaled, spectral_axis=wave[window] * u.AA
         )
         region = SpectralRegion((LINES["Halpha"] - EW_HALF_WIDTH) * u.AA, (LINES["Halpha"] + EW_HALF_WIDTH) * u.AA)
         with warnings.catch_warnings():
