@@ -18,6 +18,20 @@ from tests.two_class import write_two_class_dataset
 RUN = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "precision": "32-true", "num_workers": 0, "seed": 0}
 
 
+def _short(hp, steps: int, batch_size: int, sampler_steps: int, **changes):
+    """``hp`` trained for ``steps`` steps, validated and checkpointed once at the end."""
+    return dataclasses.replace(
+        hp,
+        max_steps=steps,
+        batch_size=batch_size,
+        val_every_steps=steps,
+        checkpoint_every_steps=steps,
+        val_sampler_steps=sampler_steps,
+        lr_warmup_steps=10,
+        **changes,
+    )
+
+
 def _nearest_class(spectra: np.ndarray, references: np.ndarray, classes: np.ndarray) -> np.ndarray:
     distance = ((spectra[:, None, :] - references[None]) ** 2).mean(-1)
     return classes[distance.argmin(1)]
@@ -30,15 +44,7 @@ def test_conditional_diffusion_learns_the_class_of_the_image(tmp_path):
     distribution of spectra could do neither."""
     torch.set_num_threads(2)
     truth = write_two_class_dataset(tmp_path / "two.h5", n_train=96, n_val=8, n_test=32)
-    hp = dataclasses.replace(
-        network_hyperparameters({"preset": "tiny"})["cdm_lr"],
-        max_steps=200,
-        batch_size=16,
-        val_every_steps=200,
-        checkpoint_every_steps=200,
-        val_sampler_steps=5,
-        lr_warmup_steps=10,
-    )
+    hp = _short(network_hyperparameters({"preset": "tiny"})["cdm_lr"], 200, 16, 5)
     train_network(
         str(tmp_path / "two.h5"), "cdm_lr", hp, RUN, CheckpointFiles.in_folder(tmp_path / "cdm_lr"), progress=False
     )
@@ -133,16 +139,7 @@ def test_a_median_regression_head_leaves_out_a_line_the_image_cannot_tell(tmp_pa
     assert tiny.regression is not None
     line_ew = {}
     for statistic in ("mean", "median"):
-        hp = dataclasses.replace(
-            tiny,
-            regression=dataclasses.replace(tiny.regression, statistic=statistic),
-            max_steps=300,
-            batch_size=32,
-            val_every_steps=300,
-            checkpoint_every_steps=300,
-            val_sampler_steps=2,
-            lr_warmup_steps=10,
-        )
+        hp = _short(tiny, 300, 32, 2, regression=dataclasses.replace(tiny.regression, statistic=statistic))
         files = CheckpointFiles.in_folder(tmp_path / statistic)
         train_network(str(path), "cdm_lr", hp, RUN, files, progress=False)
         task = load_task(files.last).eval()
