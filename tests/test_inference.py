@@ -216,7 +216,9 @@ def test_a_checkpoint_written_before_a_hyperparameter_existed_keeps_what_it_was_
     trained_checkpoints, tmp_path
 ):
     """Hyperparameters added to the schema since a checkpoint was written take their defaults: a CDM_lr
-    saved before ``regression.statistic`` existed was trained on the squared error, its ``mean``."""
+    saved before ``regression.statistic`` existed was trained on the squared error, its ``mean``; a saved
+    value the schema refuses is refused naming the file and the key."""
+    from img2spec.config import ConfigError
     from img2spec.tasks import CHECKPOINT_KEY, load_task
 
     checkpoint = torch.load(trained_checkpoints["cdm_lr"], map_location="cpu", weights_only=False)
@@ -224,6 +226,10 @@ def test_a_checkpoint_written_before_a_hyperparameter_existed_keeps_what_it_was_
     assert regression.pop("statistic") == "median"  # the tiny preset's
     torch.save(checkpoint, tmp_path / "older.ckpt")
     assert load_task(tmp_path / "older.ckpt").hp.regression.statistic == "mean"
+    regression["statistic"] = "mode"
+    torch.save(checkpoint, tmp_path / "damaged.ckpt")
+    with pytest.raises(ConfigError, match=r"damaged.ckpt: saved key cdm_lr.regression.statistic: 'mode' is not one of"):
+        load_task(tmp_path / "damaged.ckpt")
 
 
 def test_delivery_at_both_ends_of_the_redshift_range(models_and_images, tiny_dataset, monkeypatch):

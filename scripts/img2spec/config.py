@@ -14,7 +14,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .networks import NETWORK_NAMES, hyperparameters, network
+from .networks import (
+    NETWORK_NAMES,
+    ContrastiveHyperparameters,
+    DiffusionHyperparameters,
+    hyperparameters,
+    network,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -38,8 +44,10 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _validate(instance: Any, schema_path: Path, what: str, prefix: str = "") -> None:
-    schema = yaml.safe_load(Path(schema_path).read_text())
+def _validate(instance: Any, schema: Path | dict[str, Any], what: str, prefix: str = "") -> None:
+    """Fill ``instance``'s defaults from ``schema`` (a file or a loaded schema); a ConfigError naming every bad key."""
+    if not isinstance(schema, dict):
+        schema = yaml.safe_load(Path(schema).read_text())
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
@@ -307,18 +315,22 @@ def network_hyperparameters(training: dict[str, Any], presets_dir: Path = PRESET
     return {name: hyperparameters(name, hp) for name, hp in resolve_networks(training, presets_dir).items()}
 
 
-def saved_hyperparameters(name: str, section: dict[str, Any]) -> Any:
-    """Typed hyperparameters of network ``name`` as a checkpoint saved them.
+def saved_hyperparameters(
+    name: str, section: dict[str, Any], source: str | Path
+) -> DiffusionHyperparameters | ContrastiveHyperparameters:
+    """Typed hyperparameters of network ``name`` as the checkpoint ``source`` saved them.
 
     Keys added to ``networks.schema.yaml`` since the checkpoint was written take their defaults,
     which keep the behaviour the network was trained with, so older checkpoints stay readable.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` and the key, where the saved values break the schema.
     """
     schema = yaml.safe_load(NETWORKS_SCHEMA_PATH.read_text())
     completed = copy.deepcopy(section)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(
-        {"$defs": schema["$defs"], **schema["properties"][name]}
-    )
-    validator.validate(completed)
+    _validate(completed, {"$defs": schema["$defs"], **schema["properties"][name]}, f"{source}: saved", prefix=name)
     return hyperparameters(name, completed)
 
 

@@ -491,7 +491,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Dif
     name = saved["network"]
     task = make_task(
         name,
-        saved_hyperparameters(name, saved["hyperparameters"]),
+        saved_hyperparameters(name, saved["hyperparameters"], path),
         NetworkStatistics.from_dict(saved["statistics"]),
         saved["seed"],
     )

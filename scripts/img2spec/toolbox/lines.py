@@ -3,8 +3,8 @@
 Hβ, [O III]4959,5007, Hα and [N II]6548,6584 are fitted as Gaussians with one velocity and one
 intrinsic σ, the doublets at their atomic ratios (2.98 and 2.94), on the continuum-subtracted
 spectrum convolved with the instrument.  EW(Hα) is measured with specutils on the spectrum divided
-by the stellar continuum, masked pixels replaced by the fitted lines.  The classes follow Doorenbos, Sextl et al. (2024), Sect. 5.7 and Figure
-12: passive when EW(Hα) < 1 Å or any of the four lines is missing, otherwise star-forming below the
+by the stellar continuum, masked pixels replaced by the fitted lines.  The classes follow Doorenbos,
+Sextl et al. (2024), Sect. 5.7 and Figure 12: passive when EW(Hα) < 1 Å or any of the four lines is missing, otherwise star-forming below the
 Kauffmann et al. (2003) line and AGN on or above it (composites count as AGN).  The paper calls a
 line missing when no emission is left after subtracting the continuum, "independent of any S/N
 ratio, which is not available in predicted spectra" (:data:`DETECTION_RULES` ``"positive"``); a
