@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from img2spec.templates import pinned_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.tiny_dag import REPO, TEMPLATE_CACHE, TinyRun, run_tiny_dag
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -75,7 +76,6 @@ def _workflow_tier_guard(request, monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", Guarded)
 
 
-TEMPLATE_CACHE = REPO / "resources" / "downloads"
 MANGADAP = pinned_wheel()
 
 
@@ -85,6 +85,12 @@ def mangadap_wheel() -> Path:
     from img2spec.templates import fetch_wheel
 
     return fetch_wheel(*MANGADAP, TEMPLATE_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mangadap_wheel, tmp_path_factory) -> TinyRun:
+    """The tiny mock DAG run once on 2 cores (:data:`tests.tiny_dag.TINY`), shared by the tests that check it."""
+    return run_tiny_dag(tmp_path_factory.mktemp("tiny_dag"))
 
 
 @pytest.fixture(scope="session")

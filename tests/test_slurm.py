@@ -3,7 +3,8 @@
 ``tests/slurm/cluster.sh`` starts munged, slurmctld and slurmd on this machine (installing them through
 apt when missing); where it cannot, the test skips with its one-line reason.  Every rule runs as a SLURM
 job; the training of contrastive_lr is pre-empted with ``scancel --signal=TERM`` and resumed through the
-profile's ``restart-times``; the results equal a local run's with the same configuration.
+profile's ``restart-times``; the results equal those of the local tiny run that the end-to-end test
+checks (fixture ``tiny_run``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import torch
 import yaml
 
 from .conftest import REPO
-from .test_workflow import TINY, _snakemake, _workdir
+from .tiny_dag import PRE_EMPTED, TINY, make_workdir
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-PRE_EMPTED = "contrastive_lr"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 #: Plugin settings for the test cluster: squeue for job states (no accounting database), and status
 #: checks from 2 s on instead of 40 s so that the tiny jobs do not wait.
@@ -40,15 +40,6 @@ def _test_profile(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
     return folder
-
-
-def _config() -> dict:
-    """The tiny DAG without the ablation; the pre-empted network trains long enough to be caught mid-run."""
-    networks = {name: dict(settings) for name, settings in TINY["training"]["networks"].items()}
-    networks[PRE_EMPTED] = {"max_steps": 400, "batch_size": 8, "val_every_steps": 100, "checkpoint_every_steps": 20}
-    return {key: value for key, value in TINY.items() if key not in ("ablation", "training")} | {
-        "training": {"networks": networks}
-    }
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +85,12 @@ def _pre_empt_training(workdir: Path, run: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 @pytest.mark.workflow
-def test_tiny_dag_through_the_slurm_profile_equals_the_local_run(slurm_cluster, tmp_path, mangadap_wheel):
-    local = _workdir(tmp_path / "local", _config())
-    started = time.monotonic()
-    ran = _snakemake(local, "--cores", "2", "--configfile", "tiny.yaml")
-    local_seconds = time.monotonic() - started
+def test_tiny_dag_through_the_slurm_profile_equals_the_local_run(slurm_cluster, tiny_run, tmp_path):
+    local, ran = tiny_run.folder, tiny_run.result
     assert ran.returncode == 0, ran.stderr[-3000:]
     rules = set(re.findall(r"^(?:local)?rule (\w+):", ran.stdout + ran.stderr, flags=re.MULTILINE)) - {"all"}
 
-    cluster = _workdir(tmp_path / "cluster", _config())
+    cluster = make_workdir(tmp_path / "cluster", TINY)
     command = [
         "python",
         "-m",
@@ -131,7 +119,7 @@ def test_tiny_dag_through_the_slurm_profile_equals_the_local_run(slurm_cluster, 
 
     jobs = _jobs_of(cluster)
     table = "\n".join(f"{job['id']:>5} {job['state']:<10} {job['partition']:<4} {job['comment']}" for job in jobs)
-    print(f"\nlocal run {local_seconds:.0f} s, SLURM run {cluster_seconds:.0f} s; jobs:\n{table}")
+    print(f"\nlocal run {tiny_run.seconds:.0f} s, SLURM run {cluster_seconds:.0f} s; jobs:\n{table}")
     assert {re.match(r"rule_(\w+?)(_wildcards|$)", job["comment"]).group(1) for job in jobs} == rules
     trainings = [job for job in jobs if job["comment"] == f"rule_train_wildcards_{PRE_EMPTED}"]
     assert [job["state"] for job in trainings] == ["FAILED", "COMPLETED"] and trainings[0]["id"] == pre_empted

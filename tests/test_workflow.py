@@ -24,46 +24,15 @@ from img2spec.evaluation import EvaluationSettings
 from img2spec.inference import InferenceSettings
 from img2spec.networks import NETWORK_NAMES
 
-from .conftest import REPO, TEMPLATE_CACHE
+from .conftest import REPO
+from .tiny_dag import SNAKEMAKE, TINY, make_workdir, run_snakemake
 from .workflow_rules import report_paths, rules
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _workdir(tmp_path: Path, config: dict) -> Path:
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = SNAKEMAKE + ["--snakefile", str(REPO / "workflow" / "Snakefile")]
-    return subprocess.run(command + list(args), cwd=workdir, capture_output=True, text=True, timeout=900, check=False)
-
-
-FEW_STEPS = {"max_steps": 4, "batch_size": 8, "val_every_steps": 4, "checkpoint_every_steps": 4}
-TINY = {
-    "templates": {"download_dir": str(TEMPLATE_CACHE)},
-    "mock": {"n_galaxies": 40, "batch_size": 40},
-    "dataset": {"n_val": 4, "n_test": 6},
-    "training": {"networks": {name: dict(FEW_STEPS) for name in NETWORK_NAMES}},
-    "inference": {"k_lr": 2, "keep_lr": 1, "k_sr": 2, "steps": 2},
-    "predict_images": {"mockcubes": "resources/mock/cubes.npz"},
-    "evaluation": {
-        "chunk_size": 4,
-        "ppxf": {"bootstrap": 1},
-        "firefly": {"bootstrap": 1, "beam": 2, "max_components": 3},
-        "lines": {"draws": 50},
-    },
-    "ablation": {"resolutions": [64, 4], "band_variants": ["1px_mean"], "inference": {"k_lr": 1, "k_sr": 1}},
-}
 
 
 @pytest.mark.slow
 @pytest.mark.workflow
-def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
-    workdir = _workdir(tmp_path, TINY)
-    result = _snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
+def test_tiny_dag_runs_end_to_end(tiny_run):
+    workdir, result = tiny_run.folder, tiny_run.result
     assert result.returncode == 0, result.stderr[-4000:]
     with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
         assert h5["images"].shape == (40, 5, 64, 64)
@@ -103,16 +72,16 @@ def test_tiny_dag_runs_end_to_end(tmp_path, mangadap_wheel):
         assert (workdir / path).stat().st_size > 0, path
     summary = (workdir / "results/evaluation/summary.md").read_text()
     assert "mock" in summary and "0.0118" in summary
-    again = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    again = run_snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
-    ablation = _snakemake(workdir, "results/ablation/summary.json", "--cores", "2", "--configfile", "tiny.yaml")
+    ablation = run_snakemake(workdir, "results/ablation/summary.json", "--cores", "2", "--configfile", "tiny.yaml")
     assert ablation.returncode == 0, ablation.stderr[-4000:]
     table = pd.read_csv(workdir / "results/ablation/table.csv")
     assert table["variant"].tolist() == ["64px_ugriz", "4px_ugriz", "1px_mean"] and (table["n"] == 6).all()
 
     # the ablation is off the default graph, so it is named as a target to be reported too
-    report = _snakemake(
+    report = run_snakemake(
         workdir, "all", "results/ablation/summary.json", "--report", "results/report.html", "--configfile", "tiny.yaml"
     )
     assert report.returncode == 0, report.stderr[-4000:]
@@ -178,9 +147,9 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
     config = {key: TINY[key] for key in ("templates", "mock", "dataset")} | {
         "training": {"networks": {"contrastive_lr": network}}
     }
-    workdir = _workdir(tmp_path, config)
+    workdir = make_workdir(tmp_path, config)
     target = "results/models/contrastive_lr/last.ckpt"
-    straight = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
+    straight = run_snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = torch.load(workdir / target, map_location="cpu", weights_only=False)["state_dict"]
     assert not (workdir / "results/models/contrastive_lr/resume").exists()
@@ -198,7 +167,7 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
     ]
     assert saved_at < stopped_at < 60
 
-    finished = _snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
+    finished = run_snakemake(workdir, target, "--cores", "1", "--configfile", "tiny.yaml")
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming contrastive_lr from" in (workdir / "results/logs/train_contrastive_lr.log").read_text()
     resumed = torch.load(workdir / target, map_location="cpu", weights_only=False)["state_dict"]
@@ -230,8 +199,8 @@ def test_training_resumes_under_snakemake_after_kill_and_sigterm(tmp_path, manga
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
-    workdir = _workdir(tmp_path, bad)
-    result = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    workdir = make_workdir(tmp_path, bad)
+    result = run_snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr)
     with pytest.raises(ConfigError, match=message):
@@ -241,12 +210,12 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
 @pytest.mark.workflow
 def test_nested_command_line_values_are_typed_and_network_keys_closed(tmp_path):
     """--config training='{devices: 4}' arrives as the string '4' from Snakemake; a misspelt network key is not ignored."""
-    workdir = _workdir(tmp_path, {})
-    typed = _snakemake(
+    workdir = make_workdir(tmp_path, {})
+    typed = run_snakemake(
         workdir, "-n", "--configfile", "tiny.yaml", "--config", "training={preset: paper, accelerator: gpu, devices: 4}"
     )
     assert typed.returncode == 0, typed.stderr[-2000:]
-    misspelt = _snakemake(
+    misspelt = run_snakemake(
         workdir,
         "-n",
         "--configfile",
@@ -277,7 +246,7 @@ def _settings_classes() -> list[type]:
     return found
 
 
-def test_a_test_outside_the_workflow_tier_cannot_start_snakemake():
+def test_a_test_outside_the_workflow_tier_cannot_startrun_snakemake():
     """The quick tier's promise is enforced, not trusted: this test is not marked ``workflow``."""
     for command in ([sys.executable, "-m", "snakemake", "--version"], "snakemake --version"):
         with pytest.raises(RuntimeError, match="mark it @pytest.mark.workflow"):
@@ -443,7 +412,7 @@ def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
     (tmp_path / "resources" / "sdss").mkdir(parents=True)
     (tmp_path / "resources" / "sdss" / "cubes.npz").touch()  # the user's Pasquet cube file
     shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
-    result = _snakemake(tmp_path, "-n", "--configfile", "config/sdss.yaml")
+    result = run_snakemake(tmp_path, "-n", "--configfile", "config/sdss.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     plan = result.stdout + result.stderr
     for rule, count in (("sdss_query", 1), ("sdss_spectra", 1), ("build_dataset", 1), ("train", 4), ("predict", 1)):
@@ -454,7 +423,7 @@ def test_sdss_preset_plans_the_real_data_path_offline(tmp_path):
 def test_sdss_cubes_from_frames_are_planned_when_chosen(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "resources" / "sql", tmp_path / "resources" / "sql")
-    result = _snakemake(
+    result = run_snakemake(
         tmp_path, "-n", "--configfile", "config/sdss.yaml", "--config", "sdss={cubes: {source: frames}}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -473,10 +442,10 @@ def test_config_files_with_a_repeated_key_or_bad_yaml_are_refused_by_file_and_li
     broken.write_text("mock:\n  n_galaxies: [100\nsurvey: mock\n")
     with pytest.raises(ConfigError, match="broken.yaml, line 3, column 7: not valid YAML"):
         read_yaml(broken)
-    workdir = _workdir(tmp_path / "run", {})
+    workdir = make_workdir(tmp_path / "run", {})
     (workdir / "tiny.yaml").write_text("survey: mock\nsurvey: sdss\n")
-    result = _snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    result = run_snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert result.returncode != 0 and "key 'survey' given twice" in result.stdout + result.stderr
     (workdir / "config" / "config.yaml").write_text("mock:\n  n_galaxies: [100\nsurvey: mock\n")
-    result = _snakemake(workdir, "-n")
+    result = run_snakemake(workdir, "-n")
     assert result.returncode != 0 and "config.yaml, line 3, column 7: not valid YAML" in result.stdout + result.stderr
