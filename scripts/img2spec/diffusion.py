@@ -89,6 +89,25 @@ class NoiseSchedule:
     def alpha_bar(self) -> torch.Tensor:
         return torch.cumprod(1 - self.betas, dim=0)
 
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        """(1 − ᾱ_t)/ᾱ_t: the variance of the noise on x0 at each step, x_t/√ᾱ_t = x0 + √((1 − ᾱ_t)/ᾱ_t) ε."""
+        ab = self.alpha_bar
+        return (1 - ab) / ab
+
+    def final_step(self, final_noise: float = 0.0) -> int:
+        """First step whose noise variance (:attr:`noise_variance`) is at least ``final_noise``; 0 for 0.
+
+        A sampler that ends there returns E[x0 | x_t] at that noise level: structure of the data below
+        it, the training spectra's observational noise among it, is averaged out, not drawn.
+        """
+        if final_noise < 0:
+            raise ValueError(f"final_noise must be ≥ 0, got {final_noise}")
+        variance = self.noise_variance
+        if final_noise > float(variance[-1]):
+            raise ValueError(f"final_noise {final_noise} exceeds the schedule's largest noise variance")
+        return int(torch.searchsorted(variance, torch.tensor(final_noise, dtype=variance.dtype)))
+
     def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return table.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
@@ -188,19 +207,21 @@ class NoiseSchedule:
         generator: Generators = None,
         device=None,
         x0_range: Range | None = None,
+        final_step: int = 0,
     ) -> torch.Tensor:
-        """DDPM ancestral sampling over all T steps with the posterior q(x_{t−1} | x_t, x0̂).
+        """DDPM ancestral sampling over steps T−1 … ``final_step`` with the posterior q(x_{t−1} | x_t, x0̂).
 
         μ = √ᾱ_{t−1} β_t/(1−ᾱ_t) x0̂ + √α_t (1−ᾱ_{t−1})/(1−ᾱ_t) x_t, variance β̃_t = β_t (1−ᾱ_{t−1})/(1−ᾱ_t).
         Near t = T−1 (β → 0.999) the x0 estimate divides the network's error by √ᾱ_t ≈ 2e-4;
         ``x0_range``, the range of the (standardised) training data, bounds it, as the clipping of
-        Ho et al. (2020) to [−1, 1] does for images, without cutting real spectra.
+        Ho et al. (2020) to [−1, 1] does for images, without cutting real spectra.  The x0 estimate at
+        ``final_step`` is returned (:meth:`final_step`).
         """
         x = randn(shape, generator, device)
         betas, ab = self.betas, self.alpha_bar
-        for step in reversed(range(self.timesteps)):
+        for step in reversed(range(final_step, self.timesteps)):
             x0, _ = self._x0_and_eps(denoiser, x, step, x0_range)
-            if step == 0:
+            if step == final_step:
                 return x0
             beta, a_bar, a_prev = float(betas[step]), float(ab[step]), float(ab[step - 1])
             mean = math.sqrt(a_prev) * beta / (1 - a_bar) * x0 + math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_bar) * x
@@ -208,7 +229,7 @@ class NoiseSchedule:
             x = mean + math.sqrt(variance) * randn(shape, generator, x.device)
         return x
 
-    def step_sequence(self, steps: int, spacing: str | None = None) -> list[int]:
+    def step_sequence(self, steps: int, spacing: str | None = None, final_step: int = 0) -> list[int]:
         """Decreasing training steps visited by a sampler with ``steps`` network evaluations.
 
         ``leading``: t = k·⌊T/steps⌋ (Song et al. 2021); it never starts at t = T−1, where ᾱ ≈ 4e-8
@@ -221,14 +242,18 @@ class NoiseSchedule:
         DPM-Solver++(2M) has no mean bias and a spread 14%, 3% and 0% too narrow at 10, 20 and 50
         steps, its last step returning E[x0 | x_t] at t = T/steps; leading has a 5% mean bias at
         10 steps (α of its first step).
+
+        ``final_step`` f > 0 spaces the same way over steps f … T−1 only, as if step f were the
+        clean end of the schedule (:meth:`final_step`): the last step visited lies at or above f.
         """
-        if not 1 <= steps <= self.timesteps:
-            raise ValueError(f"steps must be in 1..{self.timesteps}, got {steps}")
+        if not 1 <= steps <= self.timesteps - final_step:
+            raise ValueError(f"steps must be in 1..{self.timesteps - final_step}, got {steps}")
         spacing = spacing or ("leading" if self.prediction == "epsilon" else "trailing")
+        span = self.timesteps - final_step
         if spacing == "leading":
-            return [k * (self.timesteps // steps) for k in reversed(range(steps))]
+            return [final_step + k * (span // steps) for k in reversed(range(steps))]
         if spacing == "trailing":
-            return [round(self.timesteps - 1 - k * self.timesteps / steps) for k in range(steps)]
+            return [final_step + round(span - 1 - k * span / steps) for k in range(steps)]
         raise ValueError(f"unknown step spacing {spacing!r} (leading, trailing)")
 
     @torch.no_grad()
@@ -242,11 +267,12 @@ class NoiseSchedule:
         device=None,
         x0_range: Range | None = None,
         spacing: str | None = None,
+        final_step: int = 0,
     ) -> torch.Tensor:
         """DDIM (Song et al. 2021) on :meth:`step_sequence`; eta = 0 is deterministic."""
         x = randn(shape, generator, device)
         ab = self.alpha_bar
-        sequence = self.step_sequence(steps, spacing)
+        sequence = self.step_sequence(steps, spacing, final_step)
         for i, step in enumerate(sequence):
             x0, eps = self._x0_and_eps(denoiser, x, step, x0_range)
             a_t = float(ab[step])
@@ -267,6 +293,7 @@ class NoiseSchedule:
         device=None,
         x0_range: Range | None = None,
         spacing: str | None = None,
+        final_step: int = 0,
     ) -> torch.Tensor:
         """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data-prediction form.
 
@@ -277,7 +304,7 @@ class NoiseSchedule:
         """
         x = randn(shape, generator, device)
         ab = self.alpha_bar
-        sequence = self.step_sequence(steps, spacing)
+        sequence = self.step_sequence(steps, spacing, final_step)
         previous_x0: torch.Tensor | None = None
         previous_h = 0.0
         for i, step in enumerate(sequence):
@@ -306,19 +333,30 @@ class NoiseSchedule:
         device=None,
         x0_range: Range | None = None,
         spacing: str | None = None,
+        final_noise: float = 0.0,
     ) -> torch.Tensor:
         """Sample with the sampler called ``name``: ``ancestral`` (all T steps), ``ddim`` or ``dpmpp_2m``.
 
         ``spacing`` (leading, trailing; None for the prediction's default) applies to the fast samplers.
+        ``final_noise`` > 0 ends the sampling at that noise variance with the x0 estimate there
+        (:meth:`final_step`); 0 samples down to the clean end of the schedule.
         """
+        final_step = self.final_step(final_noise)
         if name == "ancestral":
-            return self.sample_ancestral(denoiser, shape, generator, device, x0_range)
+            return self.sample_ancestral(denoiser, shape, generator, device, x0_range, final_step)
         if steps is None:
             raise ValueError(f"sampler {name!r} needs a number of steps")
         if name == "ddim":
             return self.sample_ddim(
-                denoiser, shape, steps, generator=generator, device=device, x0_range=x0_range, spacing=spacing
+                denoiser,
+                shape,
+                steps,
+                generator=generator,
+                device=device,
+                x0_range=x0_range,
+                spacing=spacing,
+                final_step=final_step,
             )
         if name == "dpmpp_2m":
-            return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range, spacing)
+            return self.sample_dpmpp_2m(denoiser, shape, steps, generator, device, x0_range, spacing, final_step)
         raise ValueError(f"unknown sampler {name!r} (ancestral, ddim, dpmpp_2m)")

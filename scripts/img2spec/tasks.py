@@ -320,28 +320,38 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
         generator=None,
         spacing: str | None = None,
         repeats: int = 1,
+        final_noise: float = 0.0,
     ) -> torch.Tensor:
         """Standardised spectra (B·repeats, L) drawn by the EMA network for standardised ``images`` (B, 5, 64, 64).
 
         ``features`` are the photometric features; each image is encoded once and gets ``repeats``
         draws (rows ordered image by image).  ``lowres`` (B·repeats, L) is CDM_sr's standardised
         low-resolution condition at full resolution, one per draw; ``generator`` one torch generator
-        or one per draw.
+        or one per draw; ``final_noise`` as in :meth:`draw`.
         """
         bound = self.ema.conditioned(images, None, features).repeated(repeats, lowres)
-        return self.draw(bound, sampler, steps, generator, spacing)
+        return self.draw(bound, sampler, steps, generator, spacing, final_noise)
 
     def draw(
-        self, bound: BoundDenoiser, sampler: str = "ddim", steps: int = 10, generator=None, spacing: str | None = None
+        self,
+        bound: BoundDenoiser,
+        sampler: str = "ddim",
+        steps: int = 10,
+        generator=None,
+        spacing: str | None = None,
+        final_noise: float = 0.0,
     ) -> torch.Tensor:
         """Standardised spectra from a denoiser bound to its conditioning; x0 estimates are bounded by the
         training range (:meth:`SpectrumStats.standardised_range`), of the whole spectrum when the
-        network draws a residual on its regression centre."""
+        network draws a residual on its regression centre.  ``final_noise`` > 0 ends the sampling at
+        that noise variance, in the units the network draws in (:meth:`NoiseSchedule.final_step`)."""
         shape = (bound.tokens.shape[0], self.stats.mean.size)
         low, high = self.stats.standardised_range
         device = bound.tokens.device
         if bound.centre is None:
-            return self.schedule.sample(sampler, bound, shape, steps, generator, device, (low, high), spacing)
+            return self.schedule.sample(
+                sampler, bound, shape, steps, generator, device, (low, high), spacing, final_noise
+            )
         scale = self.residual_scale
         residual = self.schedule.sample(
             sampler,
@@ -352,6 +362,7 @@ class DiffusionTask(_CheckpointMixin, pl.LightningModule):
             device,
             ((low - bound.centre) / scale, (high - bound.centre) / scale),
             spacing,
+            final_noise,
         )
         return bound.centre + residual * scale
 

@@ -47,6 +47,13 @@ class InferenceSettings(Settings):
     spacing : str
         Steps the fast samplers visit: ``leading``, ``trailing`` or ``auto`` (trailing for x0- and
         v-prediction models, leading for ε-prediction; see :meth:`NoiseSchedule.step_sequence`).
+    final_noise_lr, final_noise_sr : float
+        Noise variance, in each CDM's standardised units, at which its sampling ends with its x0
+        estimate (:meth:`NoiseSchedule.final_step`; paper: 0, down to the clean end).  Both CDMs learn
+        noisy observed spectra, so the last steps of a sample only draw observational noise (on 1 Å
+        pixels correlated over a few pixels by the resolution matching): noise that made the selected
+        candidate deviate from the noiseless truth more than the observation does, with troughs beside
+        the lines (issue 25).
     percentiles : tuple of float
         Per-pixel percentiles of the pooled candidates; 50 and a pair about it (e.g. 16, 84).
     calibration_galaxies : int
@@ -68,6 +75,8 @@ class InferenceSettings(Settings):
     sampler: str
     steps: int
     spacing: str
+    final_noise_lr: float
+    final_noise_sr: float
     percentiles: tuple[float, ...]
     calibration_galaxies: int
     batch_galaxies: int
@@ -262,6 +271,7 @@ def predict_spectra(
             s.steps,
             _generators(s.seed, chunk_ids, 0, s.k_lr, device),
             spacing,
+            s.final_noise_lr,
         )
         lowres_ln = cdm_lr.stats.restore(lowres)
         lowres_full = upsampling.apply(lowres_ln).view(b, s.k_lr, n_full)
@@ -282,6 +292,7 @@ def predict_spectra(
             _generators(s.seed, chunk_ids, 1, s.keep_lr * s.k_sr, device),
             spacing,
             repeats=s.keep_lr * s.k_sr,
+            final_noise=s.final_noise_sr,
         )
         parents = (
             torch.gather(lowres_full, 1, kept[..., None].expand(-1, -1, n_full))
