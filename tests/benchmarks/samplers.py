@@ -72,7 +72,7 @@ def main() -> None:
         median_error = np.median(mse(result["flux_p50"], observed, scored))
         label = f"{name}-{steps}"
         print(
-            f"{label:<16}{network_evaluations(settings, 250):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}"
+            f"{label:<16}{network_evaluations(settings, models.cdm_lr.schedule, models.cdm_sr.schedule):>11}{ids.size / seconds:>12.3f}{100 * deviation:>9.1f}%{error:>12.4f}"
             f"{100 * median_deviation:>25.1f}%{median_error:>8.4f}"
             f"{coverage:>17.3f}",
             flush=True,

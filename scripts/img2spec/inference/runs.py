@@ -26,6 +26,7 @@ from ..bands import (
     scale_bands,
 )
 from ..dataset import DatasetFile
+from ..diffusion import NoiseSchedule
 from ..io import InputError, atomic_output, write_json
 from ..metrics import band_coverage
 from ..outliers import OutlierModel, outlier_model_of_dataset
@@ -75,10 +76,18 @@ def calibrate_bands(
     return summary
 
 
-def network_evaluations(settings: InferenceSettings, timesteps: int) -> int:
-    """Denoiser evaluations per galaxy: (k_lr + keep_lr·k_sr) candidates × steps per sample."""
-    per_sample = timesteps if settings.sampler == "ancestral" else settings.steps
-    return (settings.k_lr + settings.keep_lr * settings.k_sr) * per_sample
+def network_evaluations(settings: InferenceSettings, cdm_lr: NoiseSchedule, cdm_sr: NoiseSchedule) -> int:
+    """Denoiser evaluations per galaxy: k_lr + keep_lr·k_sr candidates × steps per sample; the ancestral
+    sampler takes every step of its CDM's schedule down to the one its ``final_noise`` ends at."""
+
+    def per_sample(schedule: NoiseSchedule, final_noise: float) -> int:
+        if settings.sampler == "ancestral":
+            return schedule.timesteps - schedule.final_step(final_noise)
+        return settings.steps
+
+    return settings.k_lr * per_sample(cdm_lr, settings.final_noise_lr) + settings.keep_lr * settings.k_sr * per_sample(
+        cdm_sr, settings.final_noise_sr
+    )
 
 
 def predict_dataset(
@@ -132,7 +141,12 @@ def predict_dataset(
             models.wave,
             result["flux"][i],
             bands,
-            {"SAMPLER": settings.sampler, "STEPS": settings.steps}
+            {
+                "SAMPLER": settings.sampler,
+                "STEPS": settings.steps,
+                "FNOISELR": settings.final_noise_lr,
+                "FNOISESR": settings.final_noise_sr,
+            }
             | _ood_header(result, i, outliers)
             | ({"Z": float(result["z"][i])} if np.isfinite(result["z"][i]) else {}),
         )
@@ -142,7 +156,7 @@ def predict_dataset(
         "n_galaxies": int(ids.size),
         "sampler": settings.sampler,
         "steps": settings.steps,
-        "network_evaluations_per_galaxy": network_evaluations(settings, models.cdm_lr.schedule.timesteps),
+        "network_evaluations_per_galaxy": network_evaluations(settings, models.cdm_lr.schedule, models.cdm_sr.schedule),
         "seconds": round(seconds, 2),
         "galaxies_per_second": round(ids.size / seconds, 3),
         "median_mean_relative_deviation_at_predicted_redshift": float(np.median(deviation)),
