@@ -145,6 +145,8 @@ def test_sampling_that_ends_at_a_noise_level_returns_the_posterior_mean_there():
         assert x.std().item() == pytest.approx(expected, rel=0.04), name
     with pytest.raises(ValueError, match="final_noise must be ≥ 0"):
         schedule.final_step(-1.0)
+    with pytest.raises(ValueError, match=f"steps must be in 1..{250 - final}, the steps from the final step"):
+        schedule.step_sequence(250 - final + 1, None, final)
 
 
 def test_denoiser_overfits_a_tiny_fixed_batch():

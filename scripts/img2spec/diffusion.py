@@ -247,7 +247,8 @@ class NoiseSchedule:
         clean end of the schedule (:meth:`final_step`): the last step visited lies at or above f.
         """
         if not 1 <= steps <= self.timesteps - final_step:
-            raise ValueError(f"steps must be in 1..{self.timesteps - final_step}, got {steps}")
+            ending = f", the steps from the final step {final_step} (final_noise) up" if final_step else ""
+            raise ValueError(f"steps must be in 1..{self.timesteps - final_step}{ending}, got {steps}")
         spacing = spacing or ("leading" if self.prediction == "epsilon" else "trailing")
         span = self.timesteps - final_step
         if spacing == "leading":
