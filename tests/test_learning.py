@@ -139,7 +139,7 @@ def test_a_median_regression_head_leaves_out_a_line_the_image_cannot_tell(tmp_pa
     assert tiny.regression is not None
     line_ew = {}
     for statistic in ("mean", "median"):
-        hp = _short(tiny, 300, 32, 2, regression=dataclasses.replace(tiny.regression, statistic=statistic))
+        hp = _short(tiny, 180, 32, 2, regression=dataclasses.replace(tiny.regression, statistic=statistic))
         files = CheckpointFiles.in_folder(tmp_path / statistic)
         train_network(str(path), "cdm_lr", hp, RUN, files, progress=False)
         task = load_task(files.last).eval()
@@ -156,4 +156,5 @@ def test_a_median_regression_head_leaves_out_a_line_the_image_cannot_tell(tmp_pa
         ew = window_ew(wave, centre[blue], np.zeros((blue.sum(), wave.size), bool), np.zeros(blue.sum()), LINE_REST)
         line_ew[statistic] = float(np.median(ew))
     # mean of ln flux: about 0.3 of the line's ln bump in its 8 Å bin, an EW near 0.2 of the line's
+    # (measured after 180 steps: median head 0.34 Å, mean head 2.23 Å; 0.08 and 2.36 after 300)
     assert line_ew["median"] < 0.08 * LINE_EW < 0.12 * LINE_EW < line_ew["mean"], line_ew
