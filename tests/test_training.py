@@ -229,3 +229,26 @@ def test_the_residual_is_drawn_in_its_own_units_and_sampled_back_in_the_spectrum
     with torch.no_grad():
         unscaled._loss(unscaled.net, unscaled._bind(unscaled.net, batch), batch, generator)
     assert torch.all(unscaled.residual_scale == 1.0)  # 'none' keeps the population's units
+
+
+def test_the_regression_head_s_absolute_error_enters_the_loss_times_its_loss_weight():
+    """CDM_lr's loss is the diffusion loss plus ``regression.loss_weight`` × the centre's mean absolute error
+    over unmasked pixels (``statistic: median``), so that the weight sets how much the shared image encoder
+    learns the centre (the tiny preset weighs it 4×, issue 25)."""
+    hp = _hp("cdm_lr", max_steps=5)
+    assert hp.regression is not None and hp.regression.statistic == "median"
+    task = DiffusionTask("cdm_lr", hp, flat_statistics())
+    task.schedule.training_loss = lambda *args, **kwargs: torch.tensor(0.0)
+    spectrum = torch.linspace(-1.0, 1.0, 563).repeat(4, 1)
+    weight = torch.ones(4, 563)
+    weight[:, 500:] = 0  # masked pixels do not count
+    batch = {"images": torch.zeros(4, 5, 64, 64), "spectrum": spectrum, "weight": weight, "redshift": torch.full((4,), 0.1)}
+    generator = torch.Generator().manual_seed(0)
+    losses = {}
+    with torch.no_grad():
+        for loss_weight in (1.0, 4.0):
+            task.hp = dataclasses.replace(hp, regression=dataclasses.replace(hp.regression, loss_weight=loss_weight))
+            bound = task._bind(task.net, batch)  # the untrained head's centre is 0
+            losses[loss_weight] = task._loss(task.net, bound, batch, generator).item()
+    mean_absolute_error = spectrum[:, :500].abs().mean().item()
+    np.testing.assert_allclose(losses[4.0] - losses[1.0], 3 * mean_absolute_error, rtol=1e-5)
