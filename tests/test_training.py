@@ -242,7 +242,12 @@ def test_the_regression_head_s_absolute_error_enters_the_loss_times_its_loss_wei
     spectrum = torch.linspace(-1.0, 1.0, 563).repeat(4, 1)
     weight = torch.ones(4, 563)
     weight[:, 500:] = 0  # masked pixels do not count
-    batch = {"images": torch.zeros(4, 5, 64, 64), "spectrum": spectrum, "weight": weight, "redshift": torch.full((4,), 0.1)}
+    batch = {
+        "images": torch.zeros(4, 5, 64, 64),
+        "spectrum": spectrum,
+        "weight": weight,
+        "redshift": torch.full((4,), 0.1),
+    }
     generator = torch.Generator().manual_seed(0)
     losses = {}
     with torch.no_grad():
