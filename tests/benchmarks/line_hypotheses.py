@@ -25,6 +25,13 @@ draw interpolated to 1 Å (the low-resolution stage alone); one unselected draw 
 contrastive selection left out); the selected candidate moved from its rest frame with linear
 instead of cubic-spline interpolation (interpolation ringing); the observed spectra degraded to
 8 Å and back (what the low-resolution representation itself does to lines); the noiseless truth.
+
+A second table measures what contrastive_sr's selection prefers among the 15 full-resolution
+candidates of each galaxy with observed EW(Hα) > 5 Å: the median over galaxies of the rank
+correlation between its score and each candidate's line EW (±8 Å window, rest frame), and the median
+log10 of the selected candidate's line EW over that of the candidates' per-pixel median.  An InfoNCE
+critic learns p(spectrum | image) / p(spectrum) (van den Oord et al. 2018), so ranking by it favours
+what is likely for the image *and rare among all spectra*: strong lines.
 """
 
 from __future__ import annotations
@@ -133,7 +140,8 @@ def main() -> None:
     products["one unselected draw per stage (k = 1)"] = single["flux"]
     products["its low-resolution draw, interpolated to 1 Å"] = single["flux_lowres"] @ interp
     # the full-resolution candidates the selection chose from (same seeds: the delivered run's draws)
-    drawn = predict_spectra(models, images, ids, settings, keep_candidates=True)["candidates"].astype(np.float64)
+    with_candidates = predict_spectra(models, images, ids, settings, keep_candidates=True)
+    drawn = with_candidates["candidates"].astype(np.float64)
     per_pixel_median = np.median(drawn, axis=1, keepdims=True)
     medoid = drawn[np.arange(len(ids)), np.argmin(np.mean((drawn - per_pixel_median) ** 2, axis=2), axis=1)]
     for label, rest in (
@@ -169,7 +177,51 @@ def main() -> None:
     columns = list(scored[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join([row["product"]] + [f"{row[c]:.3f}" for c in columns[1:]]) + " |" for row in scored]
+    preference = selection_preference(
+        delivered["wave_drawn"], drawn, with_candidates["score_sr"], with_candidates["best_sr"], ew_measured > 5.0
+    )
+    lines += [
+        "",
+        "| line | rank correlation of contrastive_sr's score with the line EW | selected / median of candidates [dex] |",
+    ]
+    lines += ["|---|---|---|"] + [
+        f"| {name} | {rho:+.2f} | {excess:+.3f} |" for name, (rho, excess) in preference.items()
+    ]
     emit("\n".join(lines), args.out)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values, axis=-1), axis=-1).astype(float)
+
+
+def selection_preference(
+    wave_rest: np.ndarray, candidates: np.ndarray, score: np.ndarray, best: np.ndarray, emitting: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Per BPT line: median over ``emitting`` galaxies of the Spearman correlation between the selection
+    ``score`` (B, K) and the K rest-frame ``candidates``' (B, K, L) window EWs, and the median log10 of
+    the selected (``best``) candidate's EW over that of the candidates' per-pixel median."""
+    out = {}
+    rows = np.flatnonzero(emitting)
+    no_mask, at_rest = np.zeros((len(rows), wave_rest.size), bool), np.zeros(len(rows))
+    median = np.median(candidates[rows], axis=1)
+    for name in ("Hbeta", "OIII_5007", "Halpha", "NII_6584"):
+        line = EMISSION_LINES_VACUUM[name]
+        ew = np.stack(
+            [
+                metrics.window_ew(wave_rest, candidates[rows, k], no_mask, at_rest, line, 8.0)
+                for k in range(score.shape[1])
+            ],
+            axis=1,
+        )
+        ranks_score, ranks_ew = _ranks(score[rows]), _ranks(ew)
+        centred = (ranks_score - ranks_score.mean(1, keepdims=True), ranks_ew - ranks_ew.mean(1, keepdims=True))
+        rho = (centred[0] * centred[1]).sum(1) / np.sqrt((centred[0] ** 2).sum(1) * (centred[1] ** 2).sum(1))
+        of_median = metrics.window_ew(wave_rest, median, no_mask, at_rest, line, 8.0)
+        selected = ew[np.arange(len(rows)), best[rows]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = np.log10(np.clip(selected, 0.1, None) / np.clip(of_median, 0.1, None))
+        out[name] = (float(np.nanmedian(rho)), float(np.nanmedian(excess)))
+    return out
 
 
 if __name__ == "__main__":
