@@ -53,6 +53,7 @@ from img2spec.preprocessing import lowres_bin_means
 from img2spec.spectral import EMISSION_LINES_VACUUM
 from img2spec.upsampling import linear_upsampling, lowres_to_fullres
 from report import emit
+from scipy.stats import spearmanr
 
 
 def score(wave, flux_ln, z, observed_ln, z_observed, mask, ew_measured) -> dict[str, float]:
@@ -190,10 +191,6 @@ def main() -> None:
     emit("\n".join(lines), args.out)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(values, axis=-1), axis=-1).astype(float)
-
-
 def selection_preference(
     wave_rest: np.ndarray, candidates: np.ndarray, score: np.ndarray, best: np.ndarray, emitting: np.ndarray
 ) -> dict[str, tuple[float, float]]:
@@ -213,9 +210,7 @@ def selection_preference(
             ],
             axis=1,
         )
-        ranks_score, ranks_ew = _ranks(score[rows]), _ranks(ew)
-        centred = (ranks_score - ranks_score.mean(1, keepdims=True), ranks_ew - ranks_ew.mean(1, keepdims=True))
-        rho = (centred[0] * centred[1]).sum(1) / np.sqrt((centred[0] ** 2).sum(1) * (centred[1] ** 2).sum(1))
+        rho = [spearmanr(s, e, nan_policy="omit").statistic for s, e in zip(score[rows], ew)]
         of_median = metrics.window_ew(wave_rest, median, no_mask, at_rest, line, 8.0)
         selected = ew[np.arange(len(rows)), best[rows]]
         with np.errstate(divide="ignore", invalid="ignore"):
