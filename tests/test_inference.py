@@ -13,13 +13,21 @@ from astropy.io import fits
 from img2spec.bands import band_scale, scale_bands
 from img2spec.cubes import write_cube_file
 from img2spec.dataset import SPLITS
-from img2spec.inference import InferenceSettings, TrainedModels, pooled_candidates, predict_cube_file, predict_spectra
+from img2spec.inference import (
+    InferenceSettings,
+    TrainedModels,
+    atypicality,
+    pooled_candidates,
+    predict_cube_file,
+    predict_spectra,
+)
 from img2spec.io import InputError
 from img2spec.metrics import band_coverage
 from img2spec.predictions import write_prediction_fits
 from img2spec.preprocessing import move_spectra
 
 SETTINGS = InferenceSettings.defaults(k_lr=4, keep_lr=2, k_sr=3, sampler="dpmpp_2m", steps=3, batch_galaxies=4, seed=5)
+PAPER_SELECTION = dataclasses.replace(SETTINGS, typicality_sr=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,7 @@ def models_and_images(trained_checkpoints, tiny_dataset):
 
 def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
     models, images, ids = models_and_images
-    result = predict_spectra(models, images, ids, SETTINGS)
+    result = predict_spectra(models, images, ids, PAPER_SELECTION)
     n = ids.size
     assert result["flux"].shape == (n, 4500) and result["flux_lowres"].shape == (n, 563)
     assert result["score_lr"].shape == (n, 4) and result["score_sr"].shape == (n, 6)
@@ -60,6 +68,38 @@ def test_selection_keeps_the_highest_scoring_candidates(models_and_images):
     placed, _ = move_spectra(grids.network_wave, result["flux_drawn"], 0.0, grids.wave, result["z"])
     np.testing.assert_allclose(result["flux"], placed, atol=1e-5)
     assert np.all(result["flux_p16"] <= result["flux_p50"]) and np.all(result["flux_p50"] <= result["flux_p84"])
+
+
+def test_typicality_weight_trades_the_contrastive_score_against_the_candidates_atypicality(models_and_images):
+    models, images, ids = models_and_images
+    logits = predict_spectra(models, images, ids, PAPER_SELECTION)
+    for weight in (SETTINGS.typicality_sr, 1e6):
+        result = predict_spectra(models, images, ids, dataclasses.replace(SETTINGS, typicality_sr=weight))
+        # the same draws: only which candidate is delivered changes
+        np.testing.assert_array_equal(result["score_sr"], logits["score_sr"])
+        np.testing.assert_array_equal(result["flux_p50"], logits["flux_p50"])
+        temperature = models.contrastive_sr.model.temperature.item()
+        objective = result["score_sr"] / temperature - weight * result["atypicality_sr"]
+        np.testing.assert_array_equal(result["best_sr"], objective.argmax(axis=1))
+    np.testing.assert_array_equal(result["best_sr"], result["atypicality_sr"].argmin(axis=1))
+
+
+def test_atypicality_is_about_one_for_gaussian_draws_and_largest_for_the_draw_with_a_line_the_others_lack():
+    generator = torch.Generator().manual_seed(0)
+    many = atypicality(3.0 + 0.2 * torch.randn(8, 200, 500, generator=generator))
+    assert abs(float(many.mean()) - 1.0) < 0.05
+    draws = 3.0 + 0.2 * torch.randn(64, 15, 500, generator=generator)
+    typical = atypicality(draws)
+    assert typical.shape == (64, 15)
+    assert 1.2 < float(typical.mean()) < 1.45  # the spread estimated from 15 draws is often small
+    # standardised per pixel: rescaling and shifting the draws changes nothing
+    np.testing.assert_allclose(atypicality(5.0 * draws - 2.0), typical, rtol=1e-4)
+    with_line = draws.clone()
+    with_line[:, 4, 240:260] += 1.0  # 5σ over 20 of 500 pixels: 25 · 20/500 = +1 in the mean
+    scores = atypicality(with_line)
+    assert np.all(scores.argmax(dim=1).numpy() == 4)
+    # +1 times the same small-sample factor as above
+    assert 1.1 < float((scores[:, 4] - typical[:, 4]).mean()) < 1.45
 
 
 def test_prediction_is_deterministic_and_independent_of_batching(models_and_images):

@@ -441,10 +441,14 @@ class ContrastiveModel(nn.Module):
     def embed_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.spectrum_head(self.spectrum_encoder(spectra)), dim=-1)
 
+    @property
+    def temperature(self) -> torch.Tensor:
+        """The softmax temperature, kept within [0.01, 1]."""
+        return self.log_temperature.clamp(math.log(0.01), math.log(1.0)).exp()
+
     def similarity(self, image_embeddings: torch.Tensor, spectrum_embeddings: torch.Tensor) -> torch.Tensor:
         """Cosine similarities of embeddings divided by the temperature, (B_images, B_spectra)."""
-        temperature = self.log_temperature.clamp(math.log(0.01), math.log(1.0)).exp()
-        return image_embeddings @ spectrum_embeddings.T / temperature
+        return image_embeddings @ spectrum_embeddings.T / self.temperature
 
     def logits(self, images: torch.Tensor, spectra: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Cosine similarities divided by the temperature, (B_images, B_spectra)."""

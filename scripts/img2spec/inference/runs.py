@@ -146,6 +146,7 @@ def predict_dataset(
                 "STEPS": settings.steps,
                 "FNOISELR": settings.final_noise_lr,
                 "FNOISESR": settings.final_noise_sr,
+                "TYPICSR": settings.typicality_sr,
             }
             | _ood_header(result, i, outliers)
             | ({"Z": float(result["z"][i])} if np.isfinite(result["z"][i]) else {}),

@@ -54,6 +54,13 @@ class InferenceSettings(Settings):
         pixels correlated over a few pixels by the resolution matching): noise that made the selected
         candidate deviate from the noiseless truth more than the observation does, with troughs beside
         the lines (issue 25).
+    typicality_sr : float
+        Weight γ of the full-resolution candidates' atypicality (:func:`atypicality`) in their
+        selection: the selected candidate maximises contrastive_sr's logit (cosine similarity over its
+        temperature) minus γ × atypicality.  0 is the paper's selection.  An InfoNCE critic learns
+        log p(s|x)/p(s) (Oord et al. 2018), so its argmax among draws from p(s|x) favours spectra rare
+        overall, such as strong [O III] (issue 25); the atypicality, measured on the draws themselves,
+        stands in for the missing −log p(s|x).
     percentiles : tuple of float
         Per-pixel percentiles of the pooled candidates; 50 and a pair about it (e.g. 16, 84).
     calibration_galaxies : int
@@ -77,6 +84,7 @@ class InferenceSettings(Settings):
     spacing: str
     final_noise_lr: float
     final_noise_sr: float
+    typicality_sr: float
     percentiles: tuple[float, ...]
     calibration_galaxies: int
     batch_galaxies: int
@@ -232,7 +240,8 @@ def predict_spectra(
         candidate as the networks drew it, in their frame (``grids.network_wave``).  ``z`` (N,) the
         redshift the spectra are placed at (NaN for observed-frame networks, whose spectra carry their own);
         ``score_lr`` (N, k_lr) and ``score_sr`` (N, keep_lr·k_sr)
-        cosine similarities; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
+        cosine similarities; ``atypicality_sr`` (N, keep_lr·k_sr) the full-resolution candidates'
+        :func:`atypicality`; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
         ``best_sr`` (N,) index of the selected full-resolution candidate.  With ``keep_candidates``,
         ``candidates`` (N, keep_lr·k_sr, L): every full-resolution candidate as drawn, in the networks'
         frame (for studies of the selection; ``tests/benchmarks/line_hypotheses.py``).
@@ -254,7 +263,18 @@ def predict_spectra(
     # the map cdm_sr's residual is taken on; the candidates' fine structure is what it adds to it
     upsampling = cdm_sr.statistics.upsampling or linear_upsampling(grids.network_wave_lowres, grids.network_wave)
     n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
-    keys = ("flux", "flux_lowres", "flux_drawn", "z", "score_lr", "score_sr", "kept_lr", "best_sr", "percentiles")
+    keys = (
+        "flux",
+        "flux_lowres",
+        "flux_drawn",
+        "z",
+        "score_lr",
+        "score_sr",
+        "atypicality_sr",
+        "kept_lr",
+        "best_sr",
+        "percentiles",
+    )
     out: dict[str, list] = {key: [] for key in keys}
     for start in range(0, len(ids), s.batch_galaxies):
         chunk_ids = ids[start : start + s.batch_galaxies]
@@ -309,7 +329,8 @@ def predict_spectra(
         score_sr = torch.einsum(
             "bd,bkd->bk", image_embedding, spectra_embedding.view(b, -1, spectra_embedding.shape[-1])
         )
-        best = score_sr.argmax(dim=1)
+        atypical = atypicality(full_ln)
+        best = (score_sr / ranker.model.temperature - s.typicality_sr * atypical).argmax(dim=1)
         rows = torch.arange(b, device=device)
         flux = full_ln[rows, best].cpu().numpy()
         flux_lowres = kept_ln[rows, best // s.k_sr].cpu().numpy()
@@ -330,6 +351,7 @@ def predict_spectra(
         out["z"].append(z)
         out["score_lr"].append(score_lr.cpu().numpy())
         out["score_sr"].append(score_sr.cpu().numpy())
+        out["atypicality_sr"].append(atypical.cpu().numpy())
         out["kept_lr"].append(kept.cpu().numpy())
         out["best_sr"].append(best.cpu().numpy())
         log(f"predicted {start + b}/{len(ids)} galaxies")
@@ -376,3 +398,20 @@ def pooled_candidates(lowres: torch.Tensor, fine_structure: torch.Tensor) -> tor
     below the bins' scale, and its per-pixel median estimates the conditional median spectrum.
     """
     return (lowres[:, :, None, :] + fine_structure[:, None, :, :]).flatten(1, 2)
+
+
+def atypicality(candidates: torch.Tensor) -> torch.Tensor:
+    """How far each of a galaxy's candidates lies from the others, (B, K), for ``candidates`` (B, K, L).
+
+    The mean over pixels of the squared deviation from the candidates' per-pixel median (the lower of
+    the middle two for an even K), in units of
+    their per-pixel spread (1.4826 × median absolute deviation, the standard deviation for Gaussian
+    draws).  A candidate drawn like the others from a Gaussian scores about 1 (1.3 among 15, whose
+    spread is often estimated small); one whose lines or continuum few others share scores more.  Up to constants it is −log p(s|x) per pixel under a
+    Gaussian fitted to the draws, which ignores that neighbouring pixels are correlated.
+    """
+    median = candidates.median(dim=1, keepdim=True).values
+    spread = 1.4826 * (candidates - median).abs().median(dim=1, keepdim=True).values
+    # pixels where the draws agree exactly (masked or clipped) carry no information on typicality
+    spread = spread.clamp_min(1e-3)
+    return ((candidates - median) / spread).square().mean(dim=-1)
