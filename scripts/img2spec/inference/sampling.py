@@ -59,8 +59,8 @@ class InferenceSettings(Settings):
         selection: the selected candidate maximises contrastive_sr's logit (cosine similarity over its
         temperature) minus γ × atypicality.  0 is the paper's selection.  An InfoNCE critic learns
         log p(s|x)/p(s) (Oord et al. 2018), so its argmax among draws from p(s|x) favours spectra rare
-        overall, such as strong [O III] (issue 25); the atypicality, measured on the draws themselves,
-        stands in for the missing −log p(s|x).
+        overall, such as strong [O III] (issue 25); the atypicality, −log p(s|x) per pixel of a Gaussian
+        fitted to the draws themselves, pulls the choice back toward what the image makes likely.
     percentiles : tuple of float
         Per-pixel percentiles of the pooled candidates; 50 and a pair about it (e.g. 16, 84).
     calibration_galaxies : int
@@ -404,10 +404,10 @@ def atypicality(candidates: torch.Tensor) -> torch.Tensor:
     """How far each of a galaxy's candidates lies from the others, (B, K), for ``candidates`` (B, K, L).
 
     The mean over pixels of the squared deviation from the candidates' per-pixel median (the lower of
-    the middle two for an even K), in units of
-    their per-pixel spread (1.4826 × median absolute deviation, the standard deviation for Gaussian
-    draws).  A candidate drawn like the others from a Gaussian scores about 1 (1.3 among 15, whose
-    spread is often estimated small); one whose lines or continuum few others share scores more.  Up to constants it is −log p(s|x) per pixel under a
+    the middle two for an even K), in units of their per-pixel spread (1.4826 × median absolute
+    deviation, the standard deviation for Gaussian draws).  A candidate drawn like the others from a
+    Gaussian scores about 1 (1.3 among 15, whose spread is often estimated small); one whose lines or
+    continuum few others share scores more.  Up to constants it is −log p(s|x) per pixel under a
     Gaussian fitted to the draws, which ignores that neighbouring pixels are correlated.
     """
     median = candidates.median(dim=1, keepdim=True).values
