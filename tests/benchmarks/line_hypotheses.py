@@ -22,14 +22,18 @@ steps give draws of one class, or blends?).
 
 Products: the delivered selected candidate and median of candidates; the selected low-resolution
 draw interpolated to 1 Å (the low-resolution stage alone); one unselected draw per stage (k = 1: the
-contrastive selection left out); the selected candidate moved from its rest frame with linear
+contrastive selection left out); among the same 15 full-resolution candidates, the paper's choice
+(contrastive_sr's best, ``typicality_sr`` 0) and the least atypical one
+(:func:`img2spec.inference.atypicality`), with their per-pixel median and linear-flux mean; the
+selected candidate moved from its rest frame with linear
 instead of cubic-spline interpolation (interpolation ringing); the observed spectra degraded to
 8 Å and back (what the low-resolution representation itself does to lines); the noiseless truth.
 
 A second table measures what contrastive_sr's selection prefers among the 15 full-resolution
 candidates of each galaxy with observed EW(Hα) > 5 Å: the median over galaxies of the rank
 correlation between its score and each candidate's line EW (±8 Å window, rest frame), and the median
-log10 of the selected candidate's line EW over that of the candidates' per-pixel median.  An InfoNCE
+log10 of the delivered candidate's line EW (chosen with ``typicality_sr``) over that of the
+candidates' per-pixel median.  An InfoNCE
 critic learns p(spectrum | image) / p(spectrum) (van den Oord et al. 2018), so ranking by it favours
 what is likely for the image *and rare among all spectra*: strong lines.
 """
@@ -144,9 +148,12 @@ def main() -> None:
     with_candidates = predict_spectra(models, images, ids, settings, keep_candidates=True)
     drawn = with_candidates["candidates"].astype(np.float64)
     per_pixel_median = np.median(drawn, axis=1, keepdims=True)
-    medoid = drawn[np.arange(len(ids)), np.argmin(np.mean((drawn - per_pixel_median) ** 2, axis=2), axis=1)]
+    galaxies = np.arange(len(ids))
+    least_atypical = drawn[galaxies, with_candidates["atypicality_sr"].argmin(axis=1)]
+    papers_choice = drawn[galaxies, with_candidates["score_sr"].argmax(axis=1)]
     for label, rest in (
-        ("medoid of the full-resolution candidates (closest to their median)", medoid),
+        ("the paper's choice: contrastive_sr's best (typicality_sr 0)", papers_choice),
+        ("the least atypical full-resolution candidate", least_atypical),
         ("median of the full-resolution candidates, ln flux", per_pixel_median[:, 0]),
         ("mean of the full-resolution candidates, linear flux", np.log(np.mean(np.exp(drawn), axis=1))),
     ):
