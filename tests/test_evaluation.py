@@ -260,6 +260,7 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
         pred["specobjid"] = ids[::-1]
         pred["flux"] = (observed + np.log(1.2))[::-1]
         pred["flux_p50"] = (observed + np.log(1.05))[::-1]
+        pred["flux_contrastive_best"] = (observed + np.log(1.1))[::-1]
     summary = quality(
         tmp_path / "pred.h5",
         tiny_dataset,
@@ -267,11 +268,18 @@ def test_quality_scores_every_predictor_on_the_same_galaxies(tiny_dataset, mock_
         truth_parquet=mock_dir / "truth.parquet",
         baselines_h5=tmp_path / "b.h5",
     )
-    assert list(summary["predictors"]) == ["predicted", "median", "mean", "knn", "knn_rest", "truth"]
+    assert list(summary["predictors"]) == [
+        "predicted",
+        "contrastive_best",
+        "median",
+        "mean",
+        "knn",
+        "knn_rest",
+        "truth",
+    ]
     deviation = {name: s["all"]["median_mean_relative_deviation"] for name, s in summary["predictors"].items()}
-    assert deviation["predicted"] == pytest.approx(0.2, rel=1e-4) and deviation["median"] == pytest.approx(
-        0.05, rel=1e-4
-    )
+    for name, factor in (("predicted", 1.2), ("contrastive_best", 1.1), ("median", 1.05)):
+        assert deviation[name] == pytest.approx(factor - 1, rel=1e-4), name
     assert summary["predictors"]["predicted"]["all"] == summary["all"]
     assert deviation["truth"] < min(deviation["mean"], deviation["knn"])  # the noise floor
     table = pd.read_csv(tmp_path / "q" / "galaxies.csv")

@@ -81,7 +81,10 @@ def test_typicality_weight_trades_the_contrastive_score_against_the_candidates_a
         temperature = models.contrastive_sr.model.temperature.item()
         objective = result["score_sr"] / temperature - weight * result["atypicality_sr"]
         np.testing.assert_array_equal(result["best_sr"], objective.argmax(axis=1))
+        # the paper's selection is delivered beside it, whatever the weight
+        np.testing.assert_array_equal(result["flux_contrastive_best"], logits["flux"])
     np.testing.assert_array_equal(result["best_sr"], result["atypicality_sr"].argmin(axis=1))
+    assert not np.array_equal(result["flux"], result["flux_contrastive_best"])
 
 
 def test_atypicality_is_about_one_for_gaussian_draws_and_largest_for_the_draw_with_a_line_the_others_lack():

@@ -42,6 +42,8 @@ def test_tiny_dag_runs_end_to_end(tiny_run):
     with h5py.File(workdir / "results/predictions/test.h5") as h5, fits.open(predicted[0]) as hdul:
         z = dict(zip(h5["specobjid"][()], h5["z"][()]))[int(predicted[0].stem)]
         assert hdul[0].header["Z"] == pytest.approx(z)  # placed at the predicted redshift
+        # the paper's selection rides along with the delivered one
+        assert {"FLUX", "FLUX_CONTRASTIVE_BEST", "FLUX_P50"} <= set(hdul["PREDICTION"].columns.names)
     with h5py.File(workdir / "results/dataset/dataset.h5") as h5:
         low, high = h5.attrs["rest_z_range"]
     assert low <= z <= high
@@ -72,6 +74,7 @@ def test_tiny_dag_runs_end_to_end(tiny_run):
         assert (workdir / path).stat().st_size > 0, path
     summary = (workdir / "results/evaluation/summary.md").read_text()
     assert "mock" in summary and "0.0118" in summary
+    assert "img2spec (the paper's selection: contrastive_sr's best)" in summary
     again = run_snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

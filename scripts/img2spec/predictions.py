@@ -4,7 +4,8 @@
 ``predict_cube_file``), :class:`PredictionFile` reads them; nothing else names their datasets;
 :func:`write_prediction_fits` writes one prediction as a FITS table for other tools.
 Per galaxy, in the order of ``specobjid``: ``flux`` (N, 4500), the selected candidate, natural log of
-flux normalised to mean 1 in 6900–6950 Å, observed frame; ``flux_p{p}`` (:func:`band_key`), the
+flux normalised to mean 1 in 6900–6950 Å, observed frame; ``flux_contrastive_best`` (N, 4500), the
+candidate contrastive_sr alone scores best (the paper's selection; older files lack it); ``flux_p{p}`` (:func:`band_key`), the
 per-pixel percentiles of the pooled candidates (``flux_p50``, :data:`MEDIAN`, their median);
 ``flux_lowres`` (N, 563); ``flux_drawn`` (N, L), the selected candidate as the networks drew it
 (grid ``wave_drawn``); ``z``, the redshift the spectra are placed at (NaN for observed-frame
@@ -32,6 +33,7 @@ SPECOBJID = "specobjid"
 FLUX = "flux"
 FLUX_LOWRES = "flux_lowres"
 FLUX_DRAWN = "flux_drawn"
+FLUX_CONTRASTIVE_BEST = "flux_contrastive_best"
 REDSHIFT = "z"
 WAVE = "wave"
 WAVE_LOWRES = "wave_lowres"
@@ -121,6 +123,10 @@ class PredictionFile(ReadOnlyH5):
         """The selected candidates (N, 4500), natural log of normalised flux, observed frame."""
         return self.h5[FLUX][start:stop]
 
+    def contrastive_best(self, start: int = 0, stop: int | None = None) -> np.ndarray | None:
+        """The candidates contrastive_sr alone scores best (N, 4500), the paper's selection; None in older files."""
+        return self.h5[FLUX_CONTRASTIVE_BEST][start:stop] if FLUX_CONTRASTIVE_BEST in self.h5 else None
+
     def lowres(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The selected low-resolution candidates (N, 563), natural log, observed frame."""
         return self.h5[FLUX_LOWRES][start:stop]
@@ -159,19 +165,20 @@ def write_prediction_fits(
     specobjid: int,
     wave: np.ndarray,
     flux_ln: np.ndarray,
-    bands: dict[str, np.ndarray],
+    others: dict[str, np.ndarray],
     meta: dict | None = None,
 ) -> None:
     """One predicted spectrum as a FITS binary table readable by any spectroscopic tool.
 
     Columns: ``WAVELENGTH`` [Å, vacuum, observed frame], ``FLUX`` (normalised to mean 1 in
-    6900–6950 Å, linear), and ``FLUX_P16`` etc. for the percentile bands.
+    6900–6950 Å, linear), and one column per spectrum of ``others`` (natural log, e.g. ``flux_p16``,
+    ``flux_contrastive_best``), named in upper case (``FLUX_P16``).
     """
     columns = [
         fits.Column("WAVELENGTH", "D", unit="Angstrom", array=wave),
         fits.Column("FLUX", "E", unit="normalised", array=np.exp(flux_ln)),
     ]
-    for name, values in bands.items():
+    for name, values in others.items():
         columns.append(fits.Column(name.upper(), "E", unit="normalised", array=np.exp(values)))
     table = fits.BinTableHDU.from_columns(columns, name="PREDICTION")
     header = fits.Header()

@@ -118,7 +118,7 @@ TRUTH_ROWS = (
 
 
 #: The networks' products compared with the baselines, and the baselines they are compared with.
-CHALLENGERS = ("predicted", "median")
+CHALLENGERS = ("predicted", "contrastive_best", "median")
 REFERENCES = ("knn", "knn_rest")
 
 
@@ -161,8 +161,8 @@ def headline_numbers(loaded: dict[str, dict], survey: str, preset: str = "tiny")
 
     ``loaded`` maps target names (quality, redshift, ppxf, indices, bpt; optionally lines and
     ``predictions``, the prediction summary with its uncertainty-band coverage) to their parsed
-    summary.json.  Besides the rows of :data:`HEADLINES`, says per row whether the networks' selected
-    candidate and median of candidates beat each nearest-neighbour baseline (:func:`beats`), and
+    summary.json.  Besides the rows of :data:`HEADLINES`, says per row whether each of the networks'
+    products (:data:`CHALLENGERS`) beats each nearest-neighbour baseline (:func:`beats`), and
     gathers the AGN scores' Monte-Carlo spread, the band coverage, the plausibility rows and, on the
     mock, the rows against the truth.
     """

@@ -14,11 +14,13 @@ from ..io import atomic_output, read_h5_rows
 from ..predictions import PredictionFile
 
 #: Every predictor a report compares with the observed spectra, in column order: the networks'
-#: selected candidate (the paper's prediction), the per-pixel median of the networks' pooled
-#: candidates (:func:`img2spec.inference.pooled_candidates`), and the baselines of :mod:`img2spec.baselines`.
-PREDICTORS = ("predicted", "median", "mean", "knn", "knn_rest", "truth")
+#: selected candidate (``inference.typicality_sr``), the candidate contrastive_sr alone scores best (the
+#: paper's selection), the per-pixel median of the networks' pooled candidates
+#: (:func:`img2spec.inference.pooled_candidates`), and the baselines of :mod:`img2spec.baselines`.
+PREDICTORS = ("predicted", "contrastive_best", "median", "mean", "knn", "knn_rest", "truth")
 PREDICTOR_LABELS = {
     "predicted": "img2spec (selected candidate)",
+    "contrastive_best": "img2spec (the paper's selection: contrastive_sr's best)",
     "median": "img2spec (median of candidates)",
     "mean": "mean training spectrum",
     "knn": "k nearest neighbours in image photometry",
@@ -28,7 +30,7 @@ PREDICTOR_LABELS = {
 #: The observed spectrum and the networks' prediction, always present.
 KINDS = ("observed", "predicted")
 #: Predictors fitted without bootstrap errors (their errors appear in no report; this keeps the fits cheap).
-UNBOOTSTRAPPED = ("median", "mean", "knn", "knn_rest", "truth")
+UNBOOTSTRAPPED = ("contrastive_best", "median", "mean", "knn", "knn_rest", "truth")
 
 
 @dataclass
@@ -68,15 +70,18 @@ def read_predictors(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """specObjIDs ``start:stop`` of the predictions and every predictor's natural-log spectra of them.
 
-    ``median`` is present when the predictions hold the candidates' median; the
+    ``contrastive_best`` and ``median`` are present when the predictions hold them; the
     baselines when ``baselines_h5`` is given.
     """
     with PredictionFile(predictions_h5) as pred:
         ids = pred.specobjid(start, stop)
         out = {"predicted": pred.flux(start, stop)}
-        median = pred.median(start, stop)
-        if median is not None:
-            out["median"] = median
+        for name, values in (
+            ("contrastive_best", pred.contrastive_best(start, stop)),
+            ("median", pred.median(start, stop)),
+        ):
+            if values is not None:
+                out[name] = values
     if baselines_h5 is not None:
         with h5py.File(baselines_h5, "r") as base:
             rows = rows_of_ids(base["specobjid"][()], ids, str(baselines_h5))

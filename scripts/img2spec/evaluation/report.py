@@ -92,6 +92,7 @@ HEADLINE_METHODS = {
 #: How the verdict sentences name the networks' products and the baselines they are compared with.
 VERDICT_NAMES = {
     "predicted": "selected candidate",
+    "contrastive_best": "choice by contrastive_sr alone (the paper's selection)",
     "median": "median of the candidates",
     "knn": "nearest-neighbour baseline",
     "knn_rest": "rest-frame nearest-neighbour baseline",

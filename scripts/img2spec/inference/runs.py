@@ -30,7 +30,7 @@ from ..diffusion import NoiseSchedule
 from ..io import InputError, atomic_output, write_json
 from ..metrics import band_coverage
 from ..outliers import OutlierModel, outlier_model_of_dataset
-from ..predictions import MEDIAN, PredictionWriter, band_key, write_prediction_fits
+from ..predictions import FLUX_CONTRASTIVE_BEST, MEDIAN, PredictionWriter, band_key, write_prediction_fits
 from .sampling import InferenceSettings, TrainedModels, check_images, predict_spectra
 
 
@@ -134,13 +134,13 @@ def predict_dataset(
         writer.h5_attrs(ood_threshold=outliers.threshold, ood_quantile=outliers.quantile)
     Path(fits_dir).mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(ids):
-        bands = {band_key(p): result[band_key(p)][i] for p in settings.percentiles}
+        others = {key: result[key][i] for key in (FLUX_CONTRASTIVE_BEST, *map(band_key, settings.percentiles))}
         write_prediction_fits(
             Path(fits_dir) / f"{int(sid)}.fits",
             sid,
             models.wave,
             result["flux"][i],
-            bands,
+            others,
             {
                 "SAMPLER": settings.sampler,
                 "STEPS": settings.steps,

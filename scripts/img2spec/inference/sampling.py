@@ -57,7 +57,8 @@ class InferenceSettings(Settings):
     typicality_sr : float
         Weight γ of the full-resolution candidates' atypicality (:func:`atypicality`) in their
         selection: the selected candidate maximises contrastive_sr's logit (cosine similarity over its
-        temperature) minus γ × atypicality.  0 is the paper's selection.  An InfoNCE critic learns
+        temperature) minus γ × atypicality.  0 is the paper's selection, which is delivered beside it
+        whatever γ (``flux_contrastive_best``).  An InfoNCE critic learns
         log p(s|x)/p(s) (Oord et al. 2018), so its argmax among draws from p(s|x) favours spectra rare
         overall, such as strong [O III] (issue 25); the atypicality, −log p(s|x) per pixel of a Gaussian
         fitted to the draws themselves, pulls the choice back toward what the image makes likely.
@@ -234,7 +235,9 @@ def predict_spectra(
     Returns
     -------
     dict
-        ``flux`` (N, 4500) best candidate, natural log of normalised flux; ``flux_p{p}`` per-pixel
+        ``flux`` (N, 4500) the selected candidate, natural log of normalised flux;
+        ``flux_contrastive_best`` (N, 4500) the candidate contrastive_sr alone scores best (the
+        paper's selection, Sect. 3.3; equal to ``flux`` when ``typicality_sr`` is 0); ``flux_p{p}`` per-pixel
         percentiles of the pooled candidates (:func:`pooled_candidates`); ``flux_lowres`` (N, 563) the best
         low-resolution candidate; all on the observed-frame grids.  ``flux_drawn`` (N, L) the best
         candidate as the networks drew it, in their frame (``grids.network_wave``).  ``z`` (N,) the
@@ -265,6 +268,7 @@ def predict_spectra(
     n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
     keys = (
         "flux",
+        "flux_contrastive_best",
         "flux_lowres",
         "flux_drawn",
         "z",
@@ -333,6 +337,7 @@ def predict_spectra(
         best = (score_sr / ranker.model.temperature - s.typicality_sr * atypical).argmax(dim=1)
         rows = torch.arange(b, device=device)
         flux = full_ln[rows, best].cpu().numpy()
+        flux_contrastive_best = full_ln[rows, score_sr.argmax(dim=1)].cpu().numpy()
         flux_lowres = kept_ln[rows, best // s.k_sr].cpu().numpy()
         pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
         # numpy, not torch.quantile, which caps at 2**24 values
@@ -344,8 +349,11 @@ def predict_spectra(
         if grids.frame == "rest":
             # in float64: a float32 clip could round back past the covered range
             z = np.clip(cdm_lr.redshift(image_condition).cpu().numpy().astype(np.float64), *grids.z_range)
-            flux, flux_lowres, percentiles = _placed_at(grids, z, flux, flux_lowres, percentiles)
+            flux, flux_contrastive_best, flux_lowres, percentiles = _placed_at(
+                grids, z, flux, flux_contrastive_best, flux_lowres, percentiles
+            )
         out["flux"].append(flux)
+        out["flux_contrastive_best"].append(flux_contrastive_best)
         out["flux_lowres"].append(flux_lowres)
         out["percentiles"].append(percentiles)
         out["z"].append(z)
@@ -363,9 +371,15 @@ def predict_spectra(
 
 
 def _placed_at(
-    grids: SpectrumGrids, z: np.ndarray, flux: np.ndarray, flux_lowres: np.ndarray, percentiles: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rest-frame spectra (B, L), (B, L_low) and percentiles (B, P, L) moved to redshifts ``z`` on the observed grids."""
+    grids: SpectrumGrids,
+    z: np.ndarray,
+    flux: np.ndarray,
+    flux_contrastive_best: np.ndarray,
+    flux_lowres: np.ndarray,
+    percentiles: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rest-frame spectra (B, L), (B, L), (B, L_low) and percentiles (B, P, L) moved to redshifts ``z`` on the
+    observed grids."""
 
     def move(values: np.ndarray, wave_from: np.ndarray, wave_to: np.ndarray) -> np.ndarray:
         moved, invalid = move_spectra(
@@ -381,6 +395,7 @@ def _placed_at(
     # ~0.01 in ln flux; percentiles of the moved candidates are ordered, so the levels are sorted back
     return (
         move(flux, grids.network_wave, grids.wave),
+        move(flux_contrastive_best, grids.network_wave, grids.wave),
         move(flux_lowres, grids.network_wave_lowres, grids.wave_lowres),
         np.sort(np.stack(levels, axis=1), axis=1),
     )
