@@ -189,15 +189,21 @@ class NoiseSchedule:
 
     @torch.no_grad()
     def conditional_mean(
-        self, denoiser: Denoiser, shape: tuple[int, ...], generator: Generators = None, device=None
+        self, denoiser: Denoiser, shape: tuple[int, ...], generator: Generators = None, device=None, draws: int = 1
     ) -> torch.Tensor:
-        """The network's x0 estimate from pure noise at the last step: E[x0 | condition] for a trained model.
+        """The network's x0 estimate from pure noise at the last step, averaged over ``draws`` noises:
+        E[x0 | condition] for a trained model.
 
         At ᾱ ≈ 0 the noisy input holds nothing of x0, so the MSE-optimal estimate is the conditional
-        mean; one network evaluation, for validation (no sample's own noise in it).
+        mean, whatever the noise; a network that has not learned to ignore it answers each noise
+        differently, and the average over noises removes that variance.  ``draws`` network
+        evaluations, for validation (no sample's own noise in it).
         """
-        x = randn(shape, generator, device)
-        return self._x0_and_eps(denoiser, x, self.timesteps - 1, None)[0]
+        estimates = [
+            self._x0_and_eps(denoiser, randn(shape, generator, device), self.timesteps - 1, None)[0]
+            for _ in range(draws)
+        ]
+        return torch.stack(estimates).mean(dim=0)
 
     @torch.no_grad()
     def sample_ancestral(
