@@ -85,6 +85,16 @@ def test_typicality_weight_trades_the_contrastive_score_against_the_candidates_a
         np.testing.assert_array_equal(result["flux_contrastive_best"], logits["flux"])
     np.testing.assert_array_equal(result["best_sr"], result["atypicality_sr"].argmin(axis=1))
     assert not np.array_equal(result["flux"], result["flux_contrastive_best"])
+    # the candidates kept for studies: the delivered one among them, each k_sr drawn from one parent
+    kept = predict_spectra(models, images, ids, SETTINGS, keep_candidates=True)
+    candidates, parents = kept["candidates"], kept["candidate_parents"]
+    assert (
+        candidates.shape == parents.shape == (ids.size, SETTINGS.keep_lr * SETTINGS.k_sr, result["flux_drawn"].shape[1])
+    )
+    np.testing.assert_array_equal(candidates[np.arange(ids.size), kept["best_sr"]], kept["flux_drawn"])
+    by_parent = parents.reshape(ids.size, SETTINGS.keep_lr, SETTINGS.k_sr, -1)
+    np.testing.assert_array_equal(by_parent, np.broadcast_to(by_parent[:, :, :1], by_parent.shape))
+    assert not np.array_equal(by_parent[:, 0, 0], by_parent[:, 1, 0])
 
 
 def test_atypicality_is_about_one_for_gaussian_draws_and_largest_for_the_draw_with_a_line_the_others_lack():

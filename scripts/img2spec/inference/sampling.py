@@ -247,7 +247,9 @@ def predict_spectra(
         :func:`atypicality`; ``kept_lr`` (N, keep_lr) indices of the kept low-resolution candidates;
         ``best_sr`` (N,) index of the selected full-resolution candidate.  With ``keep_candidates``,
         ``candidates`` (N, keep_lr·k_sr, L): every full-resolution candidate as drawn, in the networks'
-        frame (for studies of the selection; ``tests/benchmarks/line_hypotheses.py``).
+        frame, and ``candidate_parents`` (same shape): the upsampled low-resolution candidate each was
+        drawn from (for studies of the selection and of CDM_sr; ``tests/benchmarks/line_hypotheses.py``,
+        ``sr_headroom.py``).
     """
     s = settings
     if s.keep_lr > s.k_lr:
@@ -345,6 +347,7 @@ def predict_spectra(
         out["flux_drawn"].append(flux)
         if keep_candidates:
             out.setdefault("candidates", []).append(full_ln.cpu().numpy())
+            out.setdefault("candidate_parents", []).append(parents.view(b, -1, n_full).cpu().numpy())
         z = np.full(b, np.nan)
         if grids.frame == "rest":
             # in float64: a float32 clip could round back past the covered range
