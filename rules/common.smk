@@ -1,6 +1,6 @@
 """Helpers shared by the rules: where each survey's products live, and the default targets."""
 
-from img2spec.config import resolve_networks
+from img2spec.config import check_sampling_steps, resolve_networks
 from img2spec.dag import LIBRARY_NAMES, SURVEY_FILES, VARIANT, n_chunks, variants
 from img2spec.networks import NETWORK_NAMES
 
@@ -49,6 +49,7 @@ def default_targets():
 
 
 NETWORK_HYPERPARAMETERS = resolve_networks(config["training"])
+check_sampling_steps(config, NETWORK_HYPERPARAMETERS)
 ABLATION_VARIANTS = variants(
     config["ablation"]["resolutions"], config["ablation"]["band_variants"]
 )

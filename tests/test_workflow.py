@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import dataclasses
 import re
 import shutil
@@ -208,6 +209,45 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, bad, message):
     assert re.search(message, result.stdout + result.stderr)
     with pytest.raises(ConfigError, match=message):
         validate_config(bad)
+
+
+def test_sampling_steps_must_fit_above_the_final_noise_level():
+    """A fast sampler's steps are spread over the schedule above the step its final noise ends at: at start-up,
+    not after training, a config whose steps do not fit is refused, naming the keys and the room left."""
+    from img2spec.config import check_sampling_steps, resolve_networks
+
+    config = load_config(REPO / "config" / "config.yaml")
+    networks = resolve_networks(config["training"])
+    check_sampling_steps(config, networks)  # the default: 10 DDIM steps
+    too_many = copy.deepcopy(config)
+    too_many["inference"]["steps"] = 100
+    with pytest.raises(ConfigError) as refused:
+        check_sampling_steps(too_many, networks)
+    # cdm_lr ends at final_noise_lr 0.7 (step 109 of 250) and fits; cdm_sr ends at 2.5 (step 159) and does not
+    assert str(refused.value) == (
+        "config key inference.steps: 100 steps do not fit in the 91 steps of cdm_sr's 250-step schedule above "
+        "inference.final_noise_sr = 2.5 (step 159); lower inference.steps to at most 91 or final_noise_sr"
+    )
+    too_many["inference"]["sampler"] = "ancestral"  # takes every step down to the final one
+    check_sampling_steps(too_many, networks)
+    ablation = copy.deepcopy(config)
+    ablation["ablation"]["inference"] = {"steps": 95}
+    with pytest.raises(ConfigError, match="config key ablation.inference.steps: 95 steps do not fit in the 91"):
+        check_sampling_steps(ablation, networks)
+    noisy = copy.deepcopy(config)
+    noisy["inference"]["final_noise_lr"] = 1e9  # the cosine schedule ends at a noise variance of 2.5e7
+    with pytest.raises(
+        ConfigError, match="inference.final_noise_lr: final_noise 1000000000.0 exceeds the schedule's largest"
+    ):
+        check_sampling_steps(noisy, networks)
+
+
+@pytest.mark.workflow
+def test_too_many_sampling_steps_stop_the_workflow_before_any_job(tmp_path):
+    workdir = make_workdir(tmp_path, {"inference": {"steps": 100}})
+    result = run_snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    assert "config key inference.steps: 100 steps do not fit" in result.stdout + result.stderr
 
 
 @pytest.mark.workflow

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import noise_levels
 from .networks import (
     NETWORK_NAMES,
     ContrastiveHyperparameters,
@@ -308,6 +309,49 @@ def resolve_networks(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) 
                 )
             )
     return networks
+
+
+#: The diffusion networks and the inference key of the noise level their sampling ends at.
+FINAL_NOISE_KEYS = {"cdm_lr": "final_noise_lr", "cdm_sr": "final_noise_sr"}
+
+
+def check_sampling_steps(config: dict[str, Any], networks: dict[str, dict[str, Any]]) -> None:
+    """Check that the fast samplers' ``inference.steps`` (and ``ablation.inference.steps``) fit between each
+    CDM's final noise level and the start of its schedule, so that a wrong pair fails at start-up and
+    not when prediction starts after training.
+
+    ``networks`` are the resolved hyperparameters (:func:`resolve_networks`).
+
+    Raises
+    ------
+    ConfigError
+        Naming the keys and the most steps the schedule allows.
+    """
+    inference = config["inference"]
+    if inference["sampler"] == "ancestral":  # takes every step down to the final one, whatever ``steps``
+        return
+    problems = []
+    wanted = [("inference.steps", inference["steps"])]
+    if "steps" in config.get("ablation", {}).get("inference", {}):
+        wanted.append(("ablation.inference.steps", config["ablation"]["inference"]["steps"]))
+    for name, key in FINAL_NOISE_KEYS.items():
+        timesteps = networks[name]["timesteps"]
+        try:
+            last = noise_levels.final_step(
+                noise_levels.named_betas(networks[name]["schedule"], timesteps), inference[key]
+            )
+        except ValueError as err:
+            problems.append(f"config key inference.{key}: {err} (the {name} network's {timesteps}-step schedule)")
+            continue
+        room = timesteps - last
+        problems += [
+            f"config key {path}: {steps} steps do not fit in the {room} steps of {name}'s {timesteps}-step schedule "
+            f"above inference.{key} = {inference[key]} (step {last}); lower {path} to at most {room} or {key}"
+            for path, steps in wanted
+            if steps > room
+        ]
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def network_hyperparameters(training: dict[str, Any], presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:

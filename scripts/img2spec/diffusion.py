@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import noise_levels
+
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: What the network outputs: the noise ε, the velocity v = √ᾱ ε − √(1−ᾱ) x0, or x0 itself.
 PREDICTIONS = ("epsilon", "v", "x0")
@@ -57,29 +59,23 @@ class NoiseSchedule:
         cls, timesteps: int, offset: float = 0.008, max_beta: float = 0.999, prediction: str = "epsilon"
     ) -> NoiseSchedule:
         """ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), β clipped at ``max_beta`` (Nichol & Dhariwal 2021)."""
-
-        def f(t):
-            return math.cos((t / timesteps + offset) / (1 + offset) * math.pi / 2) ** 2
-
-        betas = [min(1 - f(i + 1) / f(i), max_beta) for i in range(timesteps)]
-        return cls(torch.tensor(betas, dtype=torch.float64), prediction)
+        return cls(
+            torch.tensor(noise_levels.cosine_betas(timesteps, offset, max_beta), dtype=torch.float64), prediction
+        )
 
     @classmethod
     def linear(
         cls, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "epsilon"
     ) -> NoiseSchedule:
         """The linear schedule of Ho et al. (2020), rescaled to ``timesteps`` steps."""
-        scale = 1000 / timesteps
-        return cls(torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64), prediction)
+        return cls(
+            torch.tensor(noise_levels.linear_betas(timesteps, beta_start, beta_end), dtype=torch.float64), prediction
+        )
 
     @classmethod
     def named(cls, name: str, timesteps: int, prediction: str = "epsilon") -> NoiseSchedule:
         """Schedule ``cosine`` or ``linear`` whose network predicts ``prediction`` (epsilon, v or x0)."""
-        if name == "cosine":
-            return cls.cosine(timesteps, prediction=prediction)
-        if name == "linear":
-            return cls.linear(timesteps, prediction=prediction)
-        raise ValueError(f"unknown noise schedule {name!r} (cosine, linear)")
+        return cls(torch.tensor(noise_levels.named_betas(name, timesteps), dtype=torch.float64), prediction)
 
     @property
     def timesteps(self) -> int:
@@ -91,22 +87,12 @@ class NoiseSchedule:
 
     @property
     def noise_variance(self) -> torch.Tensor:
-        """(1 − ᾱ_t)/ᾱ_t: the variance of the noise on x0 at each step, x_t/√ᾱ_t = x0 + √((1 − ᾱ_t)/ᾱ_t) ε."""
-        ab = self.alpha_bar
-        return (1 - ab) / ab
+        """(1 − ᾱ_t)/ᾱ_t: the variance of the noise on x0 at each step (:func:`img2spec.noise_levels.noise_variance`)."""
+        return torch.tensor(noise_levels.noise_variance(self.betas.tolist()), dtype=torch.float64)
 
     def final_step(self, final_noise: float = 0.0) -> int:
-        """First step whose noise variance (:attr:`noise_variance`) is at least ``final_noise``; 0 for 0.
-
-        A sampler that ends there returns E[x0 | x_t] at that noise level: structure of the data below
-        it, the training spectra's observational noise among it, is averaged out, not drawn.
-        """
-        if final_noise < 0:
-            raise ValueError(f"final_noise must be ≥ 0, got {final_noise}")
-        variance = self.noise_variance
-        if final_noise > float(variance[-1]):
-            raise ValueError(f"final_noise {final_noise} exceeds the schedule's largest noise variance")
-        return int(torch.searchsorted(variance, torch.tensor(final_noise, dtype=variance.dtype)))
+        """First step whose noise variance is at least ``final_noise`` (:func:`img2spec.noise_levels.final_step`)."""
+        return noise_levels.final_step(self.betas.tolist(), final_noise)
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return table.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
