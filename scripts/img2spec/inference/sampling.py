@@ -24,7 +24,7 @@ from ..cubes import image_problem
 from ..dataset import DatasetFile
 from ..io import BANDS, InputError
 from ..networks import network
-from ..predictions import band_key
+from ..predictions import FLUX, FLUX_CONTRASTIVE_BEST, FLUX_DRAWN, FLUX_LOWRES, REDSHIFT, band_key
 from ..preprocessing import move_spectra
 from ..settings import Settings
 from ..tasks import ContrastiveTask, DiffusionTask, load_task
@@ -268,12 +268,13 @@ def predict_spectra(
     # the map cdm_sr's residual is taken on; the candidates' fine structure is what it adds to it
     upsampling = cdm_sr.statistics.upsampling or linear_upsampling(grids.network_wave_lowres, grids.network_wave)
     n_low, n_full = grids.network_wave_lowres.size, grids.network_wave.size
+    # the prediction file's datasets (img2spec.predictions) and the scores and choices behind them
     keys = (
-        "flux",
-        "flux_contrastive_best",
-        "flux_lowres",
-        "flux_drawn",
-        "z",
+        FLUX,
+        FLUX_CONTRASTIVE_BEST,
+        FLUX_LOWRES,
+        FLUX_DRAWN,
+        REDSHIFT,
         "score_lr",
         "score_sr",
         "atypicality_sr",
@@ -344,7 +345,7 @@ def predict_spectra(
         pool = pooled_candidates(lowres_full, full_ln - parents.view(b, -1, n_full))
         # numpy, not torch.quantile, which caps at 2**24 values
         percentiles = np.percentile(pool.cpu().numpy(), s.percentiles, axis=1).transpose(1, 0, 2)
-        out["flux_drawn"].append(flux)
+        out[FLUX_DRAWN].append(flux)
         if keep_candidates:
             out.setdefault("candidates", []).append(full_ln.cpu().numpy())
             out.setdefault("candidate_parents", []).append(parents.view(b, -1, n_full).cpu().numpy())
@@ -355,11 +356,11 @@ def predict_spectra(
             flux, flux_contrastive_best, flux_lowres, percentiles = _placed_at(
                 grids, z, flux, flux_contrastive_best, flux_lowres, percentiles
             )
-        out["flux"].append(flux)
-        out["flux_contrastive_best"].append(flux_contrastive_best)
-        out["flux_lowres"].append(flux_lowres)
+        out[FLUX].append(flux)
+        out[FLUX_CONTRASTIVE_BEST].append(flux_contrastive_best)
+        out[FLUX_LOWRES].append(flux_lowres)
         out["percentiles"].append(percentiles)
-        out["z"].append(z)
+        out[REDSHIFT].append(z)
         out["score_lr"].append(score_lr.cpu().numpy())
         out["score_sr"].append(score_sr.cpu().numpy())
         out["atypicality_sr"].append(atypical.cpu().numpy())
